@@ -1,0 +1,70 @@
+"""Reading a request body within limits, before anything is parsed.
+
+The compressed size is bounded while the body streams in, and the decompressed size while it
+inflates, so a gzip bomb costs at most ``limit`` bytes of memory and ends in 413.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import AsyncIterator
+
+__all__ = ["BodyError", "inflate", "read_limited"]
+
+
+class BodyError(Exception):
+    """The body cannot be accepted; ``status`` and ``code`` say why."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def _too_large(limit: int, what: str) -> BodyError:
+    return BodyError(413, "payload_too_large", f"{what} is over the limit of {limit:,} bytes")
+
+
+async def read_limited(
+    chunks: AsyncIterator[bytes], content_length: str | None, limit: int
+) -> bytes:
+    """Collect a request body, refusing one over ``limit`` bytes without reading it all."""
+    if content_length is not None:
+        try:
+            declared = int(content_length)
+        except ValueError:
+            raise BodyError(400, "bad_request", "Content-Length is not a number") from None
+        if declared > limit:
+            raise _too_large(limit, "request body")
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit, "request body")
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def inflate(body: bytes, encoding: str | None, limit: int) -> bytes:
+    """Undo ``Content-Encoding`` (identity, gzip or deflate) with the output capped at ``limit``."""
+    name = (encoding or "identity").strip().lower()
+    if name in ("", "identity"):
+        return body
+    if name in ("gzip", "x-gzip"):
+        wbits = 16 + zlib.MAX_WBITS
+    elif name == "deflate":
+        wbits = zlib.MAX_WBITS
+    else:
+        raise BodyError(415, "unsupported_encoding", f"Content-Encoding {name!r} is not supported")
+    inflater = zlib.decompressobj(wbits)
+    try:
+        out = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise BodyError(400, "bad_encoding", f"the body is not valid {name}: {exc}") from None
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise _too_large(limit, "decompressed request body")
+    if not inflater.eof:
+        raise BodyError(400, "bad_encoding", f"the {name} body is truncated")
+    return out

@@ -1,0 +1,72 @@
+"""Remembering recent messageIds, so a resent batch is not stored twice."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+
+__all__ = ["Deduplicator"]
+
+
+class Deduplicator:
+    """A time window of seen messageIds with a hard memory bound.
+
+    ``reserve`` claims ids before a write and ``commit`` or ``release`` settles them after, so
+    two concurrent requests carrying one id cannot both store it, and a write that failed does
+    not make a later retry look like a duplicate.
+    """
+
+    def __init__(
+        self, window: float, max_entries: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._window = window
+        self._max = max_entries
+        self._clock = clock
+        self._seen: OrderedDict[str, float] = OrderedDict()
+        self._pending: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def reserve(self, ids: Iterable[str]) -> list[bool]:
+        """For each id in order: ``True`` if it is new (and now reserved), ``False`` if seen."""
+        if self._window <= 0:
+            return [True for _ in ids]
+        now = self._clock()
+        out: list[bool] = []
+        with self._lock:
+            self._expire(now)
+            for mid in ids:
+                if mid in self._seen or mid in self._pending:
+                    out.append(False)
+                else:
+                    self._pending.add(mid)
+                    out.append(True)
+        return out
+
+    def commit(self, ids: Iterable[str]) -> None:
+        if self._window <= 0:
+            return
+        now = self._clock()
+        with self._lock:
+            for mid in ids:
+                self._pending.discard(mid)
+                self._seen[mid] = now
+                self._seen.move_to_end(mid)
+            while len(self._seen) > self._max:
+                self._seen.popitem(last=False)
+
+    def release(self, ids: Iterable[str]) -> None:
+        with self._lock:
+            self._pending.difference_update(ids)
+
+    def _expire(self, now: float) -> None:
+        horizon = now - self._window
+        while self._seen:
+            oldest, seen_at = next(iter(self._seen.items()))
+            if seen_at > horizon:
+                break
+            del self._seen[oldest]

@@ -1,0 +1,381 @@
+"""The synchronous client: calls that queue events and return at once."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+import weakref
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+
+from journeykit.sdk._buffer import Buffer
+from journeykit.sdk._message import InvalidMessage, MessageTooLarge, build, encode
+from journeykit.sdk._settings import DEFAULT_HOST, ClientSettings
+from journeykit.sdk._stats import ClientStats, Drop, DropReason, _Counters
+from journeykit.sdk._transport import Sender
+from journeykit.sdk._worker import Worker
+
+__all__ = ["Client", "Enqueued"]
+
+log = logging.getLogger("journeykit")
+
+
+@dataclass(frozen=True, slots=True)
+class Enqueued:
+    """What a tracking call did. Truthy when the event was queued for delivery."""
+
+    queued: bool
+    message_id: str | None
+    reason: DropReason | None = None
+    detail: str = ""
+
+    def __bool__(self) -> bool:
+        return self.queued
+
+
+class Client:
+    """Records events and delivers them to a journeykit (or Segment-compatible) collector.
+
+    Calls validate and encode the event on the caller's thread, put it on a bounded queue and
+    return; a background thread batches and sends. Delivery problems never raise into the app:
+    every event ends up sent or dropped, and every drop is counted in :meth:`stats` and passed
+    to ``on_drop``.
+
+    Args:
+        write_key: the collector write key.
+        host: collector base URL.
+        transport: an ``httpx`` transport to send through instead of the network (tests use
+            ``httpx.MockTransport``).
+        on_drop: called with a :class:`Drop` for each event given up on, from the thread that
+            gave up (the caller's or the worker's); exceptions it raises are logged and ignored.
+        **options: any field of :class:`ClientSettings`.
+    """
+
+    def __init__(
+        self,
+        write_key: str,
+        host: str = DEFAULT_HOST,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        on_drop: Callable[[Drop], None] | None = None,
+        **options: Any,
+    ) -> None:
+        self._settings = ClientSettings(write_key=SecretStr(write_key), host=host, **options)
+        self._transport = transport
+        self._on_drop = on_drop
+        self._counters = _Counters()
+        self._buffer = Buffer(self._settings.max_queue_size)
+        self._lock = threading.Lock()
+        self._worker: Worker | None = None
+        self._sender: Sender | None = None
+        self._abort = threading.Event()
+        self._closed = False
+        self._exit_hook: Callable[[], None] | None = None
+
+    @property
+    def settings(self) -> ClientSettings:
+        return self._settings
+
+    # -- tracking calls ---------------------------------------------------------------------
+
+    def track(
+        self,
+        user_id: str | None,
+        event: str,
+        properties: Mapping[str, Any] | None = None,
+        *,
+        anonymous_id: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        timestamp: datetime | None = None,
+        message_id: str | None = None,
+        integrations: Mapping[str, Any] | None = None,
+    ) -> Enqueued:
+        """Record that the user did something, e.g. ``track("u1", "Order Completed", {...})``."""
+        return self._enqueue(
+            "track",
+            user_id,
+            anonymous_id,
+            context,
+            timestamp,
+            message_id,
+            integrations,
+            {"event": event, "properties": properties or {}},
+            required=("event",),
+        )
+
+    def identify(
+        self,
+        user_id: str | None,
+        traits: Mapping[str, Any] | None = None,
+        *,
+        anonymous_id: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        timestamp: datetime | None = None,
+        message_id: str | None = None,
+        integrations: Mapping[str, Any] | None = None,
+    ) -> Enqueued:
+        """Record who the user is and what they are like."""
+        return self._enqueue(
+            "identify",
+            user_id,
+            anonymous_id,
+            context,
+            timestamp,
+            message_id,
+            integrations,
+            {"traits": traits or {}},
+        )
+
+    def page(
+        self,
+        user_id: str | None,
+        name: str | None = None,
+        properties: Mapping[str, Any] | None = None,
+        *,
+        category: str | None = None,
+        anonymous_id: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        timestamp: datetime | None = None,
+        message_id: str | None = None,
+        integrations: Mapping[str, Any] | None = None,
+    ) -> Enqueued:
+        """Record a web page view."""
+        return self._view("page", user_id, name, properties, category, anonymous_id, context,
+                          timestamp, message_id, integrations)  # fmt: skip
+
+    def screen(
+        self,
+        user_id: str | None,
+        name: str | None = None,
+        properties: Mapping[str, Any] | None = None,
+        *,
+        category: str | None = None,
+        anonymous_id: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        timestamp: datetime | None = None,
+        message_id: str | None = None,
+        integrations: Mapping[str, Any] | None = None,
+    ) -> Enqueued:
+        """Record an app screen view."""
+        return self._view("screen", user_id, name, properties, category, anonymous_id, context,
+                          timestamp, message_id, integrations)  # fmt: skip
+
+    def group(
+        self,
+        user_id: str | None,
+        group_id: str,
+        traits: Mapping[str, Any] | None = None,
+        *,
+        anonymous_id: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        timestamp: datetime | None = None,
+        message_id: str | None = None,
+        integrations: Mapping[str, Any] | None = None,
+    ) -> Enqueued:
+        """Record that the user belongs to an account, company or team."""
+        return self._enqueue(
+            "group",
+            user_id,
+            anonymous_id,
+            context,
+            timestamp,
+            message_id,
+            integrations,
+            {"groupId": group_id, "traits": traits or {}},
+            required=("groupId",),
+        )
+
+    def alias(
+        self,
+        previous_id: str,
+        user_id: str,
+        *,
+        context: Mapping[str, Any] | None = None,
+        timestamp: datetime | None = None,
+        message_id: str | None = None,
+        integrations: Mapping[str, Any] | None = None,
+    ) -> Enqueued:
+        """Record that ``previous_id`` (often an anonymous id) is the same person as ``user_id``."""
+        return self._enqueue(
+            "alias",
+            user_id,
+            None,
+            context,
+            timestamp,
+            message_id,
+            integrations,
+            {"previousId": previous_id},
+            required=("previousId", "userId"),
+        )
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Send everything queued now and wait until it is delivered or dropped.
+
+        Returns ``False`` if ``timeout`` seconds passed first; the events stay queued.
+        """
+        if self._worker is None:
+            return self._buffer.pending == 0
+        return self._buffer.join(timeout)
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """Flush, then stop the worker and close connections. Idempotent.
+
+        Whatever is still undelivered when ``timeout`` runs out is dropped with reason
+        ``shutdown`` (counted and reported). Returns ``True`` when nothing was dropped so.
+        """
+        with self._lock:
+            if self._closed:
+                return True
+            self._closed = True
+        if self._exit_hook is not None:
+            atexit.unregister(self._exit_hook)
+        delivered = self.flush(timeout)
+        self._abort.set()  # a batch still retrying gives up now
+        for message_id, _ in self._buffer.close():
+            self._drop(message_id, "shutdown", "still queued when shutdown gave up waiting")
+        if self._worker is not None:
+            self._worker.stop(timeout=5.0)
+        if self._sender is not None:
+            self._sender.close()
+        return delivered
+
+    def stats(self) -> ClientStats:
+        """Counters: queued, sent, pending, retries, requests and dropped by reason."""
+        return self._counters.snapshot(self._buffer.pending)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.shutdown(timeout=self._settings.timeout)
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _view(
+        self,
+        type_: str,
+        user_id: str | None,
+        name: str | None,
+        properties: Mapping[str, Any] | None,
+        category: str | None,
+        anonymous_id: str | None,
+        context: Mapping[str, Any] | None,
+        timestamp: datetime | None,
+        message_id: str | None,
+        integrations: Mapping[str, Any] | None,
+    ) -> Enqueued:
+        fields: dict[str, Any] = {"properties": properties or {}}
+        if name is not None:
+            fields["name"] = name
+        if category is not None:
+            fields["category"] = category
+        return self._enqueue(
+            type_, user_id, anonymous_id, context, timestamp, message_id, integrations, fields
+        )
+
+    def _enqueue(
+        self,
+        type_: str,
+        user_id: object,
+        anonymous_id: object,
+        context: Mapping[str, Any] | None,
+        timestamp: datetime | None,
+        message_id: object,
+        integrations: Mapping[str, Any] | None,
+        fields: Mapping[str, Any],
+        required: tuple[str, ...] = (),
+    ) -> Enqueued:
+        try:
+            message = build(
+                type_,
+                user_id=user_id,
+                anonymous_id=anonymous_id,
+                context=context,
+                timestamp=timestamp,
+                message_id=message_id,
+                integrations=integrations,
+                fields=fields,
+                required=required,
+            )
+            payload = encode(message)
+        except InvalidMessage as exc:
+            mid = message_id if isinstance(message_id, str) else None
+            return self._invalid(mid, str(exc), exc)
+        mid = message["messageId"]
+        if self._closed:
+            self._drop(mid, "shutdown", "the client was shut down")
+            return Enqueued(False, mid, "shutdown", "the client was shut down")
+        self._ensure_worker()
+        if not self._buffer.put((mid, payload)):
+            detail = f"the queue holds {self._settings.max_queue_size:,} events"
+            self._drop(mid, "queue_full", detail)
+            return Enqueued(False, mid, "queue_full", detail)
+        self._counters.add("queued")
+        return Enqueued(True, mid)
+
+    def _invalid(
+        self, message_id: str | None, detail: str, exc: InvalidMessage | None = None
+    ) -> Enqueued:
+        if self._settings.strict:
+            raise exc or InvalidMessage(detail)
+        reason: DropReason = "too_large" if isinstance(exc, MessageTooLarge) else "invalid"
+        self._drop(message_id, reason, detail)
+        return Enqueued(False, message_id, reason, detail)
+
+    def _drop(self, message_id: str | None, reason: DropReason, detail: str) -> None:
+        self._counters.drop(reason)
+        log.warning("journeykit: dropped event %s (%s): %s", message_id, reason, detail)
+        if self._on_drop is not None:
+            try:
+                self._on_drop(Drop(reason, message_id, detail))
+            except Exception:  # a broken hook must not break tracking
+                log.exception("journeykit: on_drop hook raised")
+
+    def _ensure_worker(self) -> None:
+        if self._worker is not None and self._worker.alive:
+            return
+        with self._lock:
+            if self._worker is not None and self._worker.alive:
+                return
+            if self._sender is None:
+                self._sender = Sender(
+                    self._settings,
+                    self._transport,
+                    self._abort,
+                    on_retry=lambda: self._counters.add("retries"),
+                    on_request=lambda: self._counters.add("requests"),
+                )
+            self._worker = Worker(
+                self._settings, self._buffer, self._sender, self._counters, self._drop
+            )
+            self._worker.start()
+            if self._exit_hook is None:
+                self._exit_hook = _exit_hook_for(self)
+                atexit.register(self._exit_hook)
+
+
+def _exit_hook_for(client: Client) -> Callable[[], None]:
+    # A weak reference: registering the client itself with atexit would keep every client
+    # ever created alive until exit.
+    ref = weakref.ref(client)
+
+    def drain() -> None:
+        live = ref()
+        if live is not None:
+            live.shutdown(timeout=live.settings.exit_timeout)
+
+    return drain

@@ -1,0 +1,79 @@
+"""The SDK's configuration: one validated object, never module globals."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from journeykit.sdk.protocol import MAX_BATCH_EVENTS, MAX_REQUEST_BYTES
+
+__all__ = ["DEFAULT_HOST", "ClientSettings"]
+
+DEFAULT_HOST = "http://127.0.0.1:8787"
+
+PositiveSeconds = Annotated[float, Field(gt=0, le=86_400)]
+
+
+class ClientSettings(BaseModel):
+    """Every option of :class:`~journeykit.sdk.Client`, validated when the client is built.
+
+    A misspelt option is an error, not a silently ignored keyword.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    write_key: SecretStr = Field(description="The collector write key (HTTP Basic user name).")
+    host: str = Field(default=DEFAULT_HOST, description="Collector base URL.")
+    max_queue_size: int = Field(
+        default=10_000, ge=1, description="Events held in memory before new ones are dropped."
+    )
+    batch_size: int = Field(
+        default=100, ge=1, le=MAX_BATCH_EVENTS, description="Most events in one request."
+    )
+    max_batch_bytes: int = Field(
+        default=475_000,
+        ge=1_024,
+        le=MAX_REQUEST_BYTES,
+        description="Largest uncompressed request body; keeps under the collector's limit.",
+    )
+    flush_interval: PositiveSeconds = Field(
+        default=0.5, description="Longest time an event waits in memory before it is sent."
+    )
+    timeout: PositiveSeconds = Field(default=10.0, description="Per-request network timeout.")
+    gzip: bool = Field(default=True, description="Compress request bodies.")
+    max_retries: int = Field(
+        default=10, ge=0, le=1_000, description="Retries of one batch after its first attempt."
+    )
+    retry_budget: PositiveSeconds = Field(
+        default=60.0, description="Total time one batch may spend being retried."
+    )
+    max_backoff: PositiveSeconds = Field(
+        default=5.0,
+        description="Cap on one backoff wait chosen by the client (full jitter below it).",
+    )
+    max_retry_after: PositiveSeconds = Field(
+        default=300.0, description="Cap on a server's Retry-After."
+    )
+    exit_timeout: Annotated[float, Field(ge=0, le=60)] = Field(
+        default=1.0,
+        description="How long interpreter exit waits for queued events to be delivered.",
+    )
+    strict: bool = Field(
+        default=False,
+        description="Raise on invalid calls (development) instead of dropping and counting.",
+    )
+
+    @field_validator("host")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("host must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("write_key")
+    @classmethod
+    def _non_empty_key(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("write_key must not be empty")
+        return value

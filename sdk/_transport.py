@@ -1,0 +1,181 @@
+"""Delivering one batch: an HTTP POST with gzip, and retries that know when to stop.
+
+Retry rule (Segment's, plus Retry-After): network errors, 408, 429 and 5xx are retried with
+exponential backoff and full jitter, each wait capped at ``max_backoff`` unless the server's
+``Retry-After`` asks for longer (itself capped at ``max_retry_after``); any other 4xx gives up
+at once, because sending the same bytes again cannot succeed.
+"""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import logging
+import threading
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import httpx
+import orjson
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_before_delay,
+    wait_random_exponential,
+)
+
+from journeykit.sdk._settings import ClientSettings
+from journeykit.sdk._stats import DropReason
+from journeykit.sdk._version import LIBRARY_NAME, VERSION
+
+__all__ = ["BatchOutcome", "Sender"]
+
+log = logging.getLogger("journeykit")
+
+_MIN_WAIT = 0.05  # never hammer a struggling server with an immediate retry
+
+
+class _Retryable(Exception):
+    def __init__(self, detail: str, retry_after: float | None = None) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
+class _Aborted(Exception):
+    """Shutdown asked the retry loop to stop waiting."""
+
+
+@dataclass(slots=True)
+class BatchOutcome:
+    """What became of one batch: counts by fate and the collector's per-event refusals."""
+
+    delivered: bool
+    failure: DropReason | None = None
+    detail: str = ""
+    rejected: dict[int, str] = field(default_factory=dict)  # batch index -> reason
+
+
+def _parse_retry_after(value: str | None, cap: float) -> float | None:
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = when.timestamp() - time.time()
+    return min(max(seconds, 0.0), cap)
+
+
+def _rejections(response: httpx.Response) -> dict[int, str]:
+    try:
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return {}
+    if not isinstance(body, dict) or not isinstance(body.get("rejected"), list):
+        return {}
+    out: dict[int, str] = {}
+    for entry in body["rejected"]:
+        if isinstance(entry, dict) and isinstance(entry.get("index"), int):
+            errors = entry.get("errors") or []
+            out[entry["index"]] = "; ".join(
+                f"{e.get('path', '')}: {e.get('message', '')}"
+                for e in errors
+                if isinstance(e, dict)
+            )
+    return out
+
+
+class Sender:
+    """Posts batches to ``{host}/v1/batch`` over one keep-alive connection pool."""
+
+    def __init__(
+        self,
+        settings: ClientSettings,
+        transport: httpx.BaseTransport | None,
+        abort: threading.Event,
+        on_retry: Callable[[], None],
+        on_request: Callable[[], None],
+    ) -> None:
+        self._settings = settings
+        self._abort = abort
+        self._on_retry = on_retry
+        self._on_request = on_request
+        token = base64.b64encode(f"{settings.write_key.get_secret_value()}:".encode()).decode()
+        self._http = httpx.Client(
+            base_url=settings.host,
+            transport=transport,
+            timeout=settings.timeout,
+            headers={
+                "Authorization": f"Basic {token}",
+                "Content-Type": "application/json",
+                "User-Agent": f"{LIBRARY_NAME}/{VERSION}",
+            },
+        )
+        self._jitter = wait_random_exponential(multiplier=0.5, max=settings.max_backoff)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, _Retryable) and exc.retry_after is not None:
+            return max(exc.retry_after, _MIN_WAIT)
+        return max(self._jitter(state), _MIN_WAIT)
+
+    def _sleep(self, seconds: float) -> None:
+        self._on_retry()
+        if self._abort.wait(seconds):
+            raise _Aborted
+
+    def _post_once(self, payloads: list[bytes]) -> httpx.Response:
+        sent_at = datetime.now(UTC).isoformat(timespec="milliseconds").encode()
+        body = b'{"batch":[' + b",".join(payloads) + b'],"sentAt":"' + sent_at + b'"}'
+        headers = {}
+        if self._settings.gzip:
+            compressor = zlib.compressobj(6, zlib.DEFLATED, 31)
+            body = compressor.compress(body) + compressor.flush()
+            headers["Content-Encoding"] = "gzip"
+        self._on_request()
+        try:
+            response = self._http.post("/v1/batch", content=body, headers=headers)
+        except httpx.TransportError as exc:
+            raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+        status = response.status_code
+        if status == 408 or status == 429 or status >= 500:
+            retry_after = _parse_retry_after(
+                response.headers.get("Retry-After"), self._settings.max_retry_after
+            )
+            raise _Retryable(f"HTTP {status}", retry_after)
+        return response
+
+    def send(self, payloads: list[bytes]) -> BatchOutcome:
+        """Deliver one batch, retrying as the module docstring says; never raises."""
+        s = self._settings
+        retrying = Retrying(
+            stop=stop_after_attempt(s.max_retries + 1) | stop_before_delay(s.retry_budget),
+            wait=self._wait,
+            retry=retry_if_exception_type(_Retryable),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        try:
+            response = retrying(self._post_once, payloads)
+        except _Retryable as exc:
+            return BatchOutcome(False, "retries_exhausted", str(exc))
+        except _Aborted:
+            return BatchOutcome(False, "shutdown", "shutdown interrupted the retries")
+        if response.is_success:
+            return BatchOutcome(True, rejected=_rejections(response))
+        detail = f"HTTP {response.status_code}: {response.text[:200]}"
+        log.error("journeykit: collector refused a batch of %d: %s", len(payloads), detail)
+        return BatchOutcome(False, "http_error", detail)
