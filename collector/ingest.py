@@ -36,6 +36,7 @@ class Envelope:
     sent_at: datetime | None = None
     context: dict[str, Any] | None = None
     write_key: str | None = None
+    expected_type: str | None = None  # set by the /v1/<type> endpoints
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +78,8 @@ def parse_envelope(body: bytes, single_type: str | None) -> Envelope:
         raise HttpError(400, "not_an_object", "the body must be a JSON object")
     if single_type is not None:
         doc.setdefault("type", single_type)
-        return Envelope(events=[doc], write_key=_text(doc.pop("writeKey", None)))
+        write_key = _text(doc.pop("writeKey", None))
+        return Envelope(events=[doc], write_key=write_key, expected_type=single_type)
     batch = doc.get("batch")
     if not isinstance(batch, list):
         raise HttpError(400, "not_a_batch", 'the body must be an object with a "batch" array')
@@ -182,6 +184,9 @@ class Ingestor:
                     )
                 ],
             )
+        if envelope.expected_type is not None and raw.get("type") != envelope.expected_type:
+            message = f"this endpoint takes {envelope.expected_type} messages"
+            return Rejection(index, mid, [_err("type", message, "type_mismatch")])
         own_context = raw.get("context")
         if envelope.context and (own_context is None or isinstance(own_context, dict)):
             raw["context"] = {**envelope.context, **(own_context or {})}

@@ -29,7 +29,8 @@ class Buffer:
         self._cond = threading.Condition(lock)  # the consumer waits here for items
         self._idle = threading.Condition(lock)  # flush() waits here for delivery
         self._unfinished = 0
-        self._urgent = False
+        self._urgent = False  # one-shot: send what is there now
+        self._flushers = 0  # while anyone waits in join(), never linger
         self._closed = False
         # The worker sleeps until one of these thresholds is crossed; waking it on every put
         # would cost a thread switch per event.
@@ -64,6 +65,7 @@ class Buffer:
                 len(self._items) < max_count
                 and self._bytes < max_bytes
                 and not self._urgent
+                and not self._flushers
                 and not self._closed
             ):
                 remaining = deadline - time.monotonic()
@@ -100,15 +102,17 @@ class Buffer:
         """Wait until every item put has been finished; ``False`` on timeout."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            while self._unfinished > 0:
-                if self._items:
-                    self._urgent = True
-                    self._cond.notify()
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                self._idle.wait(remaining)
-            return True
+            self._flushers += 1
+            self._cond.notify()
+            try:
+                while self._unfinished > 0:
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        return False
+                    self._idle.wait(remaining)
+                return True
+            finally:
+                self._flushers -= 1
 
     def close(self) -> list[Item]:
         """Refuse further puts, wake the consumer, and return what it never took."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
+import time
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -74,7 +75,6 @@ class Client:
         self._buffer = Buffer(self._settings.max_queue_size)
         self._lock = threading.Lock()
         self._worker: Worker | None = None
-        self._sender: Sender | None = None
         self._abort = threading.Event()
         self._closed = False
         self._exit_hook: Callable[[], None] | None = None
@@ -238,15 +238,17 @@ class Client:
             self._closed = True
         if self._exit_hook is not None:
             atexit.unregister(self._exit_hook)
+        deadline = None if timeout is None else time.monotonic() + timeout
         delivered = self.flush(timeout)
         self._abort.set()  # a batch still retrying gives up now
         for message_id, _ in self._buffer.close():
             self._drop(message_id, "shutdown", "still queued when shutdown gave up waiting")
         if self._worker is not None:
-            self._worker.stop(timeout=5.0)
-        if self._sender is not None:
-            self._sender.close()
-        return delivered
+            # The worker closes its connections when it ends. A request stuck past the
+            # deadline is left to finish on the daemon thread rather than blocking the caller.
+            remaining = None if deadline is None else max(deadline - time.monotonic(), 0.05)
+            self._worker.stop(remaining)
+        return delivered and self._buffer.pending == 0
 
     def stats(self) -> ClientStats:
         """Counters: queued, sent, pending, retries, requests and dropped by reason."""
@@ -351,17 +353,14 @@ class Client:
         with self._lock:
             if self._worker is not None and self._worker.alive:
                 return
-            if self._sender is None:
-                self._sender = Sender(
-                    self._settings,
-                    self._transport,
-                    self._abort,
-                    on_retry=lambda: self._counters.add("retries"),
-                    on_request=lambda: self._counters.add("requests"),
-                )
-            self._worker = Worker(
-                self._settings, self._buffer, self._sender, self._counters, self._drop
+            sender = Sender(
+                self._settings,
+                self._transport,
+                self._abort,
+                on_retry=lambda: self._counters.add("retries"),
+                on_request=lambda: self._counters.add("requests"),
             )
+            self._worker = Worker(self._settings, self._buffer, sender, self._counters, self._drop)
             self._worker.start()
             if self._exit_hook is None:
                 self._exit_hook = _exit_hook_for(self)

@@ -117,6 +117,9 @@ def build(
     if extra:
         msg["integrations"] = extra
     msg.update(fields)
+    for key in ("properties", "traits"):
+        if key in msg:
+            msg[key] = _object(key, msg[key]) or {}
     for key in required:
         msg[key] = _name(key, msg.get(key))
     return msg

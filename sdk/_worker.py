@@ -56,12 +56,17 @@ class Worker:
 
     def _run(self) -> None:
         s = self._settings
-        while True:
-            batch = self._buffer.take(s.batch_size, s.max_batch_bytes, s.flush_interval, _IDLE_POLL)
-            if batch:
-                self._deliver(batch)
-            elif self._stop.is_set():
-                return
+        try:
+            while True:
+                batch = self._buffer.take(
+                    s.batch_size, s.max_batch_bytes, s.flush_interval, _IDLE_POLL
+                )
+                if batch:
+                    self._deliver(batch)
+                elif self._stop.is_set():
+                    return
+        finally:
+            self._sender.close()
 
     def _deliver(self, batch: list[Item]) -> None:
         try:

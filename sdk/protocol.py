@@ -83,6 +83,16 @@ class _Common(BaseModel):
     model_config = ConfigDict(
         extra="allow",
         frozen=True,
+        # The identity rule below, for JSON Schema consumers: one of the two ids, not null.
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["userId"], "properties": {"userId": {"not": {"type": "null"}}}},
+                {
+                    "required": ["anonymousId"],
+                    "properties": {"anonymousId": {"not": {"type": "null"}}},
+                },
+            ]
+        },
     )
 
     messageId: Id | None = Field(

@@ -1,0 +1,91 @@
+"""Helpers shared by tests: wire fixtures, NDJSON reading and a real collector server.
+
+On ``sys.path`` through pytest's ``pythonpath`` setting, so tests ``import helpers``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+WIRE = ROOT / "tests" / "fixtures" / "wire"
+WRITE_KEY = "test-write-key-0123456789"
+
+
+def load_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def basic_auth(key: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{key}:".encode()).decode()}
+
+
+def ndjson_lines(root: Path) -> list[dict[str, Any]]:
+    """Every record of every NDJSON file under ``root``, in file-name order."""
+    out: list[dict[str, Any]] = []
+    for path in sorted(root.rglob("*.ndjson")):
+        out.extend(json.loads(line) for line in path.read_text(encoding="utf-8").splitlines())
+    return out
+
+
+@dataclass
+class RunningCollector:
+    url: str
+    data_dir: Path
+    key: str
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        return ndjson_lines(self.data_dir / "events")
+
+    @property
+    def rejected(self) -> list[dict[str, Any]]:
+        return ndjson_lines(self.data_dir / "rejected")
+
+    def auth(self) -> dict[str, str]:
+        return basic_auth(self.key)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def running_collector(data_dir: Path, **settings: Any) -> Iterator[RunningCollector]:
+    """A real collector under uvicorn on 127.0.0.1, in a thread, writing under ``data_dir``."""
+    import uvicorn
+    from pydantic import SecretStr
+
+    from journeykit.collector.app import create_app
+    from journeykit.collector.settings import CollectorSettings
+
+    config = CollectorSettings(data_dir=data_dir, write_keys=(SecretStr(WRITE_KEY),), **settings)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(config), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    try:
+        while not server.started:
+            if time.monotonic() > deadline or not thread.is_alive():
+                raise RuntimeError("the collector did not start")
+            time.sleep(0.01)
+        yield RunningCollector(f"http://127.0.0.1:{port}", data_dir, WRITE_KEY)
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()

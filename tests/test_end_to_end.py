@@ -1,0 +1,45 @@
+"""The SDK delivering to a real collector: everything recorded is stored exactly once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from helpers import RunningCollector, free_port
+from simulate_traffic import simulate  # examples/ is on the tests' path
+
+from journeykit.sdk import Client
+
+
+def test_simulated_shop_traffic_arrives_whole(collector: RunningCollector) -> None:
+    with Client(collector.key, host=collector.url, batch_size=50) as client:
+        summary = simulate(client, users=60)
+        assert client.flush(timeout=30)
+        stats = client.stats()
+    assert stats.dropped_total == 0
+    assert stats.sent == summary.events
+    stored = collector.events
+    assert len(stored) == summary.events
+    assert len({e["messageId"] for e in stored}) == summary.events
+    assert collector.rejected == []
+    kinds = {e.get("event") or e["type"] for e in stored}
+    assert {"page", "Product Viewed", "Product Added", "Order Completed"} <= kinds
+
+
+def test_wrong_key_is_reported_as_drops_not_raised(collector: RunningCollector) -> None:
+    drops = []
+    with Client("not-the-key", host=collector.url, on_drop=drops.append) as client:
+        assert client.track("u1", "E")
+        client.flush(timeout=10)
+    assert [d.reason for d in drops] == ["http_error"]
+    assert "401" in drops[0].detail
+    assert collector.events == []
+
+
+def test_collector_down_counts_retries_then_drops(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens here
+    with Client("k", host=url, max_retries=2, max_backoff=0.05) as client:
+        client.track("u1", "E")
+        client.flush(timeout=10)
+        stats = client.stats()
+    assert stats.retries == 2
+    assert stats.dropped == {"retries_exhausted": 1}
