@@ -1,9 +1,13 @@
 """Append-only NDJSON files, partitioned by the UTC hour an event was received.
 
 Layout: ``<root>/dt=YYYY-MM-DD/hr=HH/<host>-<pid>-<start>-<seq>.ndjson``. Each process writes
-its own files, so workers never share one; a whole batch goes down in one ``write`` on an
-``O_APPEND`` descriptor, so a line is never interleaved with another writer's. The batch is
-acknowledged only after ``write`` (and, under ``fsync="always"``, ``fsync``) returned.
+its own files, so workers never share one; each batch goes down in whole ``write`` calls on an
+``O_APPEND`` descriptor, so a line is never interleaved with another writer's.
+
+A batch is acknowledged only after its bytes were written and, under ``fsync="always"``,
+forced to disk. Group commit keeps that cheap under concurrency: while one thread writes and
+fsyncs, the batches of other threads queue up, and the next leader writes them all and pays
+for a single fsync on behalf of every one of them.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import os
 import socket
 import threading
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,6 +28,15 @@ __all__ = ["NdjsonSink"]
 def _safe_host() -> str:
     host = socket.gethostname().split(".")[0] or "host"
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in host)
+
+
+@dataclass(slots=True)
+class _Ticket:
+    data: bytes
+    partition: str
+    path: Path | None = None
+    error: OSError | None = None
+    done: bool = False
 
 
 class NdjsonSink:
@@ -40,7 +54,10 @@ class NdjsonSink:
         self._fsync = fsync
         self._fsync_interval = fsync_interval
         self._rotate_bytes = rotate_bytes
-        self._lock = threading.Lock()
+        self._cond = threading.Condition()
+        self._waiting: list[_Ticket] = []
+        self._leader = False
+        # Only the current leader touches the fields below, so they need no lock of their own.
         self._fd: int | None = None
         self._path: Path | None = None
         self._partition: str | None = None
@@ -48,67 +65,127 @@ class NdjsonSink:
         self._seq = 0
         self._last_sync = 0.0
         self._prefix = f"{_safe_host()}-{os.getpid()}-{int(time.time())}"
+        self.fsyncs = 0
+        self.fsync_seconds = 0.0
 
     @property
     def root(self) -> Path:
         return self._root
 
-    @property
-    def current_path(self) -> Path | None:
-        return self._path
-
     def write(self, lines: list[bytes], received_at: datetime) -> Path:
         """Append ``lines`` (each without its newline) and return the file they went to.
 
         Raises ``OSError`` when the disk refuses; then nothing of the batch counts as written
-        (a partial write is cut back off so the file never holds a torn line).
+        (what was written of it is cut off again, so the file never holds a torn line).
         """
-        data = b"\n".join(lines) + b"\n"
-        partition = received_at.astimezone(UTC).strftime("dt=%Y-%m-%d/hr=%H")
-        with self._lock:
-            fd, path = self._file_for(partition)
-            start = self._size
-            try:
-                written = os.write(fd, data)
-                while written < len(data):
-                    written += os.write(fd, data[written:])
-                self._sync(fd)
-            except OSError:
-                self._cut_back(fd, start)
-                raise
-            self._size += len(data)
-            return path
+        ticket = _Ticket(
+            b"\n".join(lines) + b"\n", received_at.astimezone(UTC).strftime("dt=%Y-%m-%d/hr=%H")
+        )
+        with self._cond:
+            self._waiting.append(ticket)
+            while not ticket.done:
+                if self._leader:
+                    self._cond.wait()
+                    continue
+                self._leader = True
+                group, self._waiting = self._waiting, []
+                self._cond.release()
+                try:
+                    self._commit(group)
+                finally:
+                    self._cond.acquire()
+                    self._leader = False
+                    self._cond.notify_all()
+        if ticket.error is not None:
+            raise ticket.error
+        if ticket.path is None:  # cannot happen: a settled ticket has an error or a path
+            raise OSError("the batch was not written")
+        return ticket.path
 
     def close(self) -> None:
-        with self._lock:
+        with self._cond:
+            while self._leader:
+                self._cond.wait()
             self._close()
 
-    def _sync(self, fd: int) -> None:
-        if self._fsync == "always":
-            os.fsync(fd)
-        elif self._fsync == "interval":
-            now = time.monotonic()
-            if now - self._last_sync >= self._fsync_interval:
-                os.fsync(fd)
-                self._last_sync = now
+    def _commit(self, group: list[_Ticket]) -> None:
+        unsynced: list[_Ticket] = []  # written to the current file, waiting for its fsync
+        synced_size = self._size  # where the current file ends on disk for sure
+        for ticket in group:
+            if unsynced and self._needs_new_file(ticket.partition):
+                self._finish(unsynced, synced_size)
+                unsynced = []
+            start = -1  # where this ticket's bytes begin, once a file is open
+            try:
+                fd, path = self._file_for(ticket.partition)
+                if not unsynced:
+                    synced_size = self._size
+                start = self._size
+                self._write_all(fd, ticket.data)
+            except OSError as exc:
+                if start >= 0:
+                    self._cut_back(start)  # only this ticket's partial bytes
+                self._settle([ticket], exc)
+                continue
+            self._size += len(ticket.data)
+            ticket.path = path
+            unsynced.append(ticket)
+        if unsynced:
+            self._finish(unsynced, synced_size)
 
-    def _cut_back(self, fd: int, size: int) -> None:
-        # If even truncation fails, close the file: the next batch starts a fresh one, and the
-        # torn tail stays only in a file nothing appends to any more.
+    def _finish(self, tickets: list[_Ticket], synced_size: int) -> None:
         try:
-            os.ftruncate(fd, size)
+            self._sync()
+        except OSError as exc:
+            # Not known to be on disk, so not acknowledged: remove the bytes, or the client's
+            # retry would store them twice.
+            self._cut_back(synced_size)
+            self._settle(tickets, exc)
+        else:
+            self._settle(tickets, None)
+
+    def _needs_new_file(self, partition: str) -> bool:
+        return (
+            self._fd is None or partition != self._partition or self._size >= self._rotate_bytes
+        )
+
+    @staticmethod
+    def _settle(tickets: list[_Ticket], error: OSError | None) -> None:
+        for ticket in tickets:
+            ticket.error = error
+            ticket.done = True
+
+    @staticmethod
+    def _write_all(fd: int, data: bytes) -> None:
+        written = os.write(fd, data)
+        while written < len(data):
+            written += os.write(fd, data[written:])
+
+    def _sync(self) -> None:
+        if self._fd is None or self._fsync == "never":
+            return
+        now = time.monotonic()
+        if self._fsync == "interval" and now - self._last_sync < self._fsync_interval:
+            return
+        os.fsync(self._fd)
+        self._last_sync = time.monotonic()
+        self.fsyncs += 1
+        self.fsync_seconds += self._last_sync - now
+
+    def _cut_back(self, size: int) -> None:
+        # If even truncation fails, close the file: the next batch starts a fresh one, and the
+        # torn tail is left in a file nothing appends to, which the start-up check repairs.
+        if self._fd is None:
+            return
+        try:
+            os.ftruncate(self._fd, size)
+            self._size = size
         except OSError:
             self._close()
 
     def _file_for(self, partition: str) -> tuple[int, Path]:
-        fd, path = self._fd, self._path
-        if (
-            fd is not None
-            and path is not None
-            and partition == self._partition
-            and self._size < self._rotate_bytes
-        ):
-            return fd, path
+        if not self._needs_new_file(partition) and self._fd is not None and self._path:
+            return self._fd, self._path
         self._close()
         directory = self._root / partition
         directory.mkdir(parents=True, exist_ok=True)
@@ -121,9 +198,9 @@ class NdjsonSink:
 
     def _close(self) -> None:
         if self._fd is not None:
+            fd, self._fd = self._fd, None
             try:
                 if self._fsync != "never":
-                    os.fsync(self._fd)
+                    os.fsync(fd)
             finally:
-                os.close(self._fd)
-                self._fd = None
+                os.close(fd)

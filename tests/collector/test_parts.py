@@ -80,3 +80,36 @@ def test_sink_lines_are_never_torn_under_concurrency(tmp_path: Path) -> None:
     lines = [line for p in tmp_path.rglob("*.ndjson") for line in p.read_text().splitlines()]
     assert len(lines) == 4 * 200 * 3
     assert all(json.loads(line)["pad"] == "y" * 300 for line in lines)
+
+
+def test_group_commit_shares_fsyncs_between_concurrent_batches(tmp_path: Path) -> None:
+    sink = NdjsonSink(tmp_path, fsync="always")
+    now = datetime.now(UTC)
+    writes_per_thread, threads_count = 40, 8
+
+    def writer(n: int) -> None:
+        for i in range(writes_per_thread):
+            path = sink.write([json.dumps({"w": n, "i": i}).encode()], now)
+            assert path.exists()
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(threads_count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    sink.close()
+    lines = [line for p in tmp_path.rglob("*.ndjson") for line in p.read_text().splitlines()]
+    assert len(lines) == writes_per_thread * threads_count
+    # Every write waited for an fsync, but concurrent writers shared them.
+    assert 0 < sink.fsyncs < writes_per_thread * threads_count
+
+
+def test_write_failure_raises_and_the_next_write_works(tmp_path: Path) -> None:
+    sink = NdjsonSink(tmp_path / "events", fsync="always")
+    (tmp_path / "events").write_text("a file where the directory should be")
+    with pytest.raises(NotADirectoryError):  # the partition cannot be made under a file
+        sink.write([b'{"n":1}'], datetime.now(UTC))
+    (tmp_path / "events").unlink()
+    path = sink.write([b'{"n":2}'], datetime.now(UTC))
+    sink.close()
+    assert path.read_bytes() == b'{"n":2}\n'
