@@ -40,9 +40,11 @@ def _build_parser() -> argparse.ArgumentParser:
         "development key generated under the data dir)",
     )
     serve.add_argument(
-        "--fsync", choices=["always", "interval", "never"], default="always",
+        "--fsync",
+        choices=["always", "interval", "never"],
+        default="always",
         help="when accepted events are forced to disk (default: always)",
-    )  # fmt: skip
+    )
     serve.add_argument("--log-level", default="info", help="uvicorn log level (default: info)")
 
     protocol = commands.add_parser("protocol", help="the wire protocol")

@@ -26,6 +26,7 @@ from journeykit.collector.dedup import Deduplicator
 from journeykit.collector.errors import HttpError, error_body
 from journeykit.collector.ingest import Ingestor, parse_envelope
 from journeykit.collector.keys import KeyRing
+from journeykit.collector.recovery import recent_message_ids, repair_torn_tails
 from journeykit.collector.settings import CollectorSettings
 from journeykit.collector.sink import NdjsonSink
 from journeykit.sdk.protocol import MESSAGE_TYPES
@@ -49,12 +50,20 @@ class _Collector:
         self.keys = KeyRing(settings.write_keys)
         self.events = self._sink("events")
         self.rejected = self._sink("rejected")
-        self.ingestor = Ingestor(
-            settings,
-            self.events,
-            self.rejected,
-            Deduplicator(settings.dedup_window_seconds, settings.dedup_max_entries),
+        torn_dir = settings.data_dir / "torn"
+        self.torn = [
+            *repair_torn_tails(settings.data_dir / "events", torn_dir / "events"),
+            *repair_torn_tails(settings.data_dir / "rejected", torn_dir / "rejected"),
+        ]
+        dedup = Deduplicator(settings.dedup_window_seconds, settings.dedup_max_entries)
+        dedup.commit(
+            recent_message_ids(
+                settings.data_dir / "events",
+                settings.dedup_window_seconds,
+                settings.dedup_max_entries,
+            )
         )
+        self.ingestor = Ingestor(settings, self.events, self.rejected, dedup)
 
     def _sink(self, name: str) -> NdjsonSink:
         s = self.settings
@@ -69,8 +78,12 @@ class _Collector:
         s = self.settings
         header_key = KeyRing.from_basic_auth(request.headers.get("authorization"))
         if request.headers.get("authorization") is not None and not self.keys.check(header_key):
-            raise HttpError(401, "unauthorized", "the write key is missing or wrong",
-                            {"WWW-Authenticate": 'Basic realm="journeykit"'})  # fmt: skip
+            raise HttpError(
+                401,
+                "unauthorized",
+                "the write key is missing or wrong",
+                {"WWW-Authenticate": 'Basic realm="journeykit"'},
+            )
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if media not in _JSON_TYPES:
             raise HttpError(415, "unsupported_media_type", "send Content-Type: application/json")
@@ -83,8 +96,12 @@ class _Collector:
             raise HttpError(exc.status, exc.code, exc.message) from None
         envelope = parse_envelope(body, single_type)
         if header_key is None and not self.keys.check(envelope.write_key):
-            raise HttpError(401, "unauthorized", "the write key is missing or wrong",
-                            {"WWW-Authenticate": 'Basic realm="journeykit"'})  # fmt: skip
+            raise HttpError(
+                401,
+                "unauthorized",
+                "the write key is missing or wrong",
+                {"WWW-Authenticate": 'Basic realm="journeykit"'},
+            )
         received_at = datetime.now(UTC)
         try:
             result = await run_in_threadpool(self.ingestor.ingest, envelope, received_at)

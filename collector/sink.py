@@ -22,10 +22,11 @@ from pathlib import Path
 
 from journeykit.collector.settings import FsyncPolicy
 
-__all__ = ["NdjsonSink"]
+__all__ = ["NdjsonSink", "host_tag"]
 
 
-def _safe_host() -> str:
+def host_tag() -> str:
+    """This host's name as it appears in file names: letters, digits, ``-`` and ``_`` only."""
     host = socket.gethostname().split(".")[0] or "host"
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in host)
 
@@ -64,7 +65,7 @@ class NdjsonSink:
         self._size = 0
         self._seq = 0
         self._last_sync = 0.0
-        self._prefix = f"{_safe_host()}-{os.getpid()}-{int(time.time())}"
+        self._prefix = f"{host_tag()}-{os.getpid()}-{int(time.time())}"
         self.fsyncs = 0
         self.fsync_seconds = 0.0
 
@@ -145,9 +146,7 @@ class NdjsonSink:
             self._settle(tickets, None)
 
     def _needs_new_file(self, partition: str) -> bool:
-        return (
-            self._fd is None or partition != self._partition or self._size >= self._rotate_bytes
-        )
+        return self._fd is None or partition != self._partition or self._size >= self._rotate_bytes
 
     @staticmethod
     def _settle(tickets: list[_Ticket], error: OSError | None) -> None:

@@ -147,8 +147,18 @@ class Client:
         integrations: Mapping[str, Any] | None = None,
     ) -> Enqueued:
         """Record a web page view."""
-        return self._view("page", user_id, name, properties, category, anonymous_id, context,
-                          timestamp, message_id, integrations)  # fmt: skip
+        return self._view(
+            "page",
+            user_id,
+            name,
+            properties,
+            category,
+            anonymous_id,
+            context,
+            timestamp,
+            message_id,
+            integrations,
+        )
 
     def screen(
         self,
@@ -164,8 +174,18 @@ class Client:
         integrations: Mapping[str, Any] | None = None,
     ) -> Enqueued:
         """Record an app screen view."""
-        return self._view("screen", user_id, name, properties, category, anonymous_id, context,
-                          timestamp, message_id, integrations)  # fmt: skip
+        return self._view(
+            "screen",
+            user_id,
+            name,
+            properties,
+            category,
+            anonymous_id,
+            context,
+            timestamp,
+            message_id,
+            integrations,
+        )
 
     def group(
         self,

@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -15,6 +19,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 WIRE = ROOT / "tests" / "fixtures" / "wire"
@@ -89,3 +95,42 @@ def running_collector(data_dir: Path, **settings: Any) -> Iterator[RunningCollec
         server.should_exit = True
         thread.join(10)
         sock.close()
+
+
+@contextmanager
+def serve(
+    data_dir: Path, *args: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    port = free_port()
+    command = [
+        *(sys.executable, "-m", "journeykit.collector", "collector", "serve"),
+        *("--port", str(port), "--data-dir", str(data_dir), "--log-level", "warning"),
+        *args,
+    ]
+    environment = {k: v for k, v in os.environ.items() if k != "JOURNEYKIT_WRITE_KEYS"}
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**environment, **(env or {})},
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"collector did not start: {process.communicate()[0]}")
+            time.sleep(0.05)
+        yield url, process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            process.wait(15)
+        if process.stdout:
+            process.stdout.close()

@@ -56,6 +56,7 @@ def test_exit_without_flush_delivers_everything(collector: RunningCollector) -> 
         "for i in range(1000):\n"
         "    client.track('u1', 'Exit Test', {'i': i})\n"
     )
-    subprocess.run([sys.executable, "-c", script, collector.key, collector.url],
-                   check=True, timeout=60)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-c", script, collector.key, collector.url], check=True, timeout=60
+    )
     assert sorted(e["properties"]["i"] for e in collector.events) == list(range(1000))

@@ -3,55 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
-from helpers import basic_auth, free_port, ndjson_lines
+from helpers import basic_auth, ndjson_lines, serve
 
 from journeykit.collector._cli import main
 from journeykit.collector.keys import KeyRing, keys_from_env, load_or_create_dev_key
-
-
-@contextmanager
-def serve(
-    data_dir: Path, *args: str, env: dict[str, str] | None = None
-) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    port = free_port()
-    command = [
-        *(sys.executable, "-m", "journeykit.collector", "collector", "serve"),
-        *("--port", str(port), "--data-dir", str(data_dir), "--log-level", "warning"),
-        *args,
-    ]
-    environment = {k: v for k, v in os.environ.items() if k != "JOURNEYKIT_WRITE_KEYS"}
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, env={**environment, **(env or {})})  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"collector did not start: {process.communicate()[0]}")
-            time.sleep(0.05)
-        yield url, process
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            process.wait(15)
-        if process.stdout:
-            process.stdout.close()
 
 
 def test_embedded_default_key_is_generated_printed_and_reused(tmp_path: Path) -> None:

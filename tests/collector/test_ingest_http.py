@@ -151,8 +151,12 @@ def test_body_over_the_limit_is_413_even_without_content_length(
         for _ in range(MAX_REQUEST_BYTES // 1024 + 2):
             yield b" " * 1024
 
-    response = httpx.post(collector.url + "/v1/batch", content=chunks(),
-                          headers={**JSON, **collector.auth()}, timeout=10)  # fmt: skip
+    response = httpx.post(
+        collector.url + "/v1/batch",
+        content=chunks(),
+        headers={**JSON, **collector.auth()},
+        timeout=10,
+    )
     assert response.status_code == 413
 
 
@@ -188,8 +192,14 @@ def test_deflate_is_supported(collector: RunningCollector) -> None:
 
 
 def test_invalid_events_are_rejected_one_by_one_and_kept(collector: RunningCollector) -> None:
-    body = {"batch": [track(0), {"type": "track", "event": "no-id"}, "nonsense",
-                      track(3, properties=[1])]}  # fmt: skip
+    body = {
+        "batch": [
+            track(0),
+            {"type": "track", "event": "no-id"},
+            "nonsense",
+            track(3, properties=[1]),
+        ]
+    }
     answer = post(collector, body).json()
     assert answer["accepted"] == 1
     rejected = {r["index"]: r for r in answer["rejected"]}

@@ -31,9 +31,19 @@ def test_demo_prints_the_summary_and_leaves_no_server(tmp_path: Path) -> None:
 
 def test_second_run_reuses_the_key_and_appends(tmp_path: Path) -> None:
     command = [sys.executable, str(ROOT / "examples" / "demo.py"), "--users", "5"]
-    first = subprocess.run([*command, "--port", str(free_port())], cwd=tmp_path,
-                           capture_output=True, text=True, timeout=120)  # fmt: skip
-    second = subprocess.run([*command, "--port", str(free_port())], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    first = subprocess.run(
+        [*command, "--port", str(free_port())],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    second = subprocess.run(
+        [*command, "--port", str(free_port())],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert first.returncode == second.returncode == 0, second.stdout + second.stderr
     assert "(reused)" in second.stdout

@@ -87,10 +87,22 @@ def test_wire_snapshot_matches_the_shared_fixture() -> None:
     ts = datetime(2026, 11, 23, 10, 0, 0, tzinfo=UTC)
     with make_client(recorder) as client:
         client.identify("u1", {"plan": "pro"}, timestamp=ts, message_id="m-1")
-        client.track("u1", "Product Viewed", {"product_id": "p1", "price": 19.9},
-                     timestamp=ts, message_id="m-2")  # fmt: skip
-        client.page(None, "Home", {"path": "/"}, anonymous_id="anon-1", category="Landing",
-                    timestamp=ts, message_id="m-3")  # fmt: skip
+        client.track(
+            "u1",
+            "Product Viewed",
+            {"product_id": "p1", "price": 19.9},
+            timestamp=ts,
+            message_id="m-2",
+        )
+        client.page(
+            None,
+            "Home",
+            {"path": "/"},
+            anonymous_id="anon-1",
+            category="Landing",
+            timestamp=ts,
+            message_id="m-3",
+        )
         client.screen("u1", "Cart", timestamp=ts, message_id="m-4")
         client.group("u1", "g1", {"name": "Initech"}, timestamp=ts, message_id="m-5")
         client.alias("anon-1", "u1", timestamp=ts, message_id="m-6")
@@ -161,9 +173,13 @@ def test_retries_are_bounded_by_attempts() -> None:
 
 
 def test_per_event_rejections_are_counted_and_reported() -> None:
-    answer = {"ok": True, "accepted": 1, "rejected": [
-        {"index": 1, "messageId": "x", "errors": [{"path": "event", "message": "bad"}]}
-    ]}  # fmt: skip
+    answer = {
+        "ok": True,
+        "accepted": 1,
+        "rejected": [
+            {"index": 1, "messageId": "x", "errors": [{"path": "event", "message": "bad"}]}
+        ],
+    }
     drops: list[Drop] = []
     recorder = Recorder(httpx.Response(200, json=answer))
     with make_client(recorder, on_drop=drops.append) as client:
@@ -207,8 +223,13 @@ def test_full_queue_drops_and_counts() -> None:
         return httpx.Response(200)
 
     drops: list[Drop] = []
-    client = Client("k", transport=httpx.MockTransport(slow), max_queue_size=5, batch_size=1,
-                    on_drop=drops.append)  # fmt: skip
+    client = Client(
+        "k",
+        transport=httpx.MockTransport(slow),
+        max_queue_size=5,
+        batch_size=1,
+        on_drop=drops.append,
+    )
     results = [client.track("u1", "E", {"i": i}) for i in range(20)]
     refused = [r for r in results if not r]
     assert refused

@@ -1,0 +1,143 @@
+"""What a collector does at start: repair crash damage and remember recent messageIds.
+
+A collector killed mid-write can leave a partial last line. At start it is cut off, kept in
+``<data-dir>/torn/`` for inspection, and reported, so that readers of the NDJSON never meet a
+broken line and nothing is silently thrown away. Files of writers that are still running on
+this host are left alone: their last line may simply still be arriving.
+
+The messageIds stored within the dedup window are read back, so a batch that was written but
+whose answer was lost in the crash is recognised when the client sends it again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import orjson
+
+from journeykit.collector.sink import host_tag
+
+__all__ = ["TornTail", "recent_message_ids", "repair_torn_tails"]
+
+log = logging.getLogger("journeykit.collector")
+
+_CHUNK = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class TornTail:
+    """A partial last line cut off a file at start, and where its bytes were kept."""
+
+    path: Path
+    bytes_cut: int
+    kept_in: Path
+
+
+def _writer_alive(path: Path, host: str) -> bool:
+    parts = path.stem.split("-")
+    # <host>-<pid>-<start>-<seq>; the host part may itself contain dashes.
+    if len(parts) < 4 or not parts[-3].isdigit():
+        return False
+    if "-".join(parts[:-3]) != host:
+        return True  # another host's file: not ours to judge
+    pid = int(parts[-3])
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def _last_newline(handle: BinaryIO, size: int) -> int:
+    """Offset just past the last newline of a binary file, 0 if it has none."""
+    end = size
+    while end > 0:
+        start = max(0, end - _CHUNK)
+        handle.seek(start)
+        chunk = handle.read(end - start)
+        index = chunk.rfind(b"\n")
+        if index >= 0:
+            return start + index + 1
+        end = start
+    return 0
+
+
+def repair_torn_tails(root: Path, keep_dir: Path) -> list[TornTail]:
+    """Cut partial last lines off NDJSON files under ``root`` whose writer is gone."""
+    repaired: list[TornTail] = []
+    if not root.is_dir():
+        return repaired
+    host = host_tag()
+    for path in sorted(root.rglob("*.ndjson")):
+        size = path.stat().st_size
+        if size == 0 or _writer_alive(path, host):
+            continue
+        with path.open("rb+") as handle:
+            handle.seek(size - 1)
+            if handle.read(1) == b"\n":
+                continue
+            keep = _last_newline(handle, size)
+            handle.seek(keep)
+            tail = handle.read()
+            kept_in = keep_dir / path.relative_to(root).with_suffix(".torn")
+            kept_in.parent.mkdir(parents=True, exist_ok=True)
+            with kept_in.open("ab") as side:
+                side.write(tail + b"\n")
+                side.flush()
+                os.fsync(side.fileno())
+            handle.truncate(keep)
+            handle.flush()
+            os.fsync(handle.fileno())
+        log.warning(
+            "journeykit collector: cut a torn last line (%d bytes) off %s; kept in %s",
+            len(tail),
+            path,
+            kept_in,
+        )
+        repaired.append(TornTail(path, len(tail), kept_in))
+    return repaired
+
+
+def _lines(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as handle:
+        yield from handle
+
+
+def recent_message_ids(root: Path, window: float, max_entries: int) -> list[str]:
+    """messageIds stored in files written within ``window`` seconds, oldest first.
+
+    Reads the newest files first and stops at ``max_entries``, so start-up cost is bounded by
+    the dedup memory bound, not by how much data the directory holds.
+    """
+    if window <= 0 or not root.is_dir():
+        return []
+    horizon = time.time() - window
+    files = [(p.stat().st_mtime, p) for p in root.rglob("*.ndjson")]
+    recent = sorted((item for item in files if item[0] >= horizon), reverse=True)
+    newest_first: list[list[str]] = []
+    count = 0
+    for _, path in recent:
+        ids: list[str] = []
+        for line in _lines(path):
+            try:
+                mid = orjson.loads(line).get("messageId")
+            except (orjson.JSONDecodeError, AttributeError):
+                continue  # a torn or foreign line; the repair above reports those
+            if isinstance(mid, str):
+                ids.append(mid)
+        newest_first.append(ids)
+        count += len(ids)
+        if count >= max_entries:
+            break
+    out = [mid for ids in reversed(newest_first) for mid in ids]
+    return out[-max_entries:]
