@@ -1,8 +1,9 @@
 """The ``journeykit`` command line.
 
 ``journeykit collector serve`` runs the collector; ``journeykit protocol schema`` prints the
-wire protocol's JSON Schema. Heavy imports (uvicorn, starlette) happen only in the command that
-needs them, so ``journeykit --help`` works with the SDK alone installed.
+wire protocol's JSON Schema; ``journeykit consent ...`` verifies and queries the consent
+ledger. Heavy imports (uvicorn, starlette) happen only in the command that needs them, so
+``journeykit --help`` works with the SDK alone installed.
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+from journeykit.consent._cli import add_commands as add_consent_commands
+from journeykit.consent._cli import run as run_consent
 
 __all__ = ["main"]
 
@@ -50,6 +54,8 @@ def _build_parser() -> argparse.ArgumentParser:
     protocol = commands.add_parser("protocol", help="the wire protocol")
     protocol_commands = protocol.add_subparsers(dest="action", required=True, metavar="ACTION")
     protocol_commands.add_parser("schema", help="print the JSON Schema of a batch request")
+
+    add_consent_commands(commands)
     return parser
 
 
@@ -122,6 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve(args)
     if args.command == "protocol" and args.action == "schema":
         return _schema()
+    if args.command == "consent":
+        return run_consent(args)
     return 2  # argparse rejects unknown commands before this
 
 

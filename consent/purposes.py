@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from journeykit.consent.errors import UnknownPurpose
+
 __all__ = ["ALL_PURPOSES", "Purpose", "UnknownPurpose", "parse_purpose"]
 
 
@@ -23,17 +25,16 @@ class Purpose(StrEnum):
 ALL_PURPOSES: tuple[Purpose, ...] = tuple(Purpose)
 
 
-class UnknownPurpose(ValueError):
-    """A purpose name that is not one of :data:`ALL_PURPOSES`."""
+def parse_purpose(name: object, field: str | None = None) -> Purpose:
+    """The :class:`Purpose` called ``name`` (case-insensitive, surrounding spaces ignored).
 
-    def __init__(self, name: object) -> None:
-        valid = ", ".join(p.value for p in Purpose)
-        super().__init__(f"unknown purpose {name!r}; valid purposes are: {valid}")
-        self.name = name
+    Args:
+        name: a purpose name, or a :class:`Purpose`.
+        field: where ``name`` was found, named in the error if it is unknown.
 
-
-def parse_purpose(name: object) -> Purpose:
-    """The :class:`Purpose` called ``name`` (case-insensitive), or :class:`UnknownPurpose`."""
+    Raises:
+        UnknownPurpose: ``name`` is not a purpose; the message lists the valid ones.
+    """
     if isinstance(name, Purpose):
         return name
     if isinstance(name, str):
@@ -41,4 +42,4 @@ def parse_purpose(name: object) -> Purpose:
             return Purpose(name.strip().lower())
         except ValueError:
             pass
-    raise UnknownPurpose(name)
+    raise UnknownPurpose(name, field)
