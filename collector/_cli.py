@@ -11,14 +11,12 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
+from journeykit.collector._serve import add_serve_arguments, run_serve
 from journeykit.consent._cli import add_commands as add_consent_commands
 from journeykit.consent._cli import run as run_consent
 
 __all__ = ["main"]
-
-DEFAULT_PORT = 8787
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -30,26 +28,7 @@ def _build_parser() -> argparse.ArgumentParser:
     collector = commands.add_parser("collector", help="run the tracking collector")
     collector_commands = collector.add_subparsers(dest="action", required=True, metavar="ACTION")
     serve = collector_commands.add_parser("serve", help="serve the tracking API")
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default: 8787)")
-    serve.add_argument(
-        "--data-dir", type=Path, default=Path("data"), help="where events land (default: ./data)"
-    )
-    serve.add_argument(
-        "--write-key",
-        action="append",
-        default=[],
-        metavar="KEY",
-        help="accepted write key; repeatable (default: $JOURNEYKIT_WRITE_KEYS, else a "
-        "development key generated under the data dir)",
-    )
-    serve.add_argument(
-        "--fsync",
-        choices=["always", "interval", "never"],
-        default="always",
-        help="when accepted events are forced to disk (default: always)",
-    )
-    serve.add_argument("--log-level", default="info", help="uvicorn log level (default: info)")
+    add_serve_arguments(serve)
 
     protocol = commands.add_parser("protocol", help="the wire protocol")
     protocol_commands = protocol.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -60,53 +39,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    try:
-        import uvicorn
-
-        from journeykit.collector.app import create_app
-    except ImportError as exc:
-        print(
-            "journeykit: the collector needs its extra: "
-            f"pip install 'journeykit[collector]' ({exc})",
-            file=sys.stderr,
-        )
-        return 2
-    from pydantic import SecretStr, ValidationError
-
-    from journeykit.collector.keys import DEV_KEY_FILE, keys_from_env, load_or_create_dev_key
-    from journeykit.collector.settings import CollectorSettings
-
-    data_dir: Path = args.data_dir
-    keys = [SecretStr(k) for k in args.write_key if k.strip()] or keys_from_env()
-    if not keys:
-        key, created = load_or_create_dev_key(data_dir)
-        keys = [key]
-        state = "generated" if created else "reused"
-        print(
-            "journeykit collector: embedded-default mode, no write keys configured.\n"
-            f"  development write key ({state}): {key.get_secret_value()}\n"
-            f"  stored in {data_dir / DEV_KEY_FILE}; set JOURNEYKIT_WRITE_KEYS for production.",
-            flush=True,
-        )
-    try:
-        settings = CollectorSettings(data_dir=data_dir, write_keys=tuple(keys), fsync=args.fsync)
-    except ValidationError as exc:
-        print(f"journeykit: invalid collector settings:\n{exc}", file=sys.stderr)
-        return 2
-    print(
-        f"journeykit collector: listening on http://{args.host}:{args.port}, "
-        f"events under {data_dir / 'events'}",
-        flush=True,
-    )
-    uvicorn.run(
-        create_app(settings),
-        host=args.host,
-        port=args.port,
-        log_level=args.log_level,
-        access_log=False,
-        server_header=False,
-    )
-    return 0
+    return run_serve(args)
 
 
 def _schema() -> int:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -21,17 +23,24 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from journeykit.collector.admin import AdminGate, admin_routes
 from journeykit.collector.body import BodyError, inflate, read_limited
+from journeykit.collector.client_ip import client_ip
 from journeykit.collector.dedup import Deduplicator
 from journeykit.collector.errors import HttpError, error_body
 from journeykit.collector.ingest import Ingestor, parse_envelope
-from journeykit.collector.keys import KeyRing
+from journeykit.collector.keys import KeyRing, load_pseudonymizer
+from journeykit.collector.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from journeykit.collector.metrics import Metrics
+from journeykit.collector.privacy import PrivacyStep
+from journeykit.collector.ratelimit import TokenBucket, retry_after_header
 from journeykit.collector.recovery import recent_message_ids, repair_torn_tails
 from journeykit.collector.settings import CollectorSettings
 from journeykit.collector.sink import NdjsonSink
+from journeykit.consent import ConsentLedger, Regime
 from journeykit.sdk.protocol import MESSAGE_TYPES
 
-__all__ = ["create_app"]
+__all__ = ["app_from_env", "create_app"]
 
 log = logging.getLogger("journeykit.collector")
 
@@ -47,7 +56,13 @@ def _json(
 class _Collector:
     def __init__(self, settings: CollectorSettings) -> None:
         self.settings = settings
+        self.metrics = Metrics()
         self.keys = KeyRing(settings.write_keys)
+        # One bucket per write key, by position in the ring; None: not rate limited.
+        self.buckets = [
+            None if k.rate is None or k.capacity is None else TokenBucket(k.rate, k.capacity)
+            for k in settings.write_keys
+        ]
         self.events = self._sink("events")
         self.rejected = self._sink("rejected")
         torn_dir = settings.data_dir / "torn"
@@ -63,12 +78,19 @@ class _Collector:
                 settings.dedup_max_entries,
             )
         )
-        self.ingestor = Ingestor(settings, self.events, self.rejected, dedup)
+        self.metrics.torn_lines.inc(len(self.torn))
+        self.privacy = PrivacyStep(
+            ledger=ConsentLedger.open(settings.data_dir, demo_key=settings.demo_keys),
+            pseudonymizer=load_pseudonymizer(settings),
+            regime=Regime(settings.consent_regime),
+        )
+        self.ingestor = Ingestor(settings, self.events, self.rejected, dedup, self.privacy)
 
     def _sink(self, name: str) -> NdjsonSink:
         s = self.settings
         return NdjsonSink(
             s.data_dir / name,
+            on_fsync=self.metrics.fsync.observe,
             fsync=s.fsync,
             fsync_interval=s.fsync_interval_seconds,
             rotate_bytes=s.rotate_bytes,
@@ -76,14 +98,12 @@ class _Collector:
 
     async def handle(self, request: Request, single_type: str | None) -> Response:
         s = self.settings
-        header_key = KeyRing.from_basic_auth(request.headers.get("authorization"))
-        if request.headers.get("authorization") is not None and not self.keys.check(header_key):
-            raise HttpError(
-                401,
-                "unauthorized",
-                "the write key is missing or wrong",
-                {"WWW-Authenticate": 'Basic realm="journeykit"'},
-            )
+        has_header = request.headers.get("authorization") is not None
+        key_index = self.keys.find(KeyRing.from_basic_auth(request.headers.get("authorization")))
+        if has_header and key_index is None:
+            raise _unauthorized()
+        if key_index is not None:
+            self._limit(key_index, 1, take=False)  # an empty bucket refuses before the body
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if media not in _JSON_TYPES:
             raise HttpError(415, "unsupported_media_type", "send Content-Type: application/json")
@@ -95,16 +115,19 @@ class _Collector:
         except BodyError as exc:
             raise HttpError(exc.status, exc.code, exc.message) from None
         envelope = parse_envelope(body, single_type)
-        if header_key is None and not self.keys.check(envelope.write_key):
-            raise HttpError(
-                401,
-                "unauthorized",
-                "the write key is missing or wrong",
-                {"WWW-Authenticate": 'Basic realm="journeykit"'},
-            )
+        if not has_header:
+            key_index = self.keys.find(envelope.write_key)
+        if key_index is None:
+            raise _unauthorized()
+        # Events, not requests, are counted: a batch of 100 costs 100, invalid ones included.
+        self._limit(key_index, len(envelope.events), take=True)
+        envelope.source = s.write_keys[key_index].source
+        envelope.client_ip = client_ip(request, s.trusted_proxies)
         received_at = datetime.now(UTC)
         try:
-            result = await run_in_threadpool(self.ingestor.ingest, envelope, received_at)
+            result = await run_in_threadpool(
+                self.ingestor.ingest, envelope, received_at, request.headers
+            )
         except OSError as exc:
             log.error("journeykit collector: cannot write events: %s", exc)
             raise HttpError(
@@ -113,7 +136,33 @@ class _Collector:
                 "the collector cannot store events right now; retry later",
                 {"Retry-After": str(s.retry_after_seconds)},
             ) from None
+        m = self.metrics
+        m.batch_size.observe(len(envelope.events))
+        m.count_events("accepted", {"stored": result.accepted})
+        m.count_events("duplicate", {"seen": result.duplicates})
+        m.count_events("dropped", result.dropped)
+        m.count_events(
+            "rejected", Counter(r.errors[0]["type"] if r.errors else "" for r in result.rejected)
+        )
+        m.consent_records.inc(result.consent_records)
+        for reason, n in result.fields_removed.items():
+            m.fields_removed.labels(reason).inc(n)
         return _json(result.as_json())
+
+    def _limit(self, key_index: int, events: int, *, take: bool) -> None:
+        bucket = self.buckets[key_index]
+        if bucket is None:
+            return
+        wait = bucket.acquire(events) if take else bucket.retry_after(events)
+        if wait > 0:
+            after = retry_after_header(wait)
+            raise HttpError(
+                429,
+                "rate_limited",
+                f"this write key is limited to {bucket.rate:g} events/s (burst "
+                f"{bucket.capacity:,}); retry after {after} s",
+                {"Retry-After": after},
+            )
 
     def ready(self) -> bool:
         root = self.settings.data_dir
@@ -126,24 +175,51 @@ class _Collector:
     def close(self) -> None:
         self.events.close()
         self.rejected.close()
+        self.privacy.close()
+
+
+def _unauthorized() -> HttpError:
+    return HttpError(
+        401,
+        "unauthorized",
+        "the write key is missing or wrong",
+        {"WWW-Authenticate": 'Basic realm="journeykit"'},
+    )
 
 
 def create_app(settings: CollectorSettings) -> Starlette:
     """Build the collector ASGI app for ``settings``; files are closed at lifespan shutdown."""
     collector = _Collector(settings)
 
+    async def ingest(request: Request, type_: str | None) -> Response:
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await collector.handle(request, type_)
+            status = response.status_code
+            return response
+        except HttpError as exc:
+            status = exc.status
+            raise
+        finally:
+            collector.metrics.requests.labels(str(status)).inc()
+            collector.metrics.latency.observe(time.perf_counter() - started)
+
     async def batch(request: Request) -> Response:
-        return await collector.handle(request, None)
+        return await ingest(request, None)
 
     def single(type_: str) -> Any:
         async def endpoint(request: Request) -> Response:
-            return await collector.handle(request, type_)
+            return await ingest(request, type_)
 
         endpoint.__name__ = type_
         return endpoint
 
     async def healthz(request: Request) -> Response:
         return _json({"ok": True})
+
+    async def metrics(request: Request) -> Response:
+        return Response(collector.metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
     async def readyz(request: Request) -> Response:
         if collector.ready():
@@ -168,11 +244,20 @@ def create_app(settings: CollectorSettings) -> Starlette:
 
     routes = [Route("/v1/batch", batch, methods=["POST"])]
     routes += [Route(f"/v1/{t}", single(t), methods=["POST"]) for t in MESSAGE_TYPES]
-    routes += [Route("/healthz", healthz), Route("/readyz", readyz)]
+    routes += [Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", metrics)]
+    routes += admin_routes()
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
         exception_handlers={HttpError: http_error, Exception: server_error},
     )
     app.state.collector = collector
+    app.state.admin = AdminGate(settings, collector.keys)
     return app
+
+
+def app_from_env() -> Starlette:
+    """uvicorn factory for ``serve --workers N``: settings from ``JOURNEYKIT__SETTINGS_JSON``."""
+    from journeykit.collector.config import settings_from_env
+
+    return create_app(settings_from_env())

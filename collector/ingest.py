@@ -6,6 +6,7 @@ Kept free of HTTP so it can be tested and benchmarked alone; ``app`` wraps it.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -15,6 +16,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from journeykit.collector.dedup import Deduplicator
 from journeykit.collector.errors import HttpError, validation_errors
+from journeykit.collector.privacy import PrivacyStep
 from journeykit.collector.settings import CollectorSettings
 from journeykit.collector.sink import NdjsonSink
 from journeykit.sdk.protocol import MESSAGE_ADAPTER, Timestamp, correct_clock_skew
@@ -37,6 +39,8 @@ class Envelope:
     context: dict[str, Any] | None = None
     write_key: str | None = None
     expected_type: str | None = None  # set by the /v1/<type> endpoints
+    source: str | None = None  # the matched write key's source; stored as "_source"
+    client_ip: str | None = None  # the sender's address; context.ip when the event has none
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,12 +58,16 @@ class IngestResult:
     accepted: int = 0
     duplicates: int = 0
     rejected: list[Rejection] = field(default_factory=list)
+    dropped: dict[str, int] = field(default_factory=dict)  # consent gate reason -> count
+    fields_removed: dict[str, int] = field(default_factory=dict)
+    consent_records: int = 0
 
     def as_json(self) -> dict[str, Any]:
         return {
             "ok": True,
             "accepted": self.accepted,
             "duplicates": self.duplicates,
+            "dropped": self.dropped,
             "rejected": [r.as_json() for r in self.rejected],
         }
 
@@ -108,54 +116,91 @@ class Ingestor:
         events: NdjsonSink,
         rejected: NdjsonSink,
         dedup: Deduplicator,
+        privacy: PrivacyStep | None = None,
     ) -> None:
         self._settings = settings
         self._events = events
         self._rejected = rejected
         self._dedup = dedup
+        self._privacy = privacy
 
-    def ingest(self, envelope: Envelope, received_at: datetime) -> IngestResult:
+    def ingest(
+        self,
+        envelope: Envelope,
+        received_at: datetime,
+        headers: Mapping[str, str] | None = None,
+    ) -> IngestResult:
         """Validate and store; raises ``OSError`` if the disk refused (nothing acknowledged)."""
         result = IngestResult()
         received = _iso(received_at)
-        accepted: list[dict[str, Any]] = []
+        accepted: list[tuple[int, dict[str, Any]]] = []
         rejected_records: list[bytes] = []
-        for index, raw in enumerate(envelope.events):
+        raw_events = envelope.events
+
+        def reject(rejection: Rejection) -> None:
+            result.rejected.append(rejection)
+            rejected_records.append(
+                orjson.dumps(
+                    {
+                        "receivedAt": received,
+                        "index": rejection.index,
+                        "messageId": rejection.message_id,
+                        "errors": rejection.errors,
+                        "event": raw_events[rejection.index],
+                    },
+                    default=repr,
+                )
+            )
+
+        for index, raw in enumerate(raw_events):
             outcome = self._check(index, raw, envelope, received_at, received)
             if isinstance(outcome, Rejection):
-                result.rejected.append(outcome)
-                rejected_records.append(
-                    orjson.dumps(
-                        {
-                            "receivedAt": received,
-                            "index": index,
-                            "messageId": outcome.message_id,
-                            "errors": outcome.errors,
-                            "event": raw,
-                        },
-                        default=repr,
-                    )
-                )
+                reject(outcome)
             else:
-                accepted.append(outcome)
+                accepted.append((index, outcome))
 
-        fresh_flags = self._dedup.reserve(e["messageId"] for e in accepted)
-        fresh = [e for e, new in zip(accepted, fresh_flags, strict=True) if new]
+        fresh_flags = self._dedup.reserve(e["messageId"] for _, e in accepted)
+        fresh = [pair for pair, new in zip(accepted, fresh_flags, strict=True) if new]
         result.duplicates = len(accepted) - len(fresh)
-        fresh_ids = [e["messageId"] for e in fresh]
+        fresh_ids = [e["messageId"] for _, e in fresh]
+        kept: list[dict[str, Any]] = []
         try:
-            if fresh:
-                self._events.write([orjson.dumps(e) for e in fresh], received_at)
+            kept = self._protect(fresh, headers or {}, received_at, result, reject)
+            if kept:
+                self._events.write([orjson.dumps(e) for e in kept], received_at)
         except OSError:
             self._dedup.release(fresh_ids)
             raise
-        self._dedup.commit(fresh_ids)
-        result.accepted = len(fresh)
+        # Only stored events are remembered: a dropped or rejected one may come back later,
+        # after consent was given or the client fixed it.
+        stored_ids = [e["messageId"] for e in kept]
+        self._dedup.release(set(fresh_ids) - set(stored_ids))
+        self._dedup.commit(stored_ids)
+        result.accepted = len(kept)
         # Written after the accepted events: if this fails the client retries, the accepted
         # events come back as duplicates, and the rejections are written again.
         if rejected_records:
             self._rejected.write(rejected_records, received_at)
         return result
+
+    def _protect(
+        self,
+        events: list[tuple[int, dict[str, Any]]],
+        headers: Mapping[str, str],
+        received_at: datetime,
+        result: IngestResult,
+        reject: Callable[[Rejection], None],
+    ) -> list[dict[str, Any]]:
+        if self._privacy is None:
+            return [e for _, e in events]
+        outcome = self._privacy.process(events, headers, received_at)
+        by_index = dict(events)
+        for index, error in outcome.invalid.items():
+            reject(Rejection(index, by_index[index].get("messageId"), [error]))
+        result.dropped = dict(outcome.dropped)
+        result.fields_removed = dict(outcome.fields_removed)
+        result.consent_records = outcome.consent_records
+        return outcome.kept
 
     def _check(
         self,
@@ -201,6 +246,16 @@ class Ingestor:
         event = dict(raw)
         event["messageId"] = message_model.messageId or f"jk-{uuid.uuid4().hex}"
         event["receivedAt"] = received
+        event.pop("_source", None)  # only the collector says which source an event came from
+        if envelope.source is not None:
+            event["_source"] = envelope.source
+        if envelope.client_ip is not None:
+            # As Segment does; the privacy step then truncates it, or strips it with marketing.
+            context = event.get("context")
+            if context is None:
+                event["context"] = {"ip": envelope.client_ip}
+            elif isinstance(context, dict) and "ip" not in context:
+                event["context"] = {**context, "ip": envelope.client_ip}
         client_time = message_model.timestamp or message_model.originalTimestamp
         sent_at = message_model.sentAt or envelope.sent_at
         if client_time is not None:

@@ -14,11 +14,22 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-__all__ = ["DEV_KEY_FILE", "KeyRing", "keys_from_env", "load_or_create_dev_key"]
+from journeykit.collector.settings import CollectorSettings, WriteKey
+from journeykit.consent import Pseudonymizer, PseudonymKey, PseudonymKeyError
+
+__all__ = [
+    "DEV_KEY_FILE",
+    "DEV_PSEUDONYM_KEY_FILE",
+    "KeyRing",
+    "keys_from_env",
+    "load_or_create_dev_key",
+    "load_pseudonymizer",
+]
 
 log = logging.getLogger("journeykit.collector")
 
 DEV_KEY_FILE = "dev-write-key"
+DEV_PSEUDONYM_KEY_FILE = "dev-pseudonym-key"
 ENV_WRITE_KEYS = "JOURNEYKIT_WRITE_KEYS"
 
 
@@ -28,18 +39,47 @@ def keys_from_env(environ: dict[str, str] | None = None) -> list[SecretStr]:
     return [SecretStr(k.strip()) for k in raw.split(",") if k.strip()]
 
 
-def load_or_create_dev_key(data_dir: Path) -> tuple[SecretStr, bool]:
-    """The embedded-default development key: reused from the data dir, or made and stored.
+def load_pseudonymizer(settings: CollectorSettings) -> Pseudonymizer:
+    """The pseudonymizer the settings ask for; a stored development key only in demo mode.
+
+    Raises PseudonymKeyError (a ValueError naming what to set) when no key is configured
+    outside embedded-demo mode: hashing personal data under a made-up key would look
+    protected while being unrecoverable after a restart.
+    """
+    if settings.pseudonym_key_file is not None:
+        return Pseudonymizer.from_file(settings.pseudonym_key_file)
+    if settings.pseudonym_key is not None:
+        key = PseudonymKey(key_id=settings.pseudonym_key_id, secret=settings.pseudonym_key)
+        return Pseudonymizer([key])
+    if not settings.demo_keys:
+        raise PseudonymKeyError(
+            "no pseudonymization key: set JOURNEYKIT_PSEUDONYM_KEY (or "
+            "JOURNEYKIT_PSEUDONYM_KEY_FILE); only embedded-demo mode makes one up"
+        )
+    secret, created = load_or_create_dev_key(settings.data_dir, DEV_PSEUDONYM_KEY_FILE, "jk_pk_")
+    if created:
+        log.warning(
+            "journeykit collector: DEMO pseudonymization key generated in %s; "
+            "set JOURNEYKIT_PSEUDONYM_KEY for real data",
+            settings.data_dir / DEV_PSEUDONYM_KEY_FILE,
+        )
+    return Pseudonymizer([PseudonymKey(key_id="dev", secret=secret)])
+
+
+def load_or_create_dev_key(
+    data_dir: Path, name: str = DEV_KEY_FILE, prefix: str = "jk_dev_"
+) -> tuple[SecretStr, bool]:
+    """An embedded-default development key: reused from the data dir, or made and stored.
 
     Returns the key and whether it was created now. The file is readable by its owner only.
     """
-    path = data_dir / DEV_KEY_FILE
+    path = data_dir / name
     if path.exists():
         key = path.read_text(encoding="utf-8").strip()
         if key:
             return SecretStr(key), False
     data_dir.mkdir(parents=True, exist_ok=True)
-    key = "jk_dev_" + secrets.token_urlsafe(24)
+    key = prefix + secrets.token_urlsafe(24)
     # O_EXCL: two collectors starting at once on one data dir must not both write a key.
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -57,20 +97,29 @@ def _digest(key: str) -> bytes:
 class KeyRing:
     """The accepted write keys, compared in constant time and never logged."""
 
-    def __init__(self, keys: Iterable[SecretStr]) -> None:
-        self._digests = [_digest(k.get_secret_value()) for k in keys]
+    def __init__(self, keys: Iterable[SecretStr | WriteKey]) -> None:
+        self._digests = [
+            _digest((k.key if isinstance(k, WriteKey) else k).get_secret_value()) for k in keys
+        ]
         if not self._digests:
             raise ValueError("at least one write key is required")
 
     def check(self, key: str | None) -> bool:
+        """Whether ``key`` is one of the accepted keys."""
+        return self.find(key) is not None
+
+    def find(self, key: str | None) -> int | None:
+        """The position of ``key`` among the keys given to the ring, or ``None``."""
         if not key:
-            return False
+            return None
         candidate = _digest(key)
-        # Compare against every key so the time taken does not say which one (or none) matched.
-        found = False
-        for known in self._digests:
-            found |= hmac.compare_digest(candidate, known)
-        return found
+        # Compare against every key, without stopping at a match, so the time taken does not
+        # say which one (or none) matched. Digests are distinct, so at most one matches.
+        found = -1
+        for index, known in enumerate(self._digests):
+            match = hmac.compare_digest(candidate, known)
+            found = max(found, index * match - (not match))
+        return None if found < 0 else found
 
     @staticmethod
     def from_basic_auth(header: str | None) -> str | None:

@@ -1,17 +1,60 @@
-"""The collector's configuration: one validated object, built from flags and environment."""
+"""The collector's configuration: one validated object; ``config`` builds it from its sources."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    IPvAnyNetwork,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
 from journeykit.sdk.protocol import MAX_BATCH_EVENTS, MAX_EVENT_BYTES, MAX_REQUEST_BYTES
 
-__all__ = ["CollectorSettings", "FsyncPolicy"]
+__all__ = ["DEFAULT_SOURCE", "CollectorSettings", "FsyncPolicy", "WriteKey"]
 
 FsyncPolicy = Literal["always", "interval", "never"]
+
+DEFAULT_SOURCE = "default"
+
+
+class WriteKey(BaseModel):
+    """One accepted write key: the source its events are labelled with, and its rate limit."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    key: SecretStr = Field(min_length=1, description="The secret a client sends.")
+    source: str = Field(
+        default=DEFAULT_SOURCE,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+        description="Stored with each accepted event as ``_source``.",
+    )
+    rate: float | None = Field(
+        default=None, gt=0, description="Sustained events per second; None: unlimited."
+    )
+    burst: int | None = Field(
+        default=None, ge=1, description="Events allowed at once; default: the rate, rounded up."
+    )
+
+    @model_validator(mode="after")
+    def _burst_needs_rate(self) -> Self:
+        if self.burst is not None and self.rate is None:
+            raise ValueError("burst is set without rate")
+        return self
+
+    @property
+    def capacity(self) -> int | None:
+        """The token bucket's size, or ``None`` when the key is not rate limited."""
+        if self.rate is None:
+            return None
+        return self.burst if self.burst is not None else max(1, math.ceil(self.rate))
 
 
 class CollectorSettings(BaseModel):
@@ -20,8 +63,14 @@ class CollectorSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     data_dir: Path = Field(default=Path("data"), description="Root of everything written.")
-    write_keys: tuple[SecretStr, ...] = Field(
-        min_length=1, description="Keys accepted from tracking clients."
+    write_keys: tuple[WriteKey, ...] = Field(
+        min_length=1, description="Keys accepted from tracking clients (plain strings allowed)."
+    )
+    admin_key: SecretStr | None = Field(
+        default=None, description="Opens /admin/ (16+ characters); None: the admin API is closed."
+    )
+    trusted_proxies: tuple[IPvAnyNetwork, ...] = Field(
+        default=(), description="Peers whose X-Forwarded-For is believed (CIDR or address)."
     )
     max_event_bytes: int = Field(default=MAX_EVENT_BYTES, ge=1_024)
     max_request_bytes: int = Field(
@@ -44,3 +93,53 @@ class CollectorSettings(BaseModel):
     retry_after_seconds: int = Field(
         default=5, ge=1, description="Retry-After sent with 503 when the disk cannot be written."
     )
+    consent_regime: Literal["opt_in", "opt_out"] = Field(
+        default="opt_in",
+        description="opt_in (GDPR): no recorded consent means no processing; opt_out (CCPA): "
+        "events flow unless the subject opted out.",
+    )
+    pseudonym_key: SecretStr | None = Field(
+        default=None, description="Current HMAC key for pseudonyms (at least 16 bytes)."
+    )
+    pseudonym_key_id: str = Field(default="k1", description="Id written into pseudonyms.")
+    pseudonym_key_file: Path | None = Field(
+        default=None, description="JSON key file with current and old keys (see consent.md)."
+    )
+    demo_keys: bool = Field(
+        default=False,
+        description="Embedded-demo mode: without configured keys, make development keys "
+        "under the data dir instead of refusing to start.",
+    )
+
+    @field_validator("write_keys", mode="before")
+    @classmethod
+    def _plain_keys(cls, value: Any) -> Any:
+        # A bare key (str or SecretStr) is a key of the default source without a rate limit.
+        if isinstance(value, list | tuple):
+            return tuple({"key": v} if isinstance(v, str | SecretStr) else v for v in value)
+        return value
+
+    @field_validator("write_keys")
+    @classmethod
+    def _keys_distinct(cls, keys: tuple[WriteKey, ...]) -> tuple[WriteKey, ...]:
+        secrets = [k.key.get_secret_value() for k in keys]
+        if len(set(secrets)) != len(secrets):
+            raise ValueError("a write key is listed twice")
+        return keys
+
+    @field_validator("admin_key")
+    @classmethod
+    def _admin_key_long(cls, key: SecretStr | None) -> SecretStr | None:
+        # Guessable admin keys would open every admin endpoint; write keys are less powerful.
+        if key is not None and len(key.get_secret_value()) < 16:
+            raise ValueError("the admin key must be at least 16 characters")
+        return key
+
+    @model_validator(mode="after")
+    def _admin_key_apart(self) -> Self:
+        # A write key ships inside web pages and apps; it must never open admin endpoints.
+        if self.admin_key is not None and any(
+            k.key.get_secret_value() == self.admin_key.get_secret_value() for k in self.write_keys
+        ):
+            raise ValueError("admin_key: the admin key must not also be a write key")
+        return self

@@ -16,6 +16,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,8 +51,10 @@ class NdjsonSink:
         fsync: FsyncPolicy = "always",
         fsync_interval: float = 1.0,
         rotate_bytes: int = 128 * 1024 * 1024,
+        on_fsync: Callable[[float], None] | None = None,
     ) -> None:
         self._root = root
+        self._on_fsync = on_fsync
         self._fsync = fsync
         self._fsync_interval = fsync_interval
         self._rotate_bytes = rotate_bytes
@@ -170,6 +173,8 @@ class NdjsonSink:
         self._last_sync = time.monotonic()
         self.fsyncs += 1
         self.fsync_seconds += self._last_sync - now
+        if self._on_fsync is not None:
+            self._on_fsync(self._last_sync - now)
 
     def _cut_back(self, size: int) -> None:
         # If even truncation fails, close the file: the next batch starts a fresh one, and the

@@ -19,7 +19,15 @@ from journeykit.consent._ledgerfile import iter_record_dicts
 from journeykit.consent.purposes import ALL_PURPOSES, Purpose
 from journeykit.consent.records import LedgerRecord, RecordKind
 
-__all__ = ["PurposeStatus", "Resolver", "SubjectState", "history", "state_at", "subject_ids"]
+__all__ = [
+    "PurposeStatus",
+    "Resolver",
+    "SubjectState",
+    "history",
+    "iter_records",
+    "state_at",
+    "subject_ids",
+]
 
 Resolver = Callable[[str], Iterable[str]]
 """Maps what a person typed (a raw id, an email) to the pseudonyms it may be stored under."""
@@ -31,6 +39,11 @@ def subject_ids(subject: str, resolver: Resolver | None = None) -> frozenset[str
     if resolver is not None:
         ids.update(resolver(subject))
     return frozenset(ids)
+
+
+def iter_records(ledger: Path | str) -> Iterator[LedgerRecord]:
+    """Every record of the ledger, in order; streams the file (LedgerError if torn)."""
+    return (LedgerRecord.from_json(data, line) for line, data in iter_record_dicts(ledger))
 
 
 def history(

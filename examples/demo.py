@@ -18,8 +18,10 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
+from pydantic import SecretStr
 from simulate_traffic import simulate
 
+from journeykit.consent import Pseudonymizer, PseudonymKey, verify_ledger
 from journeykit.sdk import Client
 
 
@@ -106,7 +108,11 @@ def main() -> int:
         key = (args.data_dir / "dev-write-key").read_text(encoding="utf-8").strip()
         print(f"== simulating {args.users} shop sessions through the SDK", flush=True)
         started = time.perf_counter()
-        with Client(key, host=url) as client:
+        # The app shares the collector's development pseudonymization key, as a real
+        # deployment shares JOURNEYKIT_PSEUDONYM_KEY, so both sides make the same pseudonyms.
+        secret = (args.data_dir / "dev-pseudonym-key").read_text(encoding="utf-8").strip()
+        pseudonymizer = Pseudonymizer([PseudonymKey(key_id="dev", secret=SecretStr(secret))])
+        with Client(key, host=url, pseudonymizer=pseudonymizer) as client:
             summary = simulate(client, args.users)
             delivered = client.flush(timeout=60)
             stats = client.stats()
@@ -130,6 +136,11 @@ def main() -> int:
     print(f"  NDJSON files           {args.data_dir / 'events'}/ ({len(files)} files)")
     for path in files[-3:]:
         print(f"                         {path}")
+    ledger = args.data_dir / "consent" / "ledger.ndjson"
+    if ledger.exists():
+        report = verify_ledger(ledger)
+        state = "intact" if report.ok else f"FAILED: {report.first_problem}"
+        print(f"  consent ledger         {report.records} records, {state} ({ledger})")
     print("  collector              stopped")
     ok = delivered and stats.dropped_total == 0 and stored == stats.sent == summary.events
     if not ok:

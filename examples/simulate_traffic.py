@@ -1,7 +1,8 @@
 """Realistic shop sessions sent through the journeykit SDK.
 
-Each simulated user browses, searches, views products, adds to cart, and then abandons, buys,
-or buys and returns. Property names follow Segment's e-commerce spec v2.
+Each simulated user answers the consent banner (analytics granted, marketing sometimes
+denied), browses, searches, views products, adds to cart, and then abandons, buys, or buys and
+returns. Property names follow Segment's e-commerce spec v2; emails are pseudonymized by the SDK.
 
     python examples/simulate_traffic.py --users 100 --host http://127.0.0.1:8787 --write-key KEY
 """
@@ -9,13 +10,16 @@ or buys and returns. Property names follow Segment's e-commerce spec v2.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from journeykit.consent import Pseudonymizer
 from journeykit.sdk import Client
+from journeykit.sdk.events import ProductsSearched
 
 CATALOG = [
     {
@@ -80,17 +84,29 @@ def simulate(client: Client, users: int, seed: int = 7) -> Summary:
             return clock
 
         ids = {"anonymous_id": anonymous_id}
+        ads = ["marketing"] if rng.random() < 0.7 else []  # the rest deny marketing
+        consent = client.consent(
+            user_id,
+            granted=["analytics", *ads],
+            denied=[] if ads else ["marketing"],
+            notice_version="notice-2025-02",
+            timestamp=at(0),
+            **ids,
+        )
+        record(consent, "Consent Updated")
         record(client.page(user_id, "Home", {"path": "/"}, timestamp=at(0), **ids), "page")
         if user_id:
-            traits = {"plan": rng.choice(["free", "plus"]), "country": rng.choice(["DE", "FR"])}
+            traits = {
+                "plan": rng.choice(["free", "plus"]),
+                "country": rng.choice(["DE", "FR"]),
+                "email": f"{user_id}@example.com",
+            }
             record(client.identify(user_id, traits, timestamp=at(2), **ids), "identify")
             record(client.alias(anonymous_id, user_id, timestamp=at(1)), "alias")
         if rng.random() < 0.5:
             query = rng.choice(SEARCHES)
             record(
-                client.track(
-                    user_id, "Products Searched", {"query": query}, timestamp=at(5), **ids
-                ),
+                client.track(user_id, ProductsSearched(query=query), timestamp=at(5), **ids),
                 "Products Searched",
             )
         viewed = rng.sample(CATALOG, rng.randint(1, 5))
@@ -185,7 +201,9 @@ def main() -> None:
     parser.add_argument("--write-key", required=True)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
-    with Client(args.write_key, host=args.host) as client:
+    # A real deployment sets JOURNEYKIT_PSEUDONYM_KEY; without it, a random demo key (logged).
+    demo_key = None if "JOURNEYKIT_PSEUDONYM_KEY" in os.environ else Pseudonymizer.demo()
+    with Client(args.write_key, host=args.host, pseudonymizer=demo_key) as client:
         summary = simulate(client, args.users, args.seed)
         client.flush(timeout=30)
         stats = client.stats()

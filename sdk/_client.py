@@ -1,4 +1,8 @@
-"""The synchronous client: calls that queue events and return at once."""
+"""The synchronous client: calls that queue events and return at once.
+
+The calls themselves (track, consent, identify, ...) are in ``_calls.py``; this module is what
+happens to a message after them: privacy, queue, delivery, lifecycle.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,6 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import Any
@@ -16,10 +19,14 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
+from journeykit.consent import Pseudonymizer
 from journeykit.sdk._buffer import Buffer
+from journeykit.sdk._calls import Calls, Enqueued
+from journeykit.sdk._consent import ConsentResolver
 from journeykit.sdk._message import InvalidMessage, MessageTooLarge, build, encode
+from journeykit.sdk._privacy import Privacy
 from journeykit.sdk._settings import DEFAULT_HOST, ClientSettings
-from journeykit.sdk._stats import ClientStats, Drop, DropReason, _Counters
+from journeykit.sdk._stats import ClientStats, Drop, _Counters
 from journeykit.sdk._transport import Sender
 from journeykit.sdk._worker import Worker
 
@@ -28,26 +35,14 @@ __all__ = ["Client", "Enqueued"]
 log = logging.getLogger("journeykit")
 
 
-@dataclass(frozen=True, slots=True)
-class Enqueued:
-    """What a tracking call did. Truthy when the event was queued for delivery."""
-
-    queued: bool
-    message_id: str | None
-    reason: DropReason | None = None
-    detail: str = ""
-
-    def __bool__(self) -> bool:
-        return self.queued
-
-
-class Client:
+class Client(Calls):
     """Records events and delivers them to a journeykit (or Segment-compatible) collector.
 
-    Calls validate and encode the event on the caller's thread, put it on a bounded queue and
-    return; a background thread batches and sends. Delivery problems never raise into the app:
-    every event ends up sent or dropped, and every drop is counted in :meth:`stats` and passed
-    to ``on_drop``.
+    Calls validate the event on the caller's thread, pass it through the consent gate and
+    pseudonymize its personal fields, encode it, put it on a bounded queue and return; a
+    background thread batches and sends. Delivery problems never raise into the app: every
+    event ends up sent or dropped, and every drop is counted in :meth:`stats` and passed to
+    ``on_drop``.
 
     Args:
         write_key: the collector write key.
@@ -56,7 +51,19 @@ class Client:
             ``httpx.MockTransport``).
         on_drop: called with a :class:`Drop` for each event given up on, from the thread that
             gave up (the caller's or the worker's); exceptions it raises are logged and ignored.
+        consent_resolver: ``(user_id, anonymous_id) -> ConsentState | None``, the
+            application's own consent lookup, called for every event; when it and
+            :meth:`consent` both know a subject, the later signal wins. If it raises, the event
+            is dropped (``consent_error``).
+        pseudonymizer: the keys to pseudonymize with, e.g. ``Pseudonymizer.from_file(...)``
+            or, for a demo only, ``Pseudonymizer.demo()``; by default ``pseudonym_key`` or the
+            ``JOURNEYKIT_PSEUDONYM_KEY`` environment variables.
         **options: any field of :class:`ClientSettings`.
+
+    Raises:
+        pydantic.ValidationError: an option is unknown or invalid.
+        journeykit.consent.PseudonymKeyError: pseudonymization is on and no usable key was
+            found (see docs/sdk.md, "Pseudonymization").
     """
 
     def __init__(
@@ -66,9 +73,12 @@ class Client:
         *,
         transport: httpx.BaseTransport | None = None,
         on_drop: Callable[[Drop], None] | None = None,
+        consent_resolver: ConsentResolver | None = None,
+        pseudonymizer: Pseudonymizer | None = None,
         **options: Any,
     ) -> None:
         self._settings = ClientSettings(write_key=SecretStr(write_key), host=host, **options)
+        self._privacy = Privacy(self._settings, consent_resolver, pseudonymizer)
         self._transport = transport
         self._on_drop = on_drop
         self._counters = _Counters()
@@ -82,158 +92,6 @@ class Client:
     @property
     def settings(self) -> ClientSettings:
         return self._settings
-
-    # -- tracking calls ---------------------------------------------------------------------
-
-    def track(
-        self,
-        user_id: str | None,
-        event: str,
-        properties: Mapping[str, Any] | None = None,
-        *,
-        anonymous_id: str | None = None,
-        context: Mapping[str, Any] | None = None,
-        timestamp: datetime | None = None,
-        message_id: str | None = None,
-        integrations: Mapping[str, Any] | None = None,
-    ) -> Enqueued:
-        """Record that the user did something, e.g. ``track("u1", "Order Completed", {...})``."""
-        return self._enqueue(
-            "track",
-            user_id,
-            anonymous_id,
-            context,
-            timestamp,
-            message_id,
-            integrations,
-            {"event": event, "properties": properties or {}},
-            required=("event",),
-        )
-
-    def identify(
-        self,
-        user_id: str | None,
-        traits: Mapping[str, Any] | None = None,
-        *,
-        anonymous_id: str | None = None,
-        context: Mapping[str, Any] | None = None,
-        timestamp: datetime | None = None,
-        message_id: str | None = None,
-        integrations: Mapping[str, Any] | None = None,
-    ) -> Enqueued:
-        """Record who the user is and what they are like."""
-        return self._enqueue(
-            "identify",
-            user_id,
-            anonymous_id,
-            context,
-            timestamp,
-            message_id,
-            integrations,
-            {"traits": traits or {}},
-        )
-
-    def page(
-        self,
-        user_id: str | None,
-        name: str | None = None,
-        properties: Mapping[str, Any] | None = None,
-        *,
-        category: str | None = None,
-        anonymous_id: str | None = None,
-        context: Mapping[str, Any] | None = None,
-        timestamp: datetime | None = None,
-        message_id: str | None = None,
-        integrations: Mapping[str, Any] | None = None,
-    ) -> Enqueued:
-        """Record a web page view."""
-        return self._view(
-            "page",
-            user_id,
-            name,
-            properties,
-            category,
-            anonymous_id,
-            context,
-            timestamp,
-            message_id,
-            integrations,
-        )
-
-    def screen(
-        self,
-        user_id: str | None,
-        name: str | None = None,
-        properties: Mapping[str, Any] | None = None,
-        *,
-        category: str | None = None,
-        anonymous_id: str | None = None,
-        context: Mapping[str, Any] | None = None,
-        timestamp: datetime | None = None,
-        message_id: str | None = None,
-        integrations: Mapping[str, Any] | None = None,
-    ) -> Enqueued:
-        """Record an app screen view."""
-        return self._view(
-            "screen",
-            user_id,
-            name,
-            properties,
-            category,
-            anonymous_id,
-            context,
-            timestamp,
-            message_id,
-            integrations,
-        )
-
-    def group(
-        self,
-        user_id: str | None,
-        group_id: str,
-        traits: Mapping[str, Any] | None = None,
-        *,
-        anonymous_id: str | None = None,
-        context: Mapping[str, Any] | None = None,
-        timestamp: datetime | None = None,
-        message_id: str | None = None,
-        integrations: Mapping[str, Any] | None = None,
-    ) -> Enqueued:
-        """Record that the user belongs to an account, company or team."""
-        return self._enqueue(
-            "group",
-            user_id,
-            anonymous_id,
-            context,
-            timestamp,
-            message_id,
-            integrations,
-            {"groupId": group_id, "traits": traits or {}},
-            required=("groupId",),
-        )
-
-    def alias(
-        self,
-        previous_id: str,
-        user_id: str,
-        *,
-        context: Mapping[str, Any] | None = None,
-        timestamp: datetime | None = None,
-        message_id: str | None = None,
-        integrations: Mapping[str, Any] | None = None,
-    ) -> Enqueued:
-        """Record that ``previous_id`` (often an anonymous id) is the same person as ``user_id``."""
-        return self._enqueue(
-            "alias",
-            user_id,
-            None,
-            context,
-            timestamp,
-            message_id,
-            integrations,
-            {"previousId": previous_id},
-            required=("previousId", "userId"),
-        )
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -271,7 +129,7 @@ class Client:
         return delivered and self._buffer.pending == 0
 
     def stats(self) -> ClientStats:
-        """Counters: queued, sent, pending, retries, requests and dropped by reason."""
+        """Counters: queued, sent, pending, retries, requests, drops and removed fields."""
         return self._counters.snapshot(self._buffer.pending)
 
     def __enter__(self) -> Client:
@@ -287,28 +145,6 @@ class Client:
 
     # -- internals --------------------------------------------------------------------------
 
-    def _view(
-        self,
-        type_: str,
-        user_id: str | None,
-        name: str | None,
-        properties: Mapping[str, Any] | None,
-        category: str | None,
-        anonymous_id: str | None,
-        context: Mapping[str, Any] | None,
-        timestamp: datetime | None,
-        message_id: str | None,
-        integrations: Mapping[str, Any] | None,
-    ) -> Enqueued:
-        fields: dict[str, Any] = {"properties": properties or {}}
-        if name is not None:
-            fields["name"] = name
-        if category is not None:
-            fields["category"] = category
-        return self._enqueue(
-            type_, user_id, anonymous_id, context, timestamp, message_id, integrations, fields
-        )
-
     def _enqueue(
         self,
         type_: str,
@@ -320,9 +156,10 @@ class Client:
         integrations: Mapping[str, Any] | None,
         fields: Mapping[str, Any],
         required: tuple[str, ...] = (),
+        on_built: Callable[[Mapping[str, Any]], None] | None = None,
     ) -> Enqueued:
         try:
-            message = build(
+            built = build(
                 type_,
                 user_id=user_id,
                 anonymous_id=anonymous_id,
@@ -333,14 +170,22 @@ class Client:
                 fields=fields,
                 required=required,
             )
-            payload = encode(message)
+            if on_built is not None:
+                on_built(built)
+            mid: str = built["messageId"]
+            if self._closed:
+                self._drop(mid, "shutdown", "the client was shut down")
+                return Enqueued(False, mid, "shutdown", "the client was shut down")
+            verdict = self._privacy.apply(built)
+            if verdict.message is None:
+                # Consent drops are the gate working as intended, not trouble: logged at DEBUG.
+                self._drop(mid, verdict.reason, verdict.detail, logging.DEBUG)
+                return Enqueued(False, mid, verdict.reason, verdict.detail)
+            if verdict.removed:
+                self._counters.removed(verdict.removed)
+            payload = encode(verdict.message)
         except InvalidMessage as exc:
-            mid = message_id if isinstance(message_id, str) else None
-            return self._invalid(mid, str(exc), exc)
-        mid = message["messageId"]
-        if self._closed:
-            self._drop(mid, "shutdown", "the client was shut down")
-            return Enqueued(False, mid, "shutdown", "the client was shut down")
+            return self._invalid(message_id if isinstance(message_id, str) else None, str(exc), exc)
         self._ensure_worker()
         if not self._buffer.put((mid, payload)):
             detail = f"the queue holds {self._settings.max_queue_size:,} events"
@@ -354,13 +199,15 @@ class Client:
     ) -> Enqueued:
         if self._settings.strict:
             raise exc or InvalidMessage(detail)
-        reason: DropReason = "too_large" if isinstance(exc, MessageTooLarge) else "invalid"
+        reason = "too_large" if isinstance(exc, MessageTooLarge) else "invalid"
         self._drop(message_id, reason, detail)
         return Enqueued(False, message_id, reason, detail)
 
-    def _drop(self, message_id: str | None, reason: DropReason, detail: str) -> None:
+    def _drop(
+        self, message_id: str | None, reason: str, detail: str, level: int = logging.WARNING
+    ) -> None:
         self._counters.drop(reason)
-        log.warning("journeykit: dropped event %s (%s): %s", message_id, reason, detail)
+        log.log(level, "journeykit: dropped event %s (%s): %s", message_id, reason, detail)
         if self._on_drop is not None:
             try:
                 self._on_drop(Drop(reason, message_id, detail))

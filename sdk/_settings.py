@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from journeykit.consent import DEFAULT_POLICY, GatePolicy, PseudonymRules, Regime
 from journeykit.sdk.protocol import MAX_BATCH_EVENTS, MAX_REQUEST_BYTES
 
 __all__ = ["DEFAULT_HOST", "ClientSettings"]
@@ -63,6 +64,50 @@ class ClientSettings(BaseModel):
         default=False,
         description="Raise on invalid calls (development) instead of dropping and counting.",
     )
+    consent_regime: Regime | None = Field(
+        default=None,
+        description="How to treat a subject with no consent state: opt_in (drop, the gate "
+        "policy's default) or opt_out (send). Overrides gate_policy.regime.",
+    )
+    gate_policy: GatePolicy = Field(
+        default=DEFAULT_POLICY,
+        description="Which purposes each event needs and which fields go when one is denied.",
+    )
+    max_consent_subjects: int = Field(
+        default=100_000,
+        ge=1,
+        description="User and anonymous ids whose consent is kept in memory (least recently "
+        "used forgotten first).",
+    )
+    pseudonymize: bool = Field(
+        default=True,
+        description="Pseudonymize personal fields (pseudonym_rules) before events are queued.",
+    )
+    pseudonym_key: SecretStr | None = Field(
+        default=None,
+        description="HMAC key (key id k1); default: JOURNEYKIT_PSEUDONYM_KEY and friends.",
+    )
+    pseudonym_rules: PseudonymRules = Field(
+        default_factory=PseudonymRules,
+        description="Fields to pseudonymize: emails and phones in traits and properties, "
+        "context.ip truncated.",
+    )
+
+    @model_validator(mode="after")
+    def _one_regime(self) -> ClientSettings:
+        regime = self.consent_regime
+        if regime not in (None, self.gate_policy.regime) and (
+            "regime" in self.gate_policy.model_fields_set
+        ):
+            raise ValueError("consent_regime contradicts gate_policy.regime; set one")
+        return self
+
+    @property
+    def policy(self) -> GatePolicy:
+        """The gate policy in force: ``gate_policy`` with ``consent_regime`` applied."""
+        if self.consent_regime is None or self.consent_regime == self.gate_policy.regime:
+            return self.gate_policy
+        return self.gate_policy.model_copy(update={"regime": self.consent_regime})
 
     @field_validator("host")
     @classmethod

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -18,14 +18,23 @@ DropReason = Literal[
     "http_error",  # the collector refused the whole request with a non-retryable status
     "retries_exhausted",  # retryable failures outlasted max_retries or retry_budget
     "shutdown",  # still undelivered when shutdown() or interpreter exit gave up waiting
+    # The consent gate's drops (journeykit.consent.gate), before anything is queued:
+    "no_consent",  # nothing known about the subject, and the regime is opt-in
+    "denied:analytics",  # a purpose the event needs is denied (or unset under opt-in)
+    "denied:personalization",
+    "denied:marketing",
+    "consent_error",  # the consent_resolver raised; the event is not sent without consent
 ]
+"""The drop reasons this version can report. ``Drop.reason`` is typed ``str``: the gate's
+``denied:<purpose>`` codes follow the purposes of :mod:`journeykit.consent`."""
 
 
 @dataclass(frozen=True, slots=True)
 class Drop:
     """One event the SDK gave up on; passed to the ``on_drop`` hook."""
 
-    reason: DropReason
+    reason: str
+    """One of :data:`DropReason`."""
     message_id: str | None
     detail: str
 
@@ -36,7 +45,12 @@ class ClientStats:
 
     ``queued`` counts events accepted into the queue; each of them ends up in exactly one of
     ``sent``, ``dropped`` (by reason, after queueing) or ``pending`` (still in memory).
-    Drops before queueing (``invalid``, ``too_large``, ``queue_full``) are in ``dropped`` too.
+    Drops before queueing (``invalid``, ``too_large``, ``queue_full``, and the consent gate's
+    ``no_consent`` and ``denied:<purpose>``) are in ``dropped`` too.
+
+    ``fields_removed`` counts fields taken out of events that were still sent, by reason: the
+    gate's ``strip:<purpose>`` (one per field stripped) and the pseudonymizer's
+    ``invalid_phone``, ``invalid_ip``, ``not_a_string`` (a value it could not protect).
     """
 
     queued: int
@@ -45,6 +59,7 @@ class ClientStats:
     retries: int
     requests: int
     dropped: Mapping[str, int] = field(default_factory=dict)
+    fields_removed: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def dropped_total(self) -> int:
@@ -59,14 +74,19 @@ class _Counters:
         self.retries = 0
         self.requests = 0
         self.dropped: Counter[str] = Counter()
+        self.fields_removed: Counter[str] = Counter()
 
     def add(self, name: Literal["queued", "sent", "retries", "requests"], n: int = 1) -> None:
         with self._lock:
             setattr(self, name, getattr(self, name) + n)
 
-    def drop(self, reason: DropReason, n: int = 1) -> None:
+    def drop(self, reason: str, n: int = 1) -> None:
         with self._lock:
             self.dropped[reason] += n
+
+    def removed(self, reasons: Iterable[str]) -> None:
+        with self._lock:
+            self.fields_removed.update(reasons)
 
     def snapshot(self, pending: int) -> ClientStats:
         with self._lock:
@@ -77,4 +97,5 @@ class _Counters:
                 retries=self.retries,
                 requests=self.requests,
                 dropped=dict(self.dropped),
+                fields_removed=dict(self.fields_removed),
             )

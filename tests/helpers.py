@@ -6,6 +6,7 @@ On ``sys.path`` through pytest's ``pythonpath`` setting, so tests ``import helpe
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import os
 import signal
@@ -25,6 +26,11 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 WIRE = ROOT / "tests" / "fixtures" / "wire"
 WRITE_KEY = "test-write-key-0123456789"
+PSEUDONYM_KEY = "test-pseudonym-key-0123456789abcdef"
+# Protocol tests run under opt_out, as a Segment client that sends no consent would; the
+# consent tests choose opt_in explicitly.
+SERVER_DEFAULTS: dict[str, Any] = {"consent_regime": "opt_out"}
+SERVER_ENV = {"JOURNEYKIT_CONSENT_REGIME": "opt_out", "JOURNEYKIT_PSEUDONYM_KEY": PSEUDONYM_KEY}
 
 
 def load_json(path: Path) -> Any:
@@ -77,11 +83,14 @@ def running_collector(data_dir: Path, **settings: Any) -> Iterator[RunningCollec
     from journeykit.collector.app import create_app
     from journeykit.collector.settings import CollectorSettings
 
-    config = CollectorSettings(data_dir=data_dir, write_keys=(SecretStr(WRITE_KEY),), **settings)
+    options = {**SERVER_DEFAULTS, "pseudonym_key": SecretStr(PSEUDONYM_KEY), **settings}
+    options.setdefault("write_keys", (SecretStr(WRITE_KEY),))  # callers may pass their own
+    config = CollectorSettings(data_dir=data_dir, **options)
+    app = create_app(config)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(config), log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -107,7 +116,8 @@ def serve(
         *("--port", str(port), "--data-dir", str(data_dir), "--log-level", "warning"),
         *args,
     ]
-    environment = {k: v for k, v in os.environ.items() if k != "JOURNEYKIT_WRITE_KEYS"}
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("JOURNEYKIT_")}
+    environment.update(SERVER_ENV)
     process = subprocess.Popen(
         command,
         stdout=subprocess.PIPE,
@@ -134,3 +144,29 @@ def serve(
             process.wait(15)
         if process.stdout:
             process.stdout.close()
+
+
+class Recorder:
+    """A fake collector: answers from a script of responses and keeps every request body."""
+
+    def __init__(self, *responses: httpx.Response | Exception) -> None:
+        self.script = list(responses)
+        self.requests: list[httpx.Request] = []
+        self.bodies: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        with self.lock:
+            self.requests.append(request)
+            content = request.content
+            if request.headers.get("content-encoding") == "gzip":
+                content = gzip.decompress(content)
+            self.bodies.append(json.loads(content))
+            step = self.script.pop(0) if self.script else httpx.Response(200, json={"ok": True})
+        if isinstance(step, Exception):
+            raise step
+        return step
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        return [e for body in self.bodies for e in body["batch"]]

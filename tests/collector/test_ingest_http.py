@@ -39,7 +39,13 @@ def test_segment_docs_batch_lands_one_line_per_event(collector: RunningCollector
     body = load_json(WIRE / "batches" / "segment_http_api_docs.json")
     response = post(collector, body)
     assert response.status_code == 200
-    assert response.json() == {"ok": True, "accepted": 4, "duplicates": 0, "rejected": []}
+    assert response.json() == {
+        "ok": True,
+        "accepted": 4,
+        "duplicates": 0,
+        "dropped": {},
+        "rejected": [],
+    }
     events = collector.events
     assert [e["type"] for e in events] == ["identify", "track", "identify", "track"]
     # Batch-level context is merged into each event; ids and receive time are added.

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import base64
-import gzip
-import json
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -12,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers import WIRE, load_json
+from helpers import WIRE, Recorder, load_json
 from pydantic import ValidationError
 
 from journeykit.sdk import Client, Drop, InvalidMessage, MessageTooLarge
@@ -21,35 +19,13 @@ from journeykit.sdk.protocol import BATCH_ADAPTER, MAX_EVENT_BYTES
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
-class Recorder:
-    """A fake collector: answers from a script of responses and keeps every request body."""
-
-    def __init__(self, *responses: httpx.Response | Exception) -> None:
-        self.script = list(responses)
-        self.requests: list[httpx.Request] = []
-        self.bodies: list[dict[str, Any]] = []
-        self.lock = threading.Lock()
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        with self.lock:
-            self.requests.append(request)
-            content = request.content
-            if request.headers.get("content-encoding") == "gzip":
-                content = gzip.decompress(content)
-            self.bodies.append(json.loads(content))
-            step = self.script.pop(0) if self.script else httpx.Response(200, json={"ok": True})
-        if isinstance(step, Exception):
-            raise step
-        return step
-
-    @property
-    def events(self) -> list[dict[str, Any]]:
-        return [e for body in self.bodies for e in body["batch"]]
+# Delivery tests: no consent state and no pseudonymization (tests/sdk/test_consent_gate.py).
+DELIVERY_ONLY: dict[str, Any] = {"consent_regime": "opt_out", "pseudonymize": False}
 
 
 def make_client(recorder: Recorder, **options: Any) -> Client:
     options.setdefault("max_backoff", 0.05)
-    return Client("wk-test", transport=httpx.MockTransport(recorder), **options)
+    return Client("wk-test", transport=httpx.MockTransport(recorder), **DELIVERY_ONLY, **options)
 
 
 def test_events_arrive_in_order_as_valid_batches() -> None:
@@ -229,6 +205,7 @@ def test_full_queue_drops_and_counts() -> None:
         max_queue_size=5,
         batch_size=1,
         on_drop=drops.append,
+        **DELIVERY_ONLY,
     )
     results = [client.track("u1", "E", {"i": i}) for i in range(20)]
     refused = [r for r in results if not r]
@@ -250,7 +227,13 @@ def test_flush_times_out_and_shutdown_reports_what_is_left() -> None:
         return httpx.Response(200)
 
     drops: list[Drop] = []
-    client = Client("k", transport=httpx.MockTransport(hang), batch_size=1, on_drop=drops.append)
+    client = Client(
+        "k",
+        transport=httpx.MockTransport(hang),
+        batch_size=1,
+        on_drop=drops.append,
+        **DELIVERY_ONLY,
+    )
     for i in range(3):
         client.track("u1", "E", {"i": i})
     assert client.flush(timeout=0.2) is False
@@ -293,7 +276,7 @@ def test_settings_are_validated() -> None:
 
 
 def test_the_write_key_is_not_in_reprs() -> None:
-    client = Client("super-secret-write-key")
+    client = Client("super-secret-write-key", **DELIVERY_ONLY)
     assert "super-secret-write-key" not in repr(client.settings)
     assert "super-secret-write-key" not in str(client.settings)
     client.shutdown()

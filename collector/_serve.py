@@ -1,0 +1,134 @@
+"""``journeykit collector serve``: flags -> configuration -> logging -> uvicorn.
+
+Flags default to ``None`` so that a flag left out lets the TOML file or the environment speak;
+the defaults themselves live in the settings models (see ``config``). Nothing heavy is
+imported until the command runs, so ``journeykit --help`` works without the collector extra.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pydantic import SecretStr
+
+__all__ = ["add_serve_arguments", "run_serve"]
+
+# Flag dest -> setting name, for flags whose dest is not the setting's name.
+_DESTS = {"write_key": "write_keys", "trusted_proxy": "trusted_proxies"}
+_NOT_SETTINGS = frozenset({"command", "action", "config"})
+
+
+def add_serve_arguments(serve: argparse.ArgumentParser) -> None:
+    """The ``serve`` flags; each overrides the same setting from the file and environment."""
+    add = serve.add_argument
+    add("--config", type=Path, metavar="FILE", help="TOML settings file (also $JOURNEYKIT_CONFIG)")
+    add("--host", help="address to bind (default: 127.0.0.1)")
+    add("--port", type=int, help="port (default: 8787)")
+    add("--workers", type=int, metavar="N", help="worker processes (default: 1)")
+    add("--data-dir", type=Path, help="where events land (default: ./data)")
+    add(
+        "--write-key",
+        action="append",
+        metavar="KEY",
+        help="accepted write key (source 'default', no rate limit); repeatable. Without any "
+        "key configured, a development key is generated under the data dir",
+    )
+    add("--admin-key", metavar="KEY", help="opens /admin/ (prefer $JOURNEYKIT_ADMIN_KEY)")
+    add(
+        "--trusted-proxy",
+        action="append",
+        metavar="CIDR",
+        help="a reverse proxy whose X-Forwarded-For is believed; repeatable",
+    )
+    add("--fsync", choices=["always", "interval", "never"], help="default: always")
+    add(
+        "--consent-regime",
+        choices=["opt_in", "opt_out"],
+        help="opt_in (default, GDPR) or opt_out (CCPA)",
+    )
+    add("--log-level", choices=["critical", "error", "warning", "info", "debug", "trace"])
+    add("--log-format", choices=["text", "json"], help="default: text")
+
+
+def _dev_write_key(data_dir: Path) -> SecretStr:
+    from journeykit.collector.keys import DEV_KEY_FILE, load_or_create_dev_key
+
+    key, created = load_or_create_dev_key(data_dir)
+    state = "generated" if created else "reused"
+    # Printed on purpose: embedded-default mode exists so a developer can start in one step.
+    print(
+        "journeykit collector: embedded-default mode, no write keys configured.\n"
+        f"  development write key ({state}): {key.get_secret_value()}\n"
+        f"  stored in {data_dir / DEV_KEY_FILE}; set JOURNEYKIT_WRITE_KEYS for production.",
+        flush=True,
+    )
+    return key
+
+
+def _fail(message: str) -> int:
+    print(f"journeykit: {message}", file=sys.stderr)
+    return 2
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """Run the collector until SIGTERM or Ctrl-C; 2 when the configuration is unusable."""
+    try:
+        import uvicorn
+
+        from journeykit.collector.app import create_app
+    except ImportError as exc:
+        return _fail(f"the collector needs its extra: pip install 'journeykit[collector]' ({exc})")
+    from journeykit.collector.config import (
+        SETTINGS_JSON_ENV,
+        ConfigError,
+        load_config,
+        settings_to_json,
+    )
+    from journeykit.collector.logs import logging_config
+
+    flags: dict[str, Any] = {
+        _DESTS.get(dest, dest): value
+        for dest, value in vars(args).items()
+        if dest not in _NOT_SETTINGS
+    }
+    try:
+        config = load_config(flags, os.environ, args.config, _dev_write_key)
+    except ConfigError as exc:
+        return _fail(str(exc))
+    server, settings = config.server, config.collector
+    try:
+        # Built here even for workers, so a key that cannot be used ends the command with a
+        # message and exit 2 instead of failing inside every worker.
+        app = create_app(settings)
+    except ValueError as exc:
+        return _fail(f"invalid collector settings: {exc}")
+    target: Any = app
+    if server.workers > 1:
+        app.state.collector.close()
+        # Worker processes rebuild the settings from this variable. It holds the keys: it lives
+        # in this process's environment and its children's only, never on disk or in argv.
+        os.environ[SETTINGS_JSON_ENV] = settings_to_json(settings)
+        target = "journeykit.collector.app:app_from_env"
+    print(
+        f"journeykit collector: listening on http://{server.host}:{server.port} "
+        f"({server.workers} worker{'s' if server.workers > 1 else ''}), "
+        f"events under {settings.data_dir / 'events'}",
+        flush=True,
+    )
+    uvicorn.run(
+        target,
+        factory=server.workers > 1,
+        host=server.host,
+        port=server.port,
+        workers=server.workers if server.workers > 1 else None,
+        log_level=server.log_level,
+        log_config=logging_config(server.log_format, server.log_level),
+        access_log=False,
+        server_header=False,
+    )
+    return 0

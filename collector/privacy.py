@@ -1,0 +1,247 @@
+"""The collector's privacy step: record consent, enforce it, pseudonymize what is kept.
+
+For each accepted event, in order:
+
+1. its consent signals (our "Consent Updated" event, Segment's ``categoryPreferences``,
+   RudderStack's ``consentManagement``, the request's ``Sec-GPC`` header) update the subject's
+   consent, and every change of what is in force is appended to the consent ledger;
+2. the consent gate of :mod:`journeykit.consent` allows, strips or drops the event, with a
+   reason code that is counted and returned to the client;
+3. the configured fields are pseudonymized (already-pseudonymized values, such as those our
+   SDK sends, are left alone), and ``context.ip`` is truncated.
+
+Subjects are known by the keyed pseudonyms of their ``userId`` and ``anonymousId``; consent
+given on a device before login carries over to events that carry both ids. The consent in
+force is rebuilt from the ledger at start, so a restart forgets nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from journeykit.consent import (
+    ConsentChange,
+    ConsentLedger,
+    ConsentState,
+    ConsentUpdate,
+    FieldKind,
+    GatePolicy,
+    InvalidConsentSignal,
+    Pseudonymizer,
+    PseudonymRules,
+    Purpose,
+    Regime,
+    SignalMapping,
+    Source,
+    decide,
+    parse_gpc,
+    parse_message,
+    pseudonymize_message,
+)
+from journeykit.consent.history import iter_records
+
+__all__ = ["ConsentStore", "PrivacyOutcome", "PrivacyStep"]
+
+log = logging.getLogger("journeykit.collector")
+
+_DROP = "drop"
+
+
+class ConsentStore:
+    """The consent in force per pseudonymous subject, in memory, rebuilt from the ledger.
+
+    Memory grows with the number of subjects that ever sent a consent signal (about 1 KB
+    each); the profile store of a later release takes this over.
+    """
+
+    def __init__(self, regime: Regime) -> None:
+        self._regime = regime
+        self._states: dict[str, ConsentState] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def state(self, subjects: Iterable[str]) -> ConsentState | None:
+        """The state of the first of ``subjects`` that has one (user first, then device)."""
+        for subject in subjects:
+            found = self._states.get(subject)
+            if found is not None:
+                return found
+        return None
+
+    def apply(self, subjects: list[str], update: ConsentUpdate) -> dict[Purpose, bool]:
+        """Merge ``update`` into each subject; return the choices whose effect changed."""
+        changed: dict[Purpose, bool] = {}
+        with self._lock:
+            for subject in subjects:
+                before = self._states.get(subject)
+                after = (
+                    ConsentState.from_update(update, self._regime)
+                    if before is None
+                    else before.merge(update)
+                )
+                self._states[subject] = after
+                for purpose, granted in update.purposes.items():
+                    was = before.choice(purpose) if before is not None else None
+                    if after.choice(purpose) != was and after.is_granted(purpose) == granted:
+                        changed[purpose] = granted
+        return changed
+
+    def rebuild(self, ledger: Path) -> int:
+        """Replay the ledger's consent records; returns how many were read."""
+        if not ledger.exists():
+            return 0
+        count = 0
+        for record in iter_records(ledger):
+            if record.kind != "consent":
+                continue
+            purposes = {Purpose(p): True for p in record.granted}
+            purposes.update({Purpose(p): False for p in record.denied})
+            update = ConsentUpdate(
+                purposes=purposes,
+                source=Source(record.source),
+                timestamp=datetime.fromisoformat(record.at),
+                notice_version=record.notice_version,
+            )
+            self.apply([record.subject, *record.linked_ids], update)
+            count += 1
+        return count
+
+
+@dataclass(slots=True)
+class PrivacyOutcome:
+    """What the privacy step did with one request's events."""
+
+    kept: list[dict[str, Any]] = field(default_factory=list)
+    dropped: Counter[str] = field(default_factory=Counter)
+    invalid: dict[int, dict[str, str]] = field(default_factory=dict)  # index -> error
+    fields_removed: Counter[str] = field(default_factory=Counter)
+    consent_records: int = 0
+
+
+class PrivacyStep:
+    """Consent recording, the gate and pseudonymization, for the events of one request."""
+
+    def __init__(
+        self,
+        *,
+        ledger: ConsentLedger,
+        pseudonymizer: Pseudonymizer,
+        regime: Regime,
+        policy: GatePolicy | None = None,
+        mapping: SignalMapping | None = None,
+        rules: PseudonymRules | None = None,
+    ) -> None:
+        self._ledger = ledger
+        self._pseudonymizer = pseudonymizer
+        self._policy = policy or GatePolicy(regime=regime)
+        self._mapping = mapping or SignalMapping()
+        self._rules = rules or PseudonymRules()
+        self.store = ConsentStore(regime)
+        replayed = self.store.rebuild(ledger.path)
+        if replayed:
+            log.info("journeykit collector: consent of %d subjects rebuilt", len(self.store))
+
+    def close(self) -> None:
+        self._ledger.close()
+
+    def _subjects(self, event: Mapping[str, Any]) -> list[str]:
+        out = []
+        for key in ("userId", "anonymousId"):
+            value = event.get(key)
+            if isinstance(value, str) and value:
+                out.append(self._pseudonymizer.pseudonymize(value, FieldKind.ID))
+        return out
+
+    def process(
+        self,
+        events: list[tuple[int, dict[str, Any]]],
+        headers: Mapping[str, str],
+        received_at: datetime,
+    ) -> PrivacyOutcome:
+        """Run the step over ``(index, event)`` pairs; appends consent changes to the ledger."""
+        outcome = PrivacyOutcome()
+        changes: list[ConsentChange] = []
+        for index, event in events:
+            subjects = self._subjects(event)
+            try:
+                updates = self._signals(event, headers, received_at)
+            except InvalidConsentSignal as exc:
+                outcome.invalid[index] = {
+                    "path": exc.field,
+                    "message": str(exc),
+                    "type": "invalid_consent",
+                }
+                continue
+            for update in updates:
+                changed = self.store.apply(subjects, update)
+                if changed and subjects:
+                    changes.append(self._change(subjects, update, changed, event, headers))
+            decision = decide(self.store.state(subjects), event, self._policy)
+            if decision.action == _DROP or decision.message is None:
+                outcome.dropped[decision.reason] += 1
+                continue
+            result = pseudonymize_message(decision.message, self._rules, self._pseudonymizer)
+            for removal in result.removed:
+                outcome.fields_removed[removal.reason] += 1
+            outcome.kept.append(dict(result.message))
+        if changes:
+            # One durable append per request: consent is evidence, so it is on disk before
+            # the client hears that its events were accepted.
+            self._ledger.append_many(changes)
+            outcome.consent_records = len(changes)
+        return outcome
+
+    def _signals(
+        self, event: Mapping[str, Any], headers: Mapping[str, str], now: datetime
+    ) -> list[ConsentUpdate]:
+        updates = []
+        found = parse_message(event, self._mapping, now=now)
+        if found is not None:
+            updates.append(found)
+        gpc = parse_gpc(
+            headers,
+            user_id=event.get("userId") if isinstance(event.get("userId"), str) else None,
+            anonymous_id=(
+                event.get("anonymousId") if isinstance(event.get("anonymousId"), str) else None
+            ),
+            now=now,
+        )
+        if gpc is not None:
+            updates.append(gpc)
+        return updates
+
+    @staticmethod
+    def _change(
+        subjects: list[str],
+        update: ConsentUpdate,
+        changed: Mapping[Purpose, bool],
+        event: Mapping[str, Any],
+        headers: Mapping[str, str],
+    ) -> ConsentChange:
+        found = event.get("context")
+        context: Mapping[str, Any] = found if isinstance(found, dict) else {}
+        ip = context.get("ip") if isinstance(context.get("ip"), str) else None
+        agent = context.get("userAgent")
+        if not isinstance(agent, str):
+            agent = headers.get("user-agent")
+        return ConsentChange(
+            subject=subjects[0],
+            linked_ids=subjects[1:],
+            granted=[p for p, granted in changed.items() if granted],
+            denied=[p for p, granted in changed.items() if not granted],
+            source=update.source,
+            method="collector",
+            notice_version=update.notice_version,
+            ip=ip,
+            user_agent=agent,
+            at=update.timestamp.astimezone(UTC),
+        )

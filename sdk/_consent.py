@@ -1,0 +1,128 @@
+"""Per-subject consent held by a client: recorded locally, or asked of the application.
+
+The client keeps the consent it was told about (:meth:`Client.consent`) in a bounded map keyed
+by user id and anonymous id, least recently used first out. An application that stores consent
+itself (a web integration reading the banner cookie, a database) passes a resolver instead or
+as well; when both know the subject, the state with the later signal wins.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+from journeykit.consent import (
+    Action,
+    ConsentState,
+    ConsentUpdate,
+    Decision,
+    GatePolicy,
+    decide,
+    is_consent_event,
+)
+
+__all__ = ["ConsentBook", "ConsentResolver"]
+
+log = logging.getLogger("journeykit")
+
+ConsentResolver = Callable[[str | None, str | None], ConsentState | None]
+"""``(user_id, anonymous_id) -> ConsentState | None``, called for every message."""
+
+_USER: Final = "u"
+_ANON: Final = "a"
+
+
+class ConsentBook:
+    """Consent per subject, and the gate's decision for each message.
+
+    Args:
+        policy: the gate policy; its regime also applies to subjects first recorded here.
+        max_subjects: most user and anonymous ids kept; past it the least recently used id is
+            forgotten (its messages are then decided as if nothing were known, unless the
+            resolver knows).
+        resolver: the application's own consent lookup, if any.
+    """
+
+    def __init__(
+        self, policy: GatePolicy, max_subjects: int, resolver: ConsentResolver | None = None
+    ) -> None:
+        self._policy = policy
+        self._max = max_subjects
+        self._resolver = resolver
+        self._states: OrderedDict[tuple[str, str], ConsentState] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def record(self, update: ConsentUpdate) -> ConsentState:
+        """Fold ``update`` into its subject's state, kept under its user and anonymous ids."""
+        keys = _keys(update.user_id, update.anonymous_id)
+        with self._lock:
+            current = next((self._states[k] for k in keys if k in self._states), None)
+            if current is None:
+                state = ConsentState.from_update(update, self._policy.regime)
+            else:
+                state = current.merge(update)
+            for key in keys:
+                self._states[key] = state
+                self._states.move_to_end(key)
+            while len(self._states) > self._max:
+                self._states.popitem(last=False)
+        return state
+
+    def local(self, user_id: str | None, anonymous_id: str | None) -> ConsentState | None:
+        """The state recorded here, by user id first, then anonymous id."""
+        keys = _keys(user_id, anonymous_id)
+        with self._lock:
+            for key in keys:
+                state = self._states.get(key)
+                if state is not None:
+                    self._states.move_to_end(key)
+                    return state
+        return None
+
+    def state(self, user_id: str | None, anonymous_id: str | None) -> ConsentState | None:
+        """The subject's consent: the local state or the resolver's, whichever is newer.
+
+        Raises:
+            Exception: whatever the resolver raised.
+        """
+        local = self.local(user_id, anonymous_id)
+        if self._resolver is None:
+            return local
+        resolved = self._resolver(user_id, anonymous_id)
+        if resolved is None:
+            return local
+        if local is None or _newer(resolved, local):
+            return resolved
+        return local
+
+    def decide(self, message: Mapping[str, Any]) -> Decision:
+        """The gate's decision; a resolver that raises drops the message (``consent_error``)."""
+        if is_consent_event(message) or not self._policy.required(message):
+            return decide(None, message, self._policy)  # allowed whatever the state: no lookup
+        try:
+            state = self.state(message.get("userId"), message.get("anonymousId"))
+        except Exception:  # an application bug must neither break tracking nor bypass consent
+            log.exception("journeykit: consent_resolver raised; the event is dropped")
+            return Decision(Action.DROP, "consent_error", None)
+        return decide(state, message, self._policy)
+
+
+def _keys(user_id: str | None, anonymous_id: str | None) -> list[tuple[str, str]]:
+    keys = []
+    if user_id is not None:
+        keys.append((_USER, user_id))
+    if anonymous_id is not None:
+        keys.append((_ANON, anonymous_id))
+    return keys
+
+
+def _newer(a: ConsentState, b: ConsentState) -> bool:
+    if a.timestamp is None:
+        return False
+    return b.timestamp is None or a.timestamp > b.timestamp

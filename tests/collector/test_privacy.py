@@ -1,0 +1,200 @@
+"""Consent recorded, enforced and proven; personal data pseudonymized before it is stored."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from helpers import PSEUDONYM_KEY, RunningCollector, free_port, running_collector
+from pydantic import SecretStr
+
+from journeykit.consent import FieldKind, Pseudonymizer, PseudonymKey, verify_ledger
+from journeykit.consent.history import iter_records
+
+PSEUDONYMIZER = Pseudonymizer([PseudonymKey(key_id="k1", secret=SecretStr(PSEUDONYM_KEY))])
+
+
+def pseudonym(value: str, kind: FieldKind = FieldKind.ID) -> str:
+    return PSEUDONYMIZER.pseudonymize(value, kind)
+
+
+def send(running: RunningCollector, *events: dict[str, Any], **headers: str) -> dict[str, Any]:
+    response = httpx.post(
+        running.url + "/v1/batch",
+        json={"batch": list(events)},
+        headers={**running.auth(), **headers},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    answer: dict[str, Any] = response.json()
+    return answer
+
+
+def track(user: str = "u1", event: str = "Product Viewed", **extra: Any) -> dict[str, Any]:
+    return {"type": "track", "userId": user, "event": event, "properties": {}, **extra}
+
+
+def consent(user: str = "u1", **purposes: bool) -> dict[str, Any]:
+    return track(
+        user,
+        "Consent Updated",
+        properties={"purposes": purposes, "notice_version": "2026-11", "source": "banner"},
+    )
+
+
+@pytest.fixture
+def opt_in(tmp_path: Path) -> Any:
+    with running_collector(tmp_path / "data", consent_regime="opt_in") as running:
+        yield running
+
+
+def ledger_records(running: RunningCollector) -> list[Any]:
+    return list(iter_records(running.data_dir / "consent" / "ledger.ndjson"))
+
+
+def test_opt_in_drops_events_without_consent_and_says_so(opt_in: RunningCollector) -> None:
+    answer = send(opt_in, track(), track())
+    assert answer["accepted"] == 0
+    assert answer["dropped"] == {"no_consent": 2}
+    assert opt_in.events == []
+
+
+def test_consent_message_is_recorded_and_then_events_flow(opt_in: RunningCollector) -> None:
+    answer = send(opt_in, consent(analytics=True, marketing=False), track())
+    assert answer["accepted"] == 2  # the consent message itself is kept as an event too
+    (record,) = ledger_records(opt_in)
+    assert record.subject == pseudonym("u1")
+    assert record.granted == ("analytics",)
+    assert record.denied == ("marketing",)
+    assert record.source == "banner"
+    assert record.notice_version == "2026-11"
+    assert "u1" not in (opt_in.data_dir / "consent" / "ledger.ndjson").read_text()
+    assert verify_ledger(opt_in.data_dir / "consent" / "ledger.ndjson").ok
+
+
+def test_the_collectors_ledger_passes_the_cli_verify(opt_in: RunningCollector) -> None:
+    send(opt_in, consent("a", analytics=True), consent("b", analytics=False))
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "journeykit.collector",
+            "consent",
+            "verify",
+            "--data-dir",
+            str(opt_in.data_dir),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 records" in result.stdout
+
+
+def test_denied_purpose_drops_with_its_reason(opt_in: RunningCollector) -> None:
+    send(opt_in, consent(analytics=False))
+    answer = send(opt_in, track())
+    assert answer["dropped"] == {"denied:analytics": 1}
+
+
+def test_empty_category_preferences_deny_everything(opt_in: RunningCollector) -> None:
+    event = track(context={"consent": {"categoryPreferences": {}}})
+    answer = send(opt_in, event)
+    assert answer["dropped"] == {"denied:analytics": 1}
+    (record,) = ledger_records(opt_in)
+    assert set(record.denied) == {"analytics", "personalization", "marketing"}
+
+
+def test_repeated_preferences_are_recorded_once(opt_in: RunningCollector) -> None:
+    prefs = {"consent": {"categoryPreferences": {"Analytics": True, "Advertising": False}}}
+    answer = send(opt_in, *[track(context=prefs) for _ in range(5)])
+    assert answer["accepted"] == 5
+    send(opt_in, track(context=prefs))
+    assert len(ledger_records(opt_in)) == 1
+
+
+def test_gpc_header_denies_marketing_and_strips_its_fields(opt_in: RunningCollector) -> None:
+    send(opt_in, consent(analytics=True, marketing=True))
+    event = track(context={"ip": "203.0.113.9", "device": {"advertisingId": "ad-1"}})
+    answer = send(opt_in, event, **{"Sec-GPC": "1"})
+    assert answer["accepted"] == 1
+    stored = opt_in.events[-1]
+    assert "advertisingId" not in stored["context"].get("device", {})
+    assert "ip" not in stored["context"]
+    assert ledger_records(opt_in)[-1].source == "gpc"
+
+
+def test_consent_before_login_carries_over(opt_in: RunningCollector) -> None:
+    device = {
+        "type": "track",
+        "anonymousId": "anon-1",
+        "event": "Consent Updated",
+        "properties": {"purposes": {"analytics": True}, "source": "banner"},
+    }
+    send(opt_in, device)
+    answer = send(opt_in, {**track("u9"), "anonymousId": "anon-1"})
+    assert answer["accepted"] == 1
+
+
+def test_invalid_consent_payload_is_rejected_with_its_path(opt_in: RunningCollector) -> None:
+    bad = track(context={"consent": {"categoryPreferences": {"Analytics": "yes"}}})
+    answer = send(opt_in, bad)
+    (rejection,) = answer["rejected"]
+    assert rejection["errors"][0]["type"] == "invalid_consent"
+    assert rejection["errors"][0]["path"].startswith("context.consent.categoryPreferences")
+    assert opt_in.rejected[0]["errors"][0]["type"] == "invalid_consent"
+
+
+def test_consent_survives_a_restart(tmp_path: Path) -> None:
+    with running_collector(tmp_path / "data", consent_regime="opt_in") as first:
+        send(first, consent(analytics=True))
+    with running_collector(tmp_path / "data", consent_regime="opt_in") as second:
+        assert send(second, track())["accepted"] == 1
+
+
+def test_raw_personal_data_is_pseudonymized_before_storage(collector: RunningCollector) -> None:
+    already = pseudonym("known@example.com", FieldKind.EMAIL)
+    send(
+        collector,
+        {
+            "type": "identify",
+            "userId": "u1",
+            "traits": {"email": "  Ann@Example.COM ", "phone": "+49 (30) 1234-567"},
+        },
+        track(properties={"email": already}, context={"ip": "198.51.100.77"}),
+    )
+    identify, tracked = collector.events
+    assert identify["traits"]["email"] == pseudonym("ann@example.com", FieldKind.EMAIL)
+    assert identify["traits"]["phone"] == pseudonym("+49301234567", FieldKind.PHONE)
+    assert tracked["properties"]["email"] == already  # never hashed twice
+    assert tracked["context"]["ip"] == "198.51.100.0"
+    raw = "".join(p.read_text() for p in (collector.data_dir / "events").rglob("*.ndjson"))
+    assert "Ann@Example" not in raw
+    assert "1234-567" not in raw
+
+
+def test_production_mode_refuses_to_start_without_a_pseudonym_key(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "JOURNEYKIT_WRITE_KEYS": "k-prod"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "journeykit.collector",
+            "collector",
+            "serve",
+            "--port",
+            str(free_port()),
+            "--data-dir",
+            str(tmp_path / "data"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "JOURNEYKIT_PSEUDONYM_KEY" in result.stderr
