@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from enum import StrEnum
+from functools import lru_cache
 from typing import Final
 
 from journeykit.consent.errors import InvalidFieldValue
@@ -71,6 +72,11 @@ def truncate_ip(value: str) -> str:
     Raises:
         InvalidFieldValue: ``value`` is not an IP address (reason ``invalid_ip``).
     """
+    return _truncate_ip(value)
+
+
+@lru_cache(maxsize=4_096)  # a client sends many events from one address; exceptions are not cached
+def _truncate_ip(value: str) -> str:
     text = value.strip()
     parts = text.split(".")
     # The common case, dotted IPv4, without ipaddress' parser (several times slower).

@@ -123,6 +123,16 @@ def parse_message(
     Updated" event, then Segment's categoryPreferences, then RudderStack's consentManagement.
     ``Sec-GPC`` travels in an HTTP header, not in the message: see :func:`parse_gpc`.
     """
+    context = message.get("context") if type(message) is dict else None
+    if (
+        type(message) is dict
+        and message.get("event") != CONSENT_EVENT
+        and not (
+            # The common case on a collector: no signal at all, told apart with two lookups.
+            type(context) is dict and ("consent" in context or "consentManagement" in context)
+        )
+    ):
+        return None
     return (
         parse_consent_event(message, now=now)
         or parse_segment(message, mapping, now=now)

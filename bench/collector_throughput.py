@@ -1,0 +1,240 @@
+"""Collector throughput against a floor measured in the same run.
+
+    python bench/collector_throughput.py [--seconds 10] [--connections 16]
+
+Needs ``wrk`` (Debian: ``apt-get install wrk``). For each server (the bare floor endpoint of
+``bench/_floor_app.py`` without and with an fsync per request, then the collector with
+``fsync=always``), wrk posts batches of 100 distinct events, each with a fresh messageId, to
+127.0.0.1 for ``--seconds``. Printed: requests/s and events/s, p50/p99 latency, server CPU
+time per event (from /proc), and the ratios to the floor. Then the collector again at a fifth
+of the connections, for latency below saturation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+BENCH = Path(__file__).resolve().parent
+KEY = "bench-write-key-0123456789"
+PSEUDONYM_KEY = "bench-pseudonym-key-0123456789abcdef"
+
+# One batch of 100 track events; messageIds are made unique per request in Lua.
+LUA = r"""
+local counter = 0
+local thread_id = 0
+local threads = {}
+function setup(thread)
+  thread:set("tid", #threads)
+  table.insert(threads, thread)
+end
+function init(args)
+  thread_id = tid
+end
+request = function()
+  counter = counter + 1
+  local parts = {}
+  for i = 1, 100 do
+    parts[i] = string.format(
+      '{"type":"track","userId":"user-%d","event":"Product Viewed","messageId":"m-%d-%d-%d",'
+      .. '"properties":{"product_id":"p%d","price":19.9,"currency":"EUR"},'
+      .. '"context":{"ip":"203.0.113.7","userAgent":"bench"}}',
+      i, thread_id, counter, i, i)
+  end
+  local body = '{"batch":[' .. table.concat(parts, ",") .. ']}'
+  return wrk.format("POST", "/v1/batch", {
+    ["Content-Type"] = "application/json",
+    ["Authorization"] = "Basic " .. AUTH,
+  }, body)
+end
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+
+
+def _wait(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"server exited: {process.returncode}")
+        try:
+            httpx.get(url + "/healthz", timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise SystemExit("server did not start")
+
+
+def _wrk(url: str, seconds: int, connections: int, script: Path) -> dict[str, float]:
+    out = subprocess.run(
+        [
+            shutil.which("wrk") or "wrk",
+            "-t",
+            "2",
+            "-c",
+            str(connections),
+            "-d",
+            f"{seconds}s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+
+    def percentile(p: str) -> float:
+        found = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)", out)
+        if not found:
+            return float("nan")
+        value, unit = float(found.group(1)), found.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    return {
+        "rps": rps,
+        "p50": percentile("50"),
+        "p99": percentile("99"),
+        "errors": float(non2xx.group(1)) if non2xx else 0.0,
+    }
+
+
+def _run(
+    name: str,
+    command: list[str],
+    env: dict[str, str],
+    args: argparse.Namespace,
+    script: Path,
+    connections: int,
+) -> dict[str, float]:
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [*command, "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait(url, process)
+        before = _cpu_seconds(process.pid)
+        result = _wrk(url + "/v1/batch", args.seconds, connections, script)
+        result["cpu"] = _cpu_seconds(process.pid) - before
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)
+    events = result["rps"] * 100 * args.seconds
+    result["cpu_per_event_us"] = result["cpu"] / events * 1e6 if events else float("nan")
+    print(
+        f"{name:<44} {result['rps']:8.0f} req/s {result['rps'] * 100:9.0f} events/s  "
+        f"p50 {result['p50']:6.1f} ms  p99 {result['p99']:6.1f} ms  "
+        f"CPU {result['cpu_per_event_us']:5.1f} us/event  non-2xx {result['errors']:.0f}",
+        flush=True,
+    )
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=16)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is needed: apt-get install wrk")
+    import base64
+
+    auth = base64.b64encode(f"{KEY}:".encode()).decode()
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "batch.lua"
+        script.write_text(f'AUTH = "{auth}"\n' + LUA)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("JOURNEYKIT_")}
+        uvicorn = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--host",
+            "127.0.0.1",
+            "--log-level",
+            "warning",
+            "--no-access-log",
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+        ]
+        floor_env = {**env, "FLOOR_FILE": str(Path(tmp) / "floor.ndjson"), "PYTHONPATH": str(BENCH)}
+        c = args.connections
+        floor = _run("floor: append body", [*uvicorn, "_floor_app:app"], floor_env, args, script, c)
+        floor_sync = _run(
+            "floor: append body + fsync per request",
+            [*uvicorn, "_floor_app:app"],
+            {**floor_env, "FLOOR_FSYNC": "1"},
+            args,
+            script,
+            c,
+        )
+        collector_env = {**env, "JOURNEYKIT_PSEUDONYM_KEY": PSEUDONYM_KEY}
+        collector = [
+            sys.executable,
+            "-m",
+            "journeykit.collector",
+            "collector",
+            "serve",
+            "--data-dir",
+            str(Path(tmp) / "data"),
+            "--write-key",
+            KEY,
+            "--consent-regime",
+            "opt_out",
+            "--fsync",
+            "always",
+            "--log-level",
+            "warning",
+        ]
+        full = _run("collector, fsync=always", collector, collector_env, args, script, c)
+        light = _run(
+            f"collector, fsync=always, {max(c // 5, 1)} connections",
+            collector,
+            collector_env,
+            args,
+            script,
+            max(c // 5, 1),
+        )
+    print(
+        f"\ncollector events/s: {full['rps'] * 100:,.0f} "
+        f"({full['rps'] / floor['rps']:.2f}x the floor's requests/s, "
+        f"{full['rps'] / floor_sync['rps']:.2f}x the fsync floor's)\n"
+        f"CPU per accepted event: {full['cpu_per_event_us'] / floor['cpu_per_event_us']:.1f}x "
+        f"the floor's\n"
+        f"p99 at {max(c // 5, 1)} connections ({light['rps'] * 100:,.0f} events/s, "
+        f"{light['rps'] / full['rps']:.0%} of the saturated rate): {light['p99']:.1f} ms"
+    )
+
+
+if __name__ == "__main__":
+    main()

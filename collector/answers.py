@@ -1,0 +1,96 @@
+"""The collector's JSON answers as pydantic models, the one source of what ``/openapi.json`` says.
+
+The ingestion answer is produced through :class:`BatchAnswer` (``IngestResult.as_json``) and the
+admin status through :class:`AdminStatus`, so the bytes on the wire and the documented schema
+cannot drift apart. Field names are the wire names (camelCase where Segment uses it).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "AdminStatus",
+    "BatchAnswer",
+    "ErrorAnswer",
+    "ErrorDetail",
+    "EventError",
+    "HealthAnswer",
+    "RejectedEvent",
+]
+
+
+class _Answer(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class EventError(_Answer):
+    """One problem with one event; never echoes the input, which may be personal data."""
+
+    path: str = Field(
+        description="Where in the event, e.g. 'properties.price' or 'batch[3]'; empty for the "
+        "event as a whole."
+    )
+    message: str = Field(description="For people; may change between versions.")
+    type: str = Field(
+        description="Stable code: a pydantic error type (missing, string_type, dict_type, ...) "
+        "or one of missing_identity, union_tag_invalid, union_tag_not_found, type_mismatch, "
+        "not_an_object, event_too_large, batch_too_large, invalid_consent."
+    )
+
+
+class RejectedEvent(_Answer):
+    """An event that was not stored because it is invalid; a resend will not fix it."""
+
+    index: int = Field(ge=0, description="Position in the request's batch (0 for /v1/<type>).")
+    messageId: str | None = Field(description="The event's messageId, when it had a string one.")
+    errors: list[EventError] = Field(min_length=1)
+
+
+class BatchAnswer(_Answer):
+    """The 200 answer of an ingestion request: what became of each event."""
+
+    ok: Literal[True] = True
+    accepted: int = Field(ge=0, description="Events stored now.")
+    duplicates: int = Field(
+        ge=0, description="Events whose messageId was already stored within the dedup window."
+    )
+    dropped: dict[str, int] = Field(
+        description="Events the consent gate withheld, by reason (no_consent, "
+        "denied:analytics, ...); final until consent changes, so not to be resent."
+    )
+    rejected: list[RejectedEvent] = Field(description="Invalid events, in batch order.")
+
+
+class ErrorDetail(_Answer):
+    """Why a request was refused as a whole."""
+
+    code: str = Field(description="Stable, machine-readable code; see each status for its codes.")
+    message: str = Field(description="For people; may change between versions.")
+
+
+class ErrorAnswer(_Answer):
+    """The body of every refused request (4xx, 5xx); nothing of the request was stored."""
+
+    ok: Literal[False] = False
+    error: ErrorDetail
+
+
+class HealthAnswer(_Answer):
+    """The answer of ``/healthz`` and a ready ``/readyz``."""
+
+    ok: Literal[True] = True
+
+
+class AdminStatus(_Answer):
+    """``GET /admin/v1/status``: what this process serves; never any key."""
+
+    ok: Literal[True] = True
+    version: str = Field(description="The installed journeykit version, or 'unknown'.")
+    pid: int = Field(description="The worker process answering.")
+    uptime_seconds: float = Field(ge=0)
+    data_dir: str = Field(description="Absolute path of the data directory.")
+    write_keys: int = Field(ge=1, description="How many write keys are accepted.")
+    sources: list[str] = Field(description="The write keys' source names, sorted, distinct.")
