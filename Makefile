@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 USERS  ?= 200
 
-.PHONY: demo test lint typecheck pytest schema clean
+.PHONY: demo test lint typecheck pytest schema openapi clean
 
 $(BIN)/activate:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "journeykit needs Python 3.11 or newer; set PYTHON=python3.11")'
@@ -46,6 +46,10 @@ pytest: $(VENV)/.dev
 # Regenerate the committed JSON Schema after changing the wire models.
 schema: $(VENV)/.runtime
 	$(BIN)/journeykit protocol schema > docs/protocol.schema.json
+
+# Regenerate the committed OpenAPI document after changing routes, models or default limits.
+openapi: $(VENV)/.runtime
+	$(BIN)/journeykit collector openapi > docs/openapi.json
 
 clean:
 	rm -rf $(VENV) .typecheck .mypy_cache .ruff_cache .pytest_cache build *.egg-info

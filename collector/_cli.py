@@ -1,9 +1,10 @@
 """The ``journeykit`` command line.
 
-``journeykit collector serve`` runs the collector; ``journeykit protocol schema`` prints the
-wire protocol's JSON Schema; ``journeykit consent ...`` verifies and queries the consent
-ledger. Heavy imports (uvicorn, starlette) happen only in the command that needs them, so
-``journeykit --help`` works with the SDK alone installed.
+``journeykit collector serve`` runs the collector and ``journeykit collector openapi`` prints
+its OpenAPI document; ``journeykit protocol schema`` prints the wire protocol's JSON Schema;
+``journeykit consent ...`` verifies and queries the consent ledger. Heavy imports (uvicorn,
+starlette) happen only in the command that needs them, so ``journeykit --help`` works with the
+SDK alone installed.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ def _build_parser() -> argparse.ArgumentParser:
     collector_commands = collector.add_subparsers(dest="action", required=True, metavar="ACTION")
     serve = collector_commands.add_parser("serve", help="serve the tracking API")
     add_serve_arguments(serve)
+    collector_commands.add_parser(
+        "openapi", help="print the OpenAPI document of the HTTP API, for the default limits"
+    )
 
     protocol = commands.add_parser("protocol", help="the wire protocol")
     protocol_commands = protocol.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -54,11 +58,29 @@ def _schema() -> int:
     return 0
 
 
+def _openapi() -> int:
+    import orjson
+    from pydantic import SecretStr
+
+    from journeykit.collector.openapi import openapi_document
+    from journeykit.collector.settings import CollectorSettings, WriteKey
+
+    # The document reads only limits, never keys: a placeholder key makes default settings.
+    placeholder = WriteKey(key=SecretStr("placeholder"))
+    document = openapi_document(CollectorSettings(write_keys=(placeholder,)))
+    sys.stdout.write(
+        orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode() + "\n"
+    )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = _build_parser().parse_args(argv)
     if args.command == "collector" and args.action == "serve":
         return _serve(args)
+    if args.command == "collector" and args.action == "openapi":
+        return _openapi()
     if args.command == "protocol" and args.action == "schema":
         return _schema()
     if args.command == "consent":

@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from journeykit.collector.answers import AdminStatus
 from journeykit.collector.errors import HttpError
 from journeykit.collector.keys import KeyRing
 from journeykit.collector.settings import CollectorSettings
@@ -93,17 +94,15 @@ async def status(request: Request) -> Response:
     require_admin(request)
     gate: AdminGate = request.app.state.admin
     s = gate.settings
-    return _json(
-        {
-            "ok": True,
-            "version": gate.version,
-            "pid": os.getpid(),
-            "uptime_seconds": round(time.monotonic() - gate.started, 3),
-            "data_dir": str(s.data_dir.resolve()),
-            "write_keys": len(s.write_keys),
-            "sources": sorted({k.source for k in s.write_keys}),
-        }
+    answer = AdminStatus(
+        version=gate.version,
+        pid=os.getpid(),
+        uptime_seconds=round(time.monotonic() - gate.started, 3),
+        data_dir=str(s.data_dir.resolve()),
+        write_keys=len(s.write_keys),
+        sources=sorted({k.source for k in s.write_keys}),
     )
+    return _json(answer.model_dump(mode="json"))
 
 
 def admin_routes() -> list[Route]:

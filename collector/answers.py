@@ -1,8 +1,9 @@
 """The collector's JSON answers as pydantic models, the one source of what ``/openapi.json`` says.
 
-The ingestion answer is produced through :class:`BatchAnswer` (``IngestResult.as_json``) and the
-admin status through :class:`AdminStatus`, so the bytes on the wire and the documented schema
-cannot drift apart. Field names are the wire names (camelCase where Segment uses it).
+The admin status is produced through :class:`AdminStatus`; ``IngestResult.as_json`` builds the
+:class:`BatchAnswer` shape as plain data (it runs on the event loop) and tests hold the two
+equal, so the bytes on the wire and the documented schema cannot drift apart. Field names are
+the wire names (camelCase where Segment uses it).
 """
 
 from __future__ import annotations
@@ -23,7 +24,10 @@ __all__ = [
 
 
 class _Answer(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Serialization schemas list defaulted fields (``ok``) as required: the answer always has them.
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", json_schema_serialization_defaults_required=True
+    )
 
 
 class EventError(_Answer):

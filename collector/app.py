@@ -32,6 +32,7 @@ from journeykit.collector.ingest import Ingestor, parse_envelope
 from journeykit.collector.keys import KeyRing, load_pseudonymizer
 from journeykit.collector.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from journeykit.collector.metrics import Metrics
+from journeykit.collector.openapi import openapi_route
 from journeykit.collector.privacy import PrivacyStep
 from journeykit.collector.ratelimit import TokenBucket, retry_after_header
 from journeykit.collector.recovery import recent_message_ids, repair_torn_tails
@@ -246,6 +247,7 @@ def create_app(settings: CollectorSettings) -> Starlette:
     routes += [Route(f"/v1/{t}", single(t), methods=["POST"]) for t in MESSAGE_TYPES]
     routes += [Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", metrics)]
     routes += admin_routes()
+    routes += [openapi_route(settings)]
     app = Starlette(
         routes=routes,
         lifespan=lifespan,

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from pydantic import ValidationError
 
-__all__ = ["HttpError", "error_body", "validation_errors"]
+__all__ = ["ERROR_CODES", "HttpError", "error_body", "validation_errors"]
 
 
 class HttpError(Exception):
@@ -24,6 +24,36 @@ class HttpError(Exception):
 
 def error_body(code: str, message: str) -> dict[str, Any]:
     return {"ok": False, "error": {"code": code, "message": message}}
+
+
+# Documented in /openapi.json; a test fails when a raised code is missing here.
+ERROR_CODES: Final[dict[int, dict[str, str]]] = {
+    400: {
+        "malformed_json": "the body is not valid JSON",
+        "not_an_object": "the body is not a JSON object",
+        "not_a_batch": 'POST /v1/batch without a "batch" array',
+        "invalid_envelope": '"context" is not an object, or "sentAt" not a date-time',
+        "bad_request": "Content-Length is not a number",
+        "bad_encoding": "the gzip or deflate body is broken or truncated",
+    },
+    401: {"unauthorized": "the key is missing or wrong"},
+    403: {
+        "forbidden": "a write key was sent to an admin endpoint",
+        "admin_disabled": "no admin key is configured",
+    },
+    413: {"payload_too_large": "the body, or the inflated body, is over the limit"},
+    415: {
+        "unsupported_media_type": "Content-Type is neither application/json nor text/plain",
+        "unsupported_encoding": "Content-Encoding is not identity, gzip or deflate",
+    },
+    429: {"rate_limited": "the write key's event rate limit is used up"},
+    500: {"internal_error": "a bug; logged, never a stack trace in the answer"},
+    503: {
+        "storage_unavailable": "the disk refused the write; nothing was stored",
+        "not_ready": "the data directory is not writable",
+    },
+}
+"""Every ``error.code`` the collector answers with, by HTTP status, with what it means."""
 
 
 _TAGS = frozenset({"track", "identify", "page", "screen", "group", "alias"})

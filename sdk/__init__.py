@@ -6,11 +6,12 @@
 ...     client.consent("user-1", granted=["analytics"], notice_version="2025-02")
 ...     client.track("user-1", OrderCompleted(order_id="o-1", total=42.0))
 
-Typed events live in :mod:`journeykit.sdk.events`, the wire format in
-:mod:`journeykit.sdk.protocol`. Events pass the consent gate and are pseudonymized before they
-are queued (docs/sdk.md).
+For asyncio applications, :class:`AsyncClient` has the same calls. Typed events live in
+:mod:`journeykit.sdk.events`, the wire format in :mod:`journeykit.sdk.protocol`. Events pass
+the consent gate and are pseudonymized before they are queued (docs/sdk.md).
 """
 
+from journeykit.sdk._async_client import AsyncClient
 from journeykit.sdk._client import Client, Enqueued
 from journeykit.sdk._events import TrackEvent
 from journeykit.sdk._message import InvalidMessage, MessageTooLarge
@@ -21,6 +22,7 @@ from journeykit.sdk._version import VERSION
 __all__ = [
     "DEFAULT_HOST",
     "VERSION",
+    "AsyncClient",
     "Client",
     "ClientSettings",
     "ClientStats",

@@ -29,12 +29,23 @@ __all__ = ["Calls", "Enqueued"]
 
 @dataclass(frozen=True, slots=True)
 class Enqueued:
-    """What a tracking call did. Truthy when the event was queued for delivery."""
+    """What a tracking call did. Truthy when the event is on its way or has arrived.
+
+    Attributes:
+        queued: the event was queued for delivery; in ``sync_mode``, it was delivered.
+        message_id: the event's ``messageId`` (``None`` if the call was too broken to have one).
+        reason: why it was not queued or delivered: a drop reason, or ``not_sent`` when the
+            client was built with ``send=False``.
+        detail: a sentence for people.
+        delivered: ``True`` once the collector accepted the event; only ``sync_mode`` calls
+            wait to know (background delivery reports through ``stats()`` and ``on_drop``).
+    """
 
     queued: bool
     message_id: str | None
     reason: str | None = None
     detail: str = ""
+    delivered: bool = False
 
     def __bool__(self) -> bool:
         return self.queued

@@ -1,32 +1,32 @@
 """The synchronous client: calls that queue events and return at once.
 
-The calls themselves (track, consent, identify, ...) are in ``_calls.py``; this module is what
-happens to a message after them: privacy, queue, delivery, lifecycle.
+The calls themselves (track, consent, identify, ...) are in ``_calls.py`` and their path to an
+encoded payload in ``_core.py``; this module is what happens after: queue, delivery (or
+``sync_mode``'s delivery on the caller's thread), fork and exit, lifecycle.
 """
 
 from __future__ import annotations
 
 import atexit
 import logging
+import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping
-from datetime import datetime
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
 import httpx
-from pydantic import SecretStr
 
 from journeykit.consent import Pseudonymizer
 from journeykit.sdk._buffer import Buffer
-from journeykit.sdk._calls import Calls, Enqueued
+from journeykit.sdk._calls import Enqueued
 from journeykit.sdk._consent import ConsentResolver
-from journeykit.sdk._message import InvalidMessage, MessageTooLarge, build, encode
-from journeykit.sdk._privacy import Privacy
-from journeykit.sdk._settings import DEFAULT_HOST, ClientSettings
-from journeykit.sdk._stats import ClientStats, Drop, _Counters
+from journeykit.sdk._core import Core, Reporter, crashed, settle
+from journeykit.sdk._fork import fork_lock, watch
+from journeykit.sdk._settings import DEFAULT_HOST
+from journeykit.sdk._stats import Drop, _Counters
 from journeykit.sdk._transport import Sender
 from journeykit.sdk._worker import Worker
 
@@ -35,14 +35,20 @@ __all__ = ["Client", "Enqueued"]
 log = logging.getLogger("journeykit")
 
 
-class Client(Calls):
+class Client(Core):
     """Records events and delivers them to a journeykit (or Segment-compatible) collector.
 
     Calls validate the event on the caller's thread, pass it through the consent gate and
     pseudonymize its personal fields, encode it, put it on a bounded queue and return; a
     background thread batches and sends. Delivery problems never raise into the app: every
     event ends up sent or dropped, and every drop is counted in :meth:`stats` and passed to
-    ``on_drop``.
+    ``on_drop``. With ``sync_mode=True`` each call delivers its event itself instead, and
+    with ``send=False`` nothing is sent (docs/sdk.md, "Lifecycle").
+
+    A forked child (gunicorn ``--preload``, uWSGI) gets a fresh queue, worker, locks,
+    connections and counters; what the parent queued before the fork is the parent's to send.
+    A client dropped without :meth:`shutdown` is garbage-collected: its thread delivers what
+    was queued, then ends.
 
     Args:
         write_key: the collector write key.
@@ -77,21 +83,12 @@ class Client(Calls):
         pseudonymizer: Pseudonymizer | None = None,
         **options: Any,
     ) -> None:
-        self._settings = ClientSettings(write_key=SecretStr(write_key), host=host, **options)
-        self._privacy = Privacy(self._settings, consent_resolver, pseudonymizer)
+        super().__init__(write_key, host, on_drop, consent_resolver, pseudonymizer, options)
         self._transport = transport
-        self._on_drop = on_drop
-        self._counters = _Counters()
-        self._buffer = Buffer(self._settings.max_queue_size)
-        self._lock = threading.Lock()
-        self._worker: Worker | None = None
-        self._abort = threading.Event()
-        self._closed = False
-        self._exit_hook: Callable[[], None] | None = None
-
-    @property
-    def settings(self) -> ClientSettings:
-        return self._settings
+        self._background = _Background()
+        weakref.finalize(self, self._background.release).atexit = False
+        self._fresh_delivery()
+        watch(self)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -100,7 +97,8 @@ class Client(Calls):
 
         Returns ``False`` if ``timeout`` seconds passed first; the events stay queued.
         """
-        if self._worker is None:
+        self._own_process()
+        if self._background.worker is None:
             return self._buffer.pending == 0
         return self._buffer.join(timeout)
 
@@ -110,27 +108,29 @@ class Client(Calls):
         Whatever is still undelivered when ``timeout`` runs out is dropped with reason
         ``shutdown`` (counted and reported). Returns ``True`` when nothing was dropped so.
         """
+        self._own_process()
         with self._lock:
             if self._closed:
                 return True
             self._closed = True
-        if self._exit_hook is not None:
-            atexit.unregister(self._exit_hook)
+        background = self._background
+        if background.exit_hook is not None:
+            atexit.unregister(background.exit_hook)
+            background.exit_hook = None
         deadline = None if timeout is None else time.monotonic() + timeout
         delivered = self.flush(timeout)
         self._abort.set()  # a batch still retrying gives up now
         for message_id, _ in self._buffer.close():
             self._drop(message_id, "shutdown", "still queued when shutdown gave up waiting")
-        if self._worker is not None:
+        if background.worker is not None:
             # The worker closes its connections when it ends. A request stuck past the
             # deadline is left to finish on the daemon thread rather than blocking the caller.
             remaining = None if deadline is None else max(deadline - time.monotonic(), 0.05)
-            self._worker.stop(remaining)
+            background.worker.stop(remaining)
+        if background.sender is not None:
+            background.sender.close()
+            background.sender = None
         return delivered and self._buffer.pending == 0
-
-    def stats(self) -> ClientStats:
-        """Counters: queued, sent, pending, retries, requests, drops and removed fields."""
-        return self._counters.snapshot(self._buffer.pending)
 
     def __enter__(self) -> Client:
         return self
@@ -143,100 +143,131 @@ class Client(Calls):
     ) -> None:
         self.shutdown(timeout=self._settings.timeout)
 
-    # -- internals --------------------------------------------------------------------------
+    # -- delivery -----------------------------------------------------------------------------
 
-    def _enqueue(
-        self,
-        type_: str,
-        user_id: object,
-        anonymous_id: object,
-        context: Mapping[str, Any] | None,
-        timestamp: datetime | None,
-        message_id: object,
-        integrations: Mapping[str, Any] | None,
-        fields: Mapping[str, Any],
-        required: tuple[str, ...] = (),
-        on_built: Callable[[Mapping[str, Any]], None] | None = None,
-    ) -> Enqueued:
-        try:
-            built = build(
-                type_,
-                user_id=user_id,
-                anonymous_id=anonymous_id,
-                context=context,
-                timestamp=timestamp,
-                message_id=message_id,
-                integrations=integrations,
-                fields=fields,
-                required=required,
-            )
-            if on_built is not None:
-                on_built(built)
-            mid: str = built["messageId"]
-            if self._closed:
-                self._drop(mid, "shutdown", "the client was shut down")
-                return Enqueued(False, mid, "shutdown", "the client was shut down")
-            verdict = self._privacy.apply(built)
-            if verdict.message is None:
-                # Consent drops are the gate working as intended, not trouble: logged at DEBUG.
-                self._drop(mid, verdict.reason, verdict.detail, logging.DEBUG)
-                return Enqueued(False, mid, verdict.reason, verdict.detail)
-            if verdict.removed:
-                self._counters.removed(verdict.removed)
-            payload = encode(verdict.message)
-        except InvalidMessage as exc:
-            return self._invalid(message_id if isinstance(message_id, str) else None, str(exc), exc)
+    def _before_call(self) -> None:
+        self._own_process()
+
+    def _pending(self) -> int:
+        self._own_process()
+        return self._buffer.pending
+
+    def _submit(self, message_id: str, payload: bytes) -> Enqueued:
+        if self._settings.sync_mode:
+            return self._deliver_now(message_id, payload)
         self._ensure_worker()
-        if not self._buffer.put((mid, payload)):
+        if not self._buffer.put((message_id, payload)):
+            if self._closed:
+                self._drop(message_id, "shutdown", "the client was shut down")
+                return Enqueued(False, message_id, "shutdown", "the client was shut down")
             detail = f"the queue holds {self._settings.max_queue_size:,} events"
-            self._drop(mid, "queue_full", detail)
-            return Enqueued(False, mid, "queue_full", detail)
+            self._drop(message_id, "queue_full", detail)
+            return Enqueued(False, message_id, "queue_full", detail)
         self._counters.add("queued")
-        return Enqueued(True, mid)
+        return Enqueued(True, message_id)
 
-    def _invalid(
-        self, message_id: str | None, detail: str, exc: InvalidMessage | None = None
-    ) -> Enqueued:
-        if self._settings.strict:
-            raise exc or InvalidMessage(detail)
-        reason = "too_large" if isinstance(exc, MessageTooLarge) else "invalid"
-        self._drop(message_id, reason, detail)
-        return Enqueued(False, message_id, reason, detail)
+    def _deliver_now(self, message_id: str, payload: bytes) -> Enqueued:
+        # sync_mode: the same Sender, so the same retries, Retry-After and budget, on this thread.
+        try:
+            outcome = self._sync_sender().send([payload])
+        except Exception as exc:  # e.g. shutdown() closed the connections under this call
+            log.exception("journeykit: unexpected error delivering a batch")
+            outcome = crashed(exc)
+        self._counters.add("queued")
+        drops = settle([(message_id, payload)], outcome, self._counters, self._report)
+        if drops:
+            reason, detail = drops[0]
+            return Enqueued(False, message_id, reason, detail)
+        return Enqueued(True, message_id, delivered=True)
 
-    def _drop(
-        self, message_id: str | None, reason: str, detail: str, level: int = logging.WARNING
-    ) -> None:
-        self._counters.drop(reason)
-        log.log(level, "journeykit: dropped event %s (%s): %s", message_id, reason, detail)
-        if self._on_drop is not None:
-            try:
-                self._on_drop(Drop(reason, message_id, detail))
-            except Exception:  # a broken hook must not break tracking
-                log.exception("journeykit: on_drop hook raised")
+    def _sync_sender(self) -> Sender:
+        with self._lock:
+            sender = self._background.sender
+            if sender is None:
+                sender = self._background.sender = self._new_sender()
+            return sender
+
+    def _new_sender(self) -> Sender:
+        counters = self._counters  # not self: the worker must not keep the client alive
+        return Sender(
+            self._settings,
+            self._transport,
+            self._abort,
+            on_retry=lambda: counters.add("retries"),
+            on_request=lambda: counters.add("requests"),
+        )
 
     def _ensure_worker(self) -> None:
-        if self._worker is not None and self._worker.alive:
+        background = self._background
+        if background.worker is not None and background.worker.alive:
             return
         with self._lock:
-            if self._worker is not None and self._worker.alive:
+            if self._closed or (background.worker is not None and background.worker.alive):
                 return
-            sender = Sender(
-                self._settings,
-                self._transport,
-                self._abort,
-                on_retry=lambda: self._counters.add("retries"),
-                on_request=lambda: self._counters.add("requests"),
+            background.worker = Worker(
+                self._settings, self._buffer, self._new_sender(), self._counters, self._report
             )
-            self._worker = Worker(self._settings, self._buffer, sender, self._counters, self._drop)
-            self._worker.start()
-            if self._exit_hook is None:
-                self._exit_hook = _exit_hook_for(self)
-                atexit.register(self._exit_hook)
+            background.worker.start()
+            if background.exit_hook is None:
+                background.exit_hook = _exit_hook_for(self)
+                atexit.register(background.exit_hook)
+
+    # -- fork ---------------------------------------------------------------------------------
+
+    def _fresh_delivery(self) -> None:
+        self._pid = os.getpid()
+        self._buffer = Buffer(self._settings.max_queue_size)
+        self._lock = threading.Lock()
+        self._abort = threading.Event()
+
+    def _own_process(self) -> None:
+        # The fallback for forks that skip os.register_at_fork hooks; one getpid() per call.
+        if self._pid != os.getpid():
+            with fork_lock():
+                if self._pid != os.getpid():
+                    self._after_fork()
+
+    def _after_fork(self) -> None:
+        """In a forked child: start over with nothing queued and no thread or connection.
+
+        The parent's queue, worker and connection pool are the parent's: its queued events
+        are delivered by the parent only. They are abandoned here, not closed, since closing
+        could touch sockets the parent still uses. Counters start at zero for this process.
+        """
+        self._counters = _Counters()
+        self._report = Reporter(self._counters, self._on_drop)
+        self._privacy.after_fork()
+        self._background.worker = None
+        self._background.sender = None
+        self._fresh_delivery()
+
+
+class _Background:
+    """What outlives a call: the worker, sync_mode's sender and the exit hook.
+
+    It holds no reference to the client, so a client nobody holds is garbage-collected; its
+    finalizer then calls :meth:`release`.
+    """
+
+    def __init__(self) -> None:
+        self.worker: Worker | None = None
+        self.sender: Sender | None = None
+        self.exit_hook: Callable[[], None] | None = None
+
+    def release(self) -> None:
+        if self.exit_hook is not None:
+            atexit.unregister(self.exit_hook)
+            self.exit_hook = None
+        if self.worker is not None:
+            self.worker.finish()  # it delivers what was queued, closes its connections, ends
+        if self.sender is not None:
+            self.sender.close()
+            self.sender = None
 
 
 def _exit_hook_for(client: Client) -> Callable[[], None]:
     # A weak reference: registering the client itself with atexit would keep every client
-    # ever created alive until exit.
+    # ever created alive until exit. A forked child inherits the hook, and drains its own queue.
     ref = weakref.ref(client)
 
     def drain() -> None:

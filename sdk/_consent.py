@@ -58,6 +58,10 @@ class ConsentBook:
     def __len__(self) -> int:
         return len(self._states)
 
+    def after_fork(self) -> None:
+        """In a forked child: a fresh lock, in case another thread of the parent held it."""
+        self._lock = threading.Lock()
+
     def record(self, update: ConsentUpdate) -> ConsentState:
         """Fold ``update`` into its subject's state, kept under its user and anonymous ids."""
         keys = _keys(update.user_id, update.anonymous_id)

@@ -69,6 +69,10 @@ class Privacy:
         self._pseudonymize = settings.pseudonymize
         self._pseudonymizer = _pseudonymizer(settings, pseudonymizer)
 
+    def after_fork(self) -> None:
+        """In a forked child: reset the locks a thread of the parent may have held."""
+        self.consents.after_fork()
+
     def record(self, update: ConsentUpdate) -> None:
         """Remember a consent change for the messages that follow."""
         self.consents.record(update)

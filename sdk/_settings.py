@@ -60,6 +60,16 @@ class ClientSettings(BaseModel):
         default=1.0,
         description="How long interpreter exit waits for queued events to be delivered.",
     )
+    sync_mode: bool = Field(
+        default=False,
+        description="Deliver each event on the caller's thread before the call returns "
+        "(serverless); no background thread, no queue.",
+    )
+    send: bool = Field(
+        default=True,
+        description="False: validate, gate and pseudonymize as usual, then count the event in "
+        "stats().not_sent instead of sending it (tests, development).",
+    )
     strict: bool = Field(
         default=False,
         description="Raise on invalid calls (development) instead of dropping and counting.",

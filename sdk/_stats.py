@@ -48,6 +48,9 @@ class ClientStats:
     Drops before queueing (``invalid``, ``too_large``, ``queue_full``, and the consent gate's
     ``no_consent`` and ``denied:<purpose>``) are in ``dropped`` too.
 
+    ``not_sent`` counts events that passed validation, the gate and pseudonymization in a
+    client built with ``send=False``: they were never queued, so they are not drops either.
+
     ``fields_removed`` counts fields taken out of events that were still sent, by reason: the
     gate's ``strip:<purpose>`` (one per field stripped) and the pseudonymizer's
     ``invalid_phone``, ``invalid_ip``, ``not_a_string`` (a value it could not protect).
@@ -60,6 +63,7 @@ class ClientStats:
     requests: int
     dropped: Mapping[str, int] = field(default_factory=dict)
     fields_removed: Mapping[str, int] = field(default_factory=dict)
+    not_sent: int = 0
 
     @property
     def dropped_total(self) -> int:
@@ -73,10 +77,13 @@ class _Counters:
         self.sent = 0
         self.retries = 0
         self.requests = 0
+        self.not_sent = 0
         self.dropped: Counter[str] = Counter()
         self.fields_removed: Counter[str] = Counter()
 
-    def add(self, name: Literal["queued", "sent", "retries", "requests"], n: int = 1) -> None:
+    def add(
+        self, name: Literal["queued", "sent", "retries", "requests", "not_sent"], n: int = 1
+    ) -> None:
         with self._lock:
             setattr(self, name, getattr(self, name) + n)
 
@@ -98,4 +105,5 @@ class _Counters:
                 requests=self.requests,
                 dropped=dict(self.dropped),
                 fields_removed=dict(self.fields_removed),
+                not_sent=self.not_sent,
             )

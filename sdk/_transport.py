@@ -17,6 +17,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import orjson
@@ -33,20 +34,33 @@ from journeykit.sdk._settings import ClientSettings
 from journeykit.sdk._stats import DropReason
 from journeykit.sdk._version import LIBRARY_NAME, VERSION
 
-__all__ = ["BatchOutcome", "Sender"]
+__all__ = [
+    "ABORTED_DETAIL",
+    "Aborted",
+    "BatchOutcome",
+    "Retryable",
+    "Sender",
+    "check",
+    "encode_batch",
+    "outcome_of",
+    "request_headers",
+    "retry_policy",
+]
 
 log = logging.getLogger("journeykit")
 
 _MIN_WAIT = 0.05  # never hammer a struggling server with an immediate retry
 
 
-class _Retryable(Exception):
+class Retryable(Exception):
+    """A failure worth another try: a network error, 408, 429 or 5xx."""
+
     def __init__(self, detail: str, retry_after: float | None = None) -> None:
         super().__init__(detail)
         self.retry_after = retry_after
 
 
-class _Aborted(Exception):
+class Aborted(Exception):
     """Shutdown asked the retry loop to stop waiting."""
 
 
@@ -95,6 +109,68 @@ def _rejections(response: httpx.Response) -> dict[int, str]:
     return out
 
 
+def request_headers(settings: ClientSettings) -> dict[str, str]:
+    """Headers of every request: the write key as HTTP Basic user, JSON, our user agent."""
+    token = base64.b64encode(f"{settings.write_key.get_secret_value()}:".encode()).decode()
+    return {
+        "Authorization": f"Basic {token}",
+        "Content-Type": "application/json",
+        "User-Agent": f"{LIBRARY_NAME}/{VERSION}",
+    }
+
+
+def encode_batch(payloads: list[bytes], gzip: bool) -> tuple[bytes, dict[str, str]]:
+    """The request body for ``payloads`` (encoded messages), and its extra headers."""
+    sent_at = datetime.now(UTC).isoformat(timespec="milliseconds").encode()
+    body = b'{"batch":[' + b",".join(payloads) + b'],"sentAt":"' + sent_at + b'"}'
+    if not gzip:
+        return body, {}
+    compressor = zlib.compressobj(6, zlib.DEFLATED, 31)
+    return compressor.compress(body) + compressor.flush(), {"Content-Encoding": "gzip"}
+
+
+def check(response: httpx.Response, settings: ClientSettings) -> httpx.Response:
+    """Raise :class:`Retryable` for 408, 429 and 5xx; return any other response."""
+    status = response.status_code
+    if status == 408 or status == 429 or status >= 500:
+        retry_after = _parse_retry_after(
+            response.headers.get("Retry-After"), settings.max_retry_after
+        )
+        raise Retryable(f"HTTP {status}", retry_after)
+    return response
+
+
+def retry_policy(settings: ClientSettings) -> dict[str, Any]:
+    """tenacity arguments shared by :class:`Sender` and the asyncio sender (not ``sleep``)."""
+    jitter = wait_random_exponential(multiplier=0.5, max=settings.max_backoff)
+
+    def wait(state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, Retryable) and exc.retry_after is not None:
+            return max(exc.retry_after, _MIN_WAIT)
+        return max(jitter(state), _MIN_WAIT)
+
+    return {
+        "stop": stop_after_attempt(settings.max_retries + 1)
+        | stop_before_delay(settings.retry_budget),
+        "wait": wait,
+        "retry": retry_if_exception_type(Retryable),
+        "reraise": True,
+    }
+
+
+def outcome_of(response: httpx.Response, size: int) -> BatchOutcome:
+    """What a final (not retryable) response means for a batch of ``size`` events."""
+    if response.is_success:
+        return BatchOutcome(True, rejected=_rejections(response))
+    detail = f"HTTP {response.status_code}: {response.text[:200]}"
+    log.error("journeykit: collector refused a batch of %d: %s", size, detail)
+    return BatchOutcome(False, "http_error", detail)
+
+
+ABORTED_DETAIL = "shutdown interrupted the retries"
+
+
 class Sender:
     """Posts batches to ``{host}/v1/batch`` over one keep-alive connection pool."""
 
@@ -110,72 +186,37 @@ class Sender:
         self._abort = abort
         self._on_retry = on_retry
         self._on_request = on_request
-        token = base64.b64encode(f"{settings.write_key.get_secret_value()}:".encode()).decode()
         self._http = httpx.Client(
             base_url=settings.host,
             transport=transport,
             timeout=settings.timeout,
-            headers={
-                "Authorization": f"Basic {token}",
-                "Content-Type": "application/json",
-                "User-Agent": f"{LIBRARY_NAME}/{VERSION}",
-            },
+            headers=request_headers(settings),
         )
-        self._jitter = wait_random_exponential(multiplier=0.5, max=settings.max_backoff)
 
     def close(self) -> None:
         self._http.close()
 
-    def _wait(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, _Retryable) and exc.retry_after is not None:
-            return max(exc.retry_after, _MIN_WAIT)
-        return max(self._jitter(state), _MIN_WAIT)
-
     def _sleep(self, seconds: float) -> None:
         self._on_retry()
         if self._abort.wait(seconds):
-            raise _Aborted
+            raise Aborted
 
     def _post_once(self, payloads: list[bytes]) -> httpx.Response:
-        sent_at = datetime.now(UTC).isoformat(timespec="milliseconds").encode()
-        body = b'{"batch":[' + b",".join(payloads) + b'],"sentAt":"' + sent_at + b'"}'
-        headers = {}
-        if self._settings.gzip:
-            compressor = zlib.compressobj(6, zlib.DEFLATED, 31)
-            body = compressor.compress(body) + compressor.flush()
-            headers["Content-Encoding"] = "gzip"
+        body, headers = encode_batch(payloads, self._settings.gzip)
         self._on_request()
         try:
             response = self._http.post("/v1/batch", content=body, headers=headers)
         except httpx.TransportError as exc:
-            raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
-        status = response.status_code
-        if status == 408 or status == 429 or status >= 500:
-            retry_after = _parse_retry_after(
-                response.headers.get("Retry-After"), self._settings.max_retry_after
-            )
-            raise _Retryable(f"HTTP {status}", retry_after)
-        return response
+            raise Retryable(f"{type(exc).__name__}: {exc}") from exc
+        return check(response, self._settings)
 
     def send(self, payloads: list[bytes]) -> BatchOutcome:
         """Deliver one batch, retrying as the module docstring says; never raises."""
-        s = self._settings
-        retrying = Retrying(
-            stop=stop_after_attempt(s.max_retries + 1) | stop_before_delay(s.retry_budget),
-            wait=self._wait,
-            retry=retry_if_exception_type(_Retryable),
-            sleep=self._sleep,
-            reraise=True,
-        )
+        retrying = Retrying(sleep=self._sleep, **retry_policy(self._settings))
         try:
             response = retrying(self._post_once, payloads)
-        except _Retryable as exc:
+        except Retryable as exc:
             return BatchOutcome(False, "retries_exhausted", str(exc))
-        except _Aborted:
-            return BatchOutcome(False, "shutdown", "shutdown interrupted the retries")
-        if response.is_success:
-            return BatchOutcome(True, rejected=_rejections(response))
-        detail = f"HTTP {response.status_code}: {response.text[:200]}"
-        log.error("journeykit: collector refused a batch of %d: %s", len(payloads), detail)
-        return BatchOutcome(False, "http_error", detail)
+        except Aborted:
+            return BatchOutcome(False, "shutdown", ABORTED_DETAIL)
+        return outcome_of(response, len(payloads))

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 
 from journeykit.sdk._buffer import Buffer, Item
+from journeykit.sdk._core import Reporter, crashed, settle
 from journeykit.sdk._settings import ClientSettings
-from journeykit.sdk._stats import DropReason, _Counters
+from journeykit.sdk._stats import _Counters
 from journeykit.sdk._transport import Sender
 
 __all__ = ["Worker"]
@@ -23,7 +23,9 @@ class Worker:
 
     One worker per client: ordering is kept and the collector sees one connection. The thread
     is a daemon so that a forgotten client never keeps an interpreter alive; the client's exit
-    hook gives it a bounded time to drain instead.
+    hook gives it a bounded time to drain instead. It holds the buffer, the sender and the
+    counters but not the client, so a client nobody holds is collected, and :meth:`finish`
+    (called then) lets the thread deliver what was queued and end.
     """
 
     def __init__(
@@ -32,7 +34,7 @@ class Worker:
         buffer: Buffer,
         sender: Sender,
         counters: _Counters,
-        drop: Callable[[str | None, DropReason, str], None],
+        drop: Reporter,
     ) -> None:
         self._settings = settings
         self._buffer = buffer
@@ -44,6 +46,14 @@ class Worker:
 
     def start(self) -> None:
         self._thread.start()
+
+    def finish(self) -> None:
+        """Ask the thread to deliver what is queued and end; returns at once.
+
+        Takes none of the buffer's locks, so it is safe from a garbage-collection finalizer on
+        any thread; the thread notices within its idle poll.
+        """
+        self._stop.set()
 
     def stop(self, timeout: float | None) -> None:
         self._stop.set()
@@ -73,18 +83,8 @@ class Worker:
             outcome = self._sender.send([payload for _, payload in batch])
         except Exception as exc:  # the worker must outlive any one bad batch
             log.exception("journeykit: unexpected error delivering a batch")
-            self._drop_all(batch, "http_error", f"{type(exc).__name__}: {exc}")
-        else:
-            if outcome.delivered:
-                for index, reason in outcome.rejected.items():
-                    if 0 <= index < len(batch):
-                        self._drop(batch[index][0], "rejected", reason)
-                self._counters.add("sent", len(batch) - len(outcome.rejected))
-            else:
-                self._drop_all(batch, outcome.failure or "http_error", outcome.detail)
+            outcome = crashed(exc)
+        try:
+            settle(batch, outcome, self._counters, self._drop)
         finally:
             self._buffer.done(len(batch))
-
-    def _drop_all(self, batch: list[Item], reason: DropReason, detail: str) -> None:
-        for message_id, _ in batch:
-            self._drop(message_id, reason, detail)

@@ -54,6 +54,7 @@ class RunningCollector:
     url: str
     data_dir: Path
     key: str
+    app: Any = None  # the Starlette app the server runs, for tests that walk its routes
 
     @property
     def events(self) -> list[dict[str, Any]]:
@@ -99,7 +100,7 @@ def running_collector(data_dir: Path, **settings: Any) -> Iterator[RunningCollec
             if time.monotonic() > deadline or not thread.is_alive():
                 raise RuntimeError("the collector did not start")
             time.sleep(0.01)
-        yield RunningCollector(f"http://127.0.0.1:{port}", data_dir, WRITE_KEY)
+        yield RunningCollector(f"http://127.0.0.1:{port}", data_dir, WRITE_KEY, app)
     finally:
         server.should_exit = True
         thread.join(10)

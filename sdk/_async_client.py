@@ -1,0 +1,285 @@
+"""The asyncio client: the same calls, delivered from a task on the application's event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from journeykit.consent import Pseudonymizer
+from journeykit.sdk._async_transport import AsyncSender
+from journeykit.sdk._buffer import Item
+from journeykit.sdk._calls import Enqueued
+from journeykit.sdk._consent import ConsentResolver
+from journeykit.sdk._core import Core, crashed, settle
+from journeykit.sdk._settings import DEFAULT_HOST
+from journeykit.sdk._stats import Drop
+from journeykit.sdk._transport import BatchOutcome
+
+__all__ = ["AsyncClient"]
+
+log = logging.getLogger("journeykit")
+
+
+class AsyncClient(Core):
+    """:class:`~journeykit.sdk.Client` for asyncio applications.
+
+    The calls (``track``, ``identify``, ``page``, ``screen``, ``group``, ``alias``,
+    ``consent``) are plain methods, the same as the sync client's: they validate, gate,
+    pseudonymize and queue on the caller's thread and return an :class:`Enqueued` without
+    awaiting anything, so they never block the loop. A task on the running event loop, started
+    by the first call made inside it, batches and sends with ``httpx.AsyncClient`` under the
+    same retry rule. :meth:`flush` and :meth:`shutdown` are coroutines; use
+    ``async with AsyncClient(...)`` or ``await client.shutdown()`` before the loop ends:
+    events still queued when the loop stops are dropped with reason ``shutdown``, counted and
+    reported. Calls may also come from other threads (the loop is woken thread-safely). One
+    event loop at a time: after a loop ends, the next call inside another loop starts afresh.
+
+    Args are those of :class:`~journeykit.sdk.Client`, except that ``transport`` is an
+    ``httpx.AsyncBaseTransport`` and ``sync_mode`` is refused.
+
+    Raises:
+        ValueError: ``sync_mode=True`` (use ``Client``).
+    """
+
+    def __init__(
+        self,
+        write_key: str,
+        host: str = DEFAULT_HOST,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        on_drop: Callable[[Drop], None] | None = None,
+        consent_resolver: ConsentResolver | None = None,
+        pseudonymizer: Pseudonymizer | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(write_key, host, on_drop, consent_resolver, pseudonymizer, options)
+        if self._settings.sync_mode:
+            raise ValueError("sync_mode is for Client; AsyncClient delivers from an asyncio task")
+        self._transport = transport
+        self._lock = threading.Lock()  # guards the queue: calls may come from other threads
+        self._items: deque[Item] = deque()
+        self._bytes = 0
+        self._unfinished = 0  # queued, not yet delivered or dropped
+        self._flushers = 0
+        self._stopping = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._new_events()
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def flush(self, timeout: float | None = None) -> bool:
+        """Send everything queued now and wait until it is delivered or dropped.
+
+        Returns ``False`` if ``timeout`` seconds passed first; the events stay queued.
+        """
+        if self._pending() == 0:
+            return True
+        self._start(asyncio.get_running_loop())
+        self._flushers += 1
+        self._ready.set()
+        try:
+            async with asyncio.timeout(timeout):
+                while self._pending() > 0:
+                    self._progress.clear()
+                    await self._progress.wait()
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self._flushers -= 1
+
+    async def shutdown(self, timeout: float | None = None) -> bool:
+        """Flush, then stop the delivery task and close connections. Idempotent.
+
+        Whatever is still undelivered when ``timeout`` runs out is dropped with reason
+        ``shutdown`` (counted and reported). Returns ``True`` when nothing was dropped so.
+        """
+        if self._closed:
+            return True
+        self._closed = True
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        delivered = await self.flush(timeout)
+        self._abort.set()  # a batch still retrying gives up now
+        self._drop_queued("still queued when shutdown gave up waiting")
+        task = self._task
+        if task is not None and not task.done():
+            self._stopping = True
+            self._wake.set()
+            remaining = None if deadline is None else max(deadline - loop.time(), 0.05)
+            done, _ = await asyncio.wait({task}, timeout=remaining)
+            if not done:  # a request stuck past the deadline: its events are dropped
+                task.cancel()
+                await asyncio.wait({task})
+        return delivered and self._pending() == 0
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.shutdown(timeout=self._settings.timeout)
+
+    # -- the calls' side ----------------------------------------------------------------------
+
+    def _pending(self) -> int:
+        with self._lock:
+            return self._unfinished
+
+    def _submit(self, message_id: str, payload: bytes) -> Enqueued:
+        s = self._settings
+        with self._lock:
+            full = len(self._items) >= s.max_queue_size
+            if not full:
+                self._items.append((message_id, payload))
+                self._bytes += len(payload)
+                self._unfinished += 1
+        if full:
+            detail = f"the queue holds {s.max_queue_size:,} events"
+            self._drop(message_id, "queue_full", detail)
+            return Enqueued(False, message_id, "queue_full", detail)
+        self._counters.add("queued")
+        self._kick()
+        return Enqueued(True, message_id)
+
+    def _kick(self) -> None:
+        """Wake the delivery task, starting it if this call runs inside an event loop."""
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is not None and (self._task is None or self._task.done()):
+            self._start(running)
+        loop = self._loop
+        if loop is None or self._task is None or self._task.done():
+            return  # no loop yet: the first call or flush inside one starts delivery
+        if loop is running:
+            self._signal()
+        else:
+            # If that loop is closed, the next one to run a call or flush picks the events up.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._signal)
+
+    def _signal(self) -> None:
+        self._wake.set()
+        if self._send_now():
+            self._ready.set()
+
+    def _send_now(self) -> bool:
+        s = self._settings
+        return (
+            len(self._items) >= s.batch_size
+            or self._bytes >= s.max_batch_bytes
+            or self._flushers > 0
+            or self._stopping
+        )
+
+    # -- the delivery task --------------------------------------------------------------------
+
+    def _new_events(self) -> None:
+        # asyncio events belong to the loop that first waits on them: fresh ones per loop.
+        self._wake = asyncio.Event()  # something queued, or stop
+        self._ready = asyncio.Event()  # send now: a batch is full, or flush or stop asked
+        self._progress = asyncio.Event()  # a batch was delivered or dropped
+        self._abort = asyncio.Event()  # shutdown: stop retrying
+
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._task is not None and not self._task.done():
+            if self._loop is not loop:
+                raise RuntimeError("this AsyncClient is delivering on another running loop")
+            return
+        self._loop = loop
+        self._new_events()
+        if self._closed:
+            self._abort.set()
+        self._task = loop.create_task(self._run(), name="journeykit-delivery")
+
+    async def _run(self) -> None:
+        counters = self._counters
+        sender = AsyncSender(
+            self._settings,
+            self._transport,
+            self._abort,
+            on_retry=lambda: counters.add("retries"),
+            on_request=lambda: counters.add("requests"),
+        )
+        try:
+            while True:
+                batch = await self._take()
+                if batch:
+                    await self._deliver(sender, batch)
+                elif self._stopping:
+                    return
+        finally:
+            self._drop_queued("the event loop stopped before AsyncClient.shutdown()")
+            await sender.aclose()
+
+    async def _take(self) -> list[Item]:
+        s = self._settings
+        while not self._items and not self._stopping:
+            self._wake.clear()
+            await self._wake.wait()
+        if not self._items:
+            return []
+        if not self._send_now():
+            self._ready.clear()
+            try:
+                async with asyncio.timeout(s.flush_interval):
+                    await self._ready.wait()
+            except TimeoutError:
+                pass
+        batch: list[Item] = []
+        size = 0
+        with self._lock:
+            while self._items and len(batch) < s.batch_size:
+                nbytes = len(self._items[0][1]) + 1  # the comma that joins it
+                if batch and size + nbytes > s.max_batch_bytes:
+                    break
+                item = self._items.popleft()
+                self._bytes -= len(item[1])
+                size += nbytes
+                batch.append(item)
+        return batch
+
+    async def _deliver(self, sender: AsyncSender, batch: list[Item]) -> None:
+        try:
+            try:
+                outcome = await sender.send([payload for _, payload in batch])
+            except asyncio.CancelledError:
+                cancelled = BatchOutcome(False, "shutdown", "delivery was cancelled")
+                settle(batch, cancelled, self._counters, self._report)
+                raise
+            except Exception as exc:  # the task must outlive any one bad batch
+                log.exception("journeykit: unexpected error delivering a batch")
+                outcome = crashed(exc)
+            settle(batch, outcome, self._counters, self._report)
+        finally:
+            self._finished(len(batch))
+
+    def _finished(self, n: int) -> None:
+        with self._lock:
+            self._unfinished -= n
+        self._progress.set()
+
+    def _drop_queued(self, detail: str) -> None:
+        with self._lock:
+            left = list(self._items)
+            self._items.clear()
+            self._bytes = 0
+        for message_id, _ in left:
+            self._drop(message_id, "shutdown", detail)
+        if left:
+            self._finished(len(left))

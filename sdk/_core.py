@@ -1,0 +1,183 @@
+"""What every client shares: the path from a call to a payload ready to deliver.
+
+:class:`Core` builds the message, records consent, passes the gate, pseudonymizes and encodes,
+on the caller's thread; :class:`~journeykit.sdk.Client` and
+:class:`~journeykit.sdk.AsyncClient` differ only in how they deliver (``_submit``) and in their
+lifecycle. :class:`Reporter` and :func:`settle` account for every event given up on, the same
+way in every client.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from pydantic import SecretStr
+
+from journeykit.consent import Pseudonymizer
+from journeykit.sdk._buffer import Item
+from journeykit.sdk._calls import Calls, Enqueued
+from journeykit.sdk._consent import ConsentResolver
+from journeykit.sdk._message import InvalidMessage, MessageTooLarge, build, encode
+from journeykit.sdk._privacy import Privacy
+from journeykit.sdk._settings import ClientSettings
+from journeykit.sdk._stats import ClientStats, Drop, _Counters
+from journeykit.sdk._transport import BatchOutcome
+
+__all__ = ["Core", "Reporter", "settle"]
+
+log = logging.getLogger("journeykit")
+
+_NOT_SENT = "the client was built with send=False: validated, gated and pseudonymized, not sent"
+
+
+class Reporter:
+    """Counts, logs and hands to ``on_drop`` each event given up on.
+
+    It holds no reference to the client, so a delivery worker holding it never keeps a client
+    alive.
+    """
+
+    def __init__(self, counters: _Counters, on_drop: Callable[[Drop], None] | None) -> None:
+        self._counters = counters
+        self._on_drop = on_drop
+
+    def __call__(
+        self, message_id: str | None, reason: str, detail: str, level: int = logging.WARNING
+    ) -> None:
+        self._counters.drop(reason)
+        log.log(level, "journeykit: dropped event %s (%s): %s", message_id, reason, detail)
+        if self._on_drop is not None:
+            try:
+                self._on_drop(Drop(reason, message_id, detail))
+            except Exception:  # a broken hook must not break tracking
+                log.exception("journeykit: on_drop hook raised")
+
+
+def settle(
+    batch: Sequence[Item], outcome: BatchOutcome, counters: _Counters, report: Reporter
+) -> dict[int, tuple[str, str]]:
+    """Count a delivered or failed batch; return the drops as ``{index: (reason, detail)}``."""
+    drops: dict[int, tuple[str, str]] = {}
+    if outcome.delivered:
+        for index, why in outcome.rejected.items():
+            if 0 <= index < len(batch):
+                drops[index] = ("rejected", why)
+    else:
+        failure = outcome.failure or "http_error"
+        drops = dict.fromkeys(range(len(batch)), (failure, outcome.detail))
+    for index, (reason, detail) in drops.items():
+        report(batch[index][0], reason, detail)
+    if len(batch) > len(drops):
+        counters.add("sent", len(batch) - len(drops))
+    return drops
+
+
+def crashed(exc: Exception) -> BatchOutcome:
+    """The outcome of a batch whose delivery raised unexpectedly (a bug, a closed client)."""
+    return BatchOutcome(False, "http_error", f"{type(exc).__name__}: {exc}")
+
+
+class Core(Calls):
+    """Settings, privacy and counters, and the calls' path up to delivery; see ``Client``."""
+
+    def __init__(
+        self,
+        write_key: str,
+        host: str,
+        on_drop: Callable[[Drop], None] | None,
+        consent_resolver: ConsentResolver | None,
+        pseudonymizer: Pseudonymizer | None,
+        options: Mapping[str, Any],
+    ) -> None:
+        self._settings = ClientSettings(write_key=SecretStr(write_key), host=host, **options)
+        self._privacy = Privacy(self._settings, consent_resolver, pseudonymizer)
+        self._on_drop = on_drop
+        self._counters = _Counters()
+        self._report = Reporter(self._counters, on_drop)
+        self._closed = False
+
+    @property
+    def settings(self) -> ClientSettings:
+        return self._settings
+
+    def stats(self) -> ClientStats:
+        """Counters: queued, sent, pending, retries, requests, drops, removed fields, not sent."""
+        return self._counters.snapshot(self._pending())
+
+    # -- what each client provides -----------------------------------------------------------
+
+    def _submit(self, message_id: str, payload: bytes) -> Enqueued:
+        """Hand one encoded, gated, pseudonymized event to delivery."""
+        raise NotImplementedError
+
+    def _pending(self) -> int:
+        raise NotImplementedError
+
+    def _before_call(self) -> None:
+        """Runs first in every call (the sync client checks here whether it was forked)."""
+
+    # -- the shared path ----------------------------------------------------------------------
+
+    def _enqueue(
+        self,
+        type_: str,
+        user_id: object,
+        anonymous_id: object,
+        context: Mapping[str, Any] | None,
+        timestamp: datetime | None,
+        message_id: object,
+        integrations: Mapping[str, Any] | None,
+        fields: Mapping[str, Any],
+        required: tuple[str, ...] = (),
+        on_built: Callable[[Mapping[str, Any]], None] | None = None,
+    ) -> Enqueued:
+        self._before_call()
+        try:
+            built = build(
+                type_,
+                user_id=user_id,
+                anonymous_id=anonymous_id,
+                context=context,
+                timestamp=timestamp,
+                message_id=message_id,
+                integrations=integrations,
+                fields=fields,
+                required=required,
+            )
+            if on_built is not None:
+                on_built(built)
+            mid: str = built["messageId"]
+            if self._closed:
+                self._drop(mid, "shutdown", "the client was shut down")
+                return Enqueued(False, mid, "shutdown", "the client was shut down")
+            verdict = self._privacy.apply(built)
+            if verdict.message is None:
+                # Consent drops are the gate working as intended, not trouble: logged at DEBUG.
+                self._drop(mid, verdict.reason, verdict.detail, logging.DEBUG)
+                return Enqueued(False, mid, verdict.reason, verdict.detail)
+            if verdict.removed:
+                self._counters.removed(verdict.removed)
+            payload = encode(verdict.message)
+        except InvalidMessage as exc:
+            return self._invalid(message_id if isinstance(message_id, str) else None, str(exc), exc)
+        if not self._settings.send:
+            self._counters.add("not_sent")
+            return Enqueued(False, mid, "not_sent", _NOT_SENT)
+        return self._submit(mid, payload)
+
+    def _invalid(
+        self, message_id: str | None, detail: str, exc: InvalidMessage | None = None
+    ) -> Enqueued:
+        if self._settings.strict:
+            raise exc or InvalidMessage(detail)
+        reason = "too_large" if isinstance(exc, MessageTooLarge) else "invalid"
+        self._drop(message_id, reason, detail)
+        return Enqueued(False, message_id, reason, detail)
+
+    def _drop(
+        self, message_id: str | None, reason: str, detail: str, level: int = logging.WARNING
+    ) -> None:
+        self._report(message_id, reason, detail, level)
