@@ -170,10 +170,12 @@ class PrivacyStep:
         """Run the step over ``(index, event)`` pairs; appends consent changes to the ledger."""
         outcome = PrivacyOutcome()
         changes: list[ConsentChange] = []
+        # The header speaks for every event of the request: read it once, not per event.
+        gpc = parse_gpc(headers, now=received_at)
         for index, event in events:
             subjects = self._subjects(event)
             try:
-                updates = self._signals(event, headers, received_at)
+                updates = self._signals(event, gpc, received_at)
             except InvalidConsentSignal as exc:
                 outcome.invalid[index] = {
                     "path": exc.field,
@@ -192,7 +194,8 @@ class PrivacyStep:
             result = pseudonymize_message(decision.message, self._rules, self._pseudonymizer)
             for removal in result.removed:
                 outcome.fields_removed[removal.reason] += 1
-            outcome.kept.append(dict(result.message))
+            kept = result.message
+            outcome.kept.append(kept if type(kept) is dict else dict(kept))
         if changes:
             # One durable append per request: consent is evidence, so it is on disk before
             # the client hears that its events were accepted.
@@ -201,23 +204,12 @@ class PrivacyStep:
         return outcome
 
     def _signals(
-        self, event: Mapping[str, Any], headers: Mapping[str, str], now: datetime
+        self, event: Mapping[str, Any], gpc: ConsentUpdate | None, now: datetime
     ) -> list[ConsentUpdate]:
-        updates = []
         found = parse_message(event, self._mapping, now=now)
-        if found is not None:
-            updates.append(found)
-        gpc = parse_gpc(
-            headers,
-            user_id=event.get("userId") if isinstance(event.get("userId"), str) else None,
-            anonymous_id=(
-                event.get("anonymousId") if isinstance(event.get("anonymousId"), str) else None
-            ),
-            now=now,
-        )
-        if gpc is not None:
-            updates.append(gpc)
-        return updates
+        if found is None:
+            return [] if gpc is None else [gpc]
+        return [found] if gpc is None else [found, gpc]
 
     @staticmethod
     def _change(
