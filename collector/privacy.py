@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from journeykit.consent import (
+    Action,
     ConsentChange,
     ConsentLedger,
     ConsentState,
@@ -50,8 +51,6 @@ from journeykit.consent.history import iter_records
 __all__ = ["ConsentStore", "PrivacyOutcome", "PrivacyStep"]
 
 log = logging.getLogger("journeykit.collector")
-
-_DROP = "drop"
 
 
 class ConsentStore:
@@ -188,7 +187,7 @@ class PrivacyStep:
                 if changed and subjects:
                     changes.append(self._change(subjects, update, changed, event, headers))
             decision = decide(self.store.state(subjects), event, self._policy)
-            if decision.action == _DROP or decision.message is None:
+            if decision.action is Action.DROP or decision.message is None:
                 outcome.dropped[decision.reason] += 1
                 continue
             result = pseudonymize_message(decision.message, self._rules, self._pseudonymizer)

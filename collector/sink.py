@@ -70,11 +70,6 @@ class NdjsonSink:
         self._last_sync = 0.0
         self._prefix = f"{host_tag()}-{os.getpid()}-{int(time.time())}"
         self.fsyncs = 0
-        self.fsync_seconds = 0.0
-
-    @property
-    def root(self) -> Path:
-        return self._root
 
     def write(self, lines: list[bytes], received_at: datetime) -> Path:
         """Append ``lines`` (each without its newline) and return the file they went to.
@@ -172,7 +167,6 @@ class NdjsonSink:
         os.fsync(self._fd)
         self._last_sync = time.monotonic()
         self.fsyncs += 1
-        self.fsync_seconds += self._last_sync - now
         if self._on_fsync is not None:
             self._on_fsync(self._last_sync - now)
 
