@@ -198,3 +198,12 @@ def test_production_mode_refuses_to_start_without_a_pseudonym_key(tmp_path: Path
     )
     assert result.returncode == 2
     assert "JOURNEYKIT_PSEUDONYM_KEY" in result.stderr
+
+
+def test_the_senders_address_is_added_truncated_when_the_event_has_none(
+    collector: RunningCollector,
+) -> None:
+    send(collector, track(), track(context={"ip": "198.51.100.77"}))
+    without, with_own = collector.events
+    assert without["context"]["ip"] == "127.0.0.0"  # the test client's 127.0.0.1, cut to /24
+    assert with_own["context"]["ip"] == "198.51.100.0"  # the event's own address wins
