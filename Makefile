@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 USERS  ?= 200
 
-.PHONY: demo test lint typecheck pytest schema openapi clean
+.PHONY: demo test system-deps lint typecheck pytest schema openapi clean
 
 $(BIN)/activate:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "journeykit needs Python 3.11 or newer; set PYTHON=python3.11")'
@@ -27,7 +27,11 @@ $(VENV)/.dev: pyproject.toml $(VENV)/.runtime
 demo: $(VENV)/.runtime
 	$(PY) examples/demo.py --users $(USERS)
 
-test: lint typecheck pytest
+test: system-deps lint typecheck pytest
+
+# redis-server and Chromium, which the tests start for real (apt-get, only when missing).
+system-deps:
+	.ci/system-deps
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .

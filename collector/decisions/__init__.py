@@ -1,0 +1,1 @@
+"""Personalization decisions computed locally: profiles, rules, recommendations."""
