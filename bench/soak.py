@@ -7,7 +7,8 @@ queue is over half full, so the run measures the collector, not queue overflow; 
 up front; an identify with a pseudonymized email every 100 events). Every ``--every`` seconds it
 prints one row: events accepted, and per second over the interval, the collector's resident
 memory and open files (summed over its processes, from /proc), NDJSON bytes on disk, and the
-SDK's queued and dropped counts. At the end it checks that what the SDK reported sent equals the lines on disk.
+SDK's queued and dropped counts. At the end it checks that what the SDK reported sent equals
+the lines on disk.
 
     python bench/soak.py                    # 10 minutes, the soak
     python bench/soak.py --minutes 1 --every 5
