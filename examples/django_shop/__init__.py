@@ -1,0 +1,1 @@
+"""The Django example shop (``python examples/django_shop/manage.py runserver``)."""

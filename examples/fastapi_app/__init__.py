@@ -1,0 +1,1 @@
+"""The FastAPI example (``python examples/fastapi_app/app.py``)."""

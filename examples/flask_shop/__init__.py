@@ -1,0 +1,1 @@
+"""The Flask example shop (``python examples/flask_shop/app.py``)."""

@@ -1,0 +1,45 @@
+"""Consent read from other consent managers' cookies (Segment, OneTrust), framework-free."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import quote
+
+import pytest
+from helpers import Recorder
+
+from journeykit.sdk import Client
+from journeykit.sdk.integrations import IntegrationSettings, RequestInfo, RequestTracker
+
+SEGMENT = quote(json.dumps({"version": 1, "custom": {"marketingAndAnalytics": True}}))
+SEGMENT_NO = quote(json.dumps({"version": 1, "custom": {"marketingAndAnalytics": False}}))
+ONETRUST = quote("isGpcEnabled=0&groups=C0001:1,C0002:1,C0003:0,C0004:0")
+ONETRUST_NO = quote("groups=C0001:1,C0002:0")
+
+
+@pytest.mark.parametrize(
+    ("fmt", "name", "value", "sent"),
+    [
+        ("segment", "tracking-preferences", SEGMENT, True),
+        ("segment", "tracking-preferences", SEGMENT_NO, False),
+        ("segment", "tracking-preferences", "not json", False),
+        ("onetrust", "OptanonConsent", ONETRUST, True),
+        ("onetrust", "OptanonConsent", ONETRUST_NO, False),
+        ("onetrust", "OptanonConsent", "groups=C0002:yes", False),
+    ],
+)
+def test_other_consent_managers(
+    client: Client, recorder: Recorder, fmt: str, name: str, value: str, sent: bool
+) -> None:
+    settings = IntegrationSettings(consent_cookie_format=fmt, consent_cookie=name)
+    request = RequestInfo("GET", "https", "shop.test", "/", cookies={name: value})
+    tracker = RequestTracker(client, settings, request)
+    assert bool(tracker.track("Product Viewed")) is sent
+    assert len(recorder.events) == int(sent)
+    assert tracker.needs_banner is (tracker.consent is None)
+    if value in ("not json", "groups=C0002:yes"):
+        assert tracker.consent_cookie_error is not None
+    if sent:
+        # The cookie belongs to its consent manager: a choice here sends, but never writes it.
+        tracker.record_consent(denied=["analytics"])
+        assert name not in {op.name for op in tracker.cookie_ops()}
