@@ -1,0 +1,249 @@
+"""The decision engine: the one object the collector holds, called once per request.
+
+``update(events)`` folds a request's stored events into profiles in one store transaction;
+``decide``/``decide_many`` answer from the profiles. A store outage never raises into
+ingestion: the events' profile updates are counted as skipped (reason ``store_unavailable``)
+and decisions say ``unavailable`` until the store answers again; the store is retried at most
+every ``retry_unavailable_seconds``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from journeykit.collector.decisions._evaluate import CompiledRules
+from journeykit.collector.decisions._profile import Profile, new_profile
+from journeykit.collector.decisions._recommend import query_for, rank
+from journeykit.collector.decisions._rfm import CutPoints
+from journeykit.collector.decisions._rules import RuleSet, load_rules
+from journeykit.collector.decisions._settings import DecisionSettings
+from journeykit.collector.decisions._store import Doc, ProfileStore, Reader, StoreUnavailable
+from journeykit.collector.decisions._traits import Traits
+from journeykit.collector.decisions._update import UpdateCounts, build_changes
+from journeykit.sdk._decision import Decision
+
+__all__ = ["DecisionEngine", "UpdateResult"]
+
+log = logging.getLogger("journeykit.collector")
+
+PROFILES_FILE = Path("profiles") / "profiles.sqlite3"
+
+
+@dataclass(slots=True)
+class UpdateResult:
+    """What one ``update`` did; ``skipped`` counts events by reason (nothing lost silently)."""
+
+    applied: int = 0
+    merged: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+
+
+def open_store(settings: DecisionSettings, data_dir: Path) -> ProfileStore:
+    """The configured backend; Redis needs the ``redis`` extra."""
+    if settings.backend == "redis":
+        try:
+            from journeykit.collector.decisions._redis import RedisStore
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise RuntimeError(
+                'the Redis profile store needs redis-py: pip install "journeykit[redis]"'
+            ) from exc
+        assert settings.redis_url is not None
+        return RedisStore(
+            settings.redis_url.get_secret_value(),
+            settings.redis_prefix,
+            settings.redis_timeout_seconds,
+        )
+    from journeykit.collector.decisions._sqlite import SqliteStore
+
+    return SqliteStore(data_dir / PROFILES_FILE, settings.sqlite_busy_timeout_seconds)
+
+
+class DecisionEngine:
+    """Profiles in, decisions out; thread-safe (stores serialize what must be serialized)."""
+
+    def __init__(
+        self,
+        store: ProfileStore,
+        rules: RuleSet,
+        settings: DecisionSettings | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings or DecisionSettings()
+        self.rules = CompiledRules(rules)
+        self._store = store
+        self._clock = clock
+        self._down_until = 0.0
+        self._next_refresh = -float("inf")
+        self._lock = threading.Lock()
+        self.stats: Counter[str] = Counter()
+
+    @classmethod
+    def open(
+        cls,
+        settings: DecisionSettings,
+        data_dir: Path,
+        clock: Callable[[], float] = time.time,
+    ) -> DecisionEngine:
+        """The engine with the configured store and rules (raises ``RulesError`` on bad rules)."""
+        rules = load_rules(settings.rules_file)
+        return cls(open_store(settings, data_dir), rules, settings, clock)
+
+    def close(self) -> None:
+        self._store.close()
+
+    @property
+    def available(self) -> bool:
+        """False while the store is considered down (after a failure, until the retry time)."""
+        return time.monotonic() >= self._down_until
+
+    def _failed(self, exc: StoreUnavailable) -> None:
+        if self.available:
+            log.warning("journeykit decisions: profile store unavailable: %s", exc)
+        self._down_until = time.monotonic() + self.settings.retry_unavailable_seconds
+        self.stats["store_errors"] += 1
+
+    def update(self, events: Sequence[Mapping[str, Any]]) -> UpdateResult:
+        """Fold stored events into profiles: one store transaction for the whole request."""
+        result = UpdateResult()
+        if not events:
+            return result
+        if not self.available:
+            result.skipped["store_unavailable"] = len(events)
+            self.stats["events_skipped_store_unavailable"] += len(events)
+            return result
+        counts = UpdateCounts()
+        now = self._clock()
+        money, session = self.rules.currency, self.settings.session_seconds
+
+        def compute(read: Reader) -> Any:
+            return build_changes(events, read, money, now, session, counts)
+
+        try:
+            self._store.transact(compute)
+        except StoreUnavailable as exc:
+            self._failed(exc)
+            result.skipped["store_unavailable"] = len(events)
+            self.stats["events_skipped_store_unavailable"] += len(events)
+            return result
+        result.applied, result.merged = counts.applied, counts.merged
+        result.skipped = dict(counts.skipped)
+        self.stats["events_applied"] += counts.applied
+        for reason, n in counts.skipped.items():
+            self.stats[f"events_skipped_{reason}"] += n
+        return result
+
+    def decide(self, subject: str, personalization_granted: bool | None = None) -> Decision:
+        """One subject's decision; ``None`` reads consent from the profile's own record."""
+        granted = None if personalization_granted is None else {subject: personalization_granted}
+        return self.decide_many([subject], granted)[subject]
+
+    def decide_many(
+        self, subjects: Collection[str], granted: Mapping[str, bool] | None = None
+    ) -> dict[str, Decision]:
+        """Decisions keyed by subject; ``granted`` gives personalization consent per subject.
+
+        Subjects missing from ``granted`` (or all, when it is ``None``) are judged by the
+        consent recorded in their profile (from "Consent Updated" events). Only granted
+        subjects' profiles are evaluated.
+        """
+        wanted = list(dict.fromkeys(subjects))
+        out: dict[str, Decision] = {}
+        if not self.available:
+            return {s: Decision.empty(s, "unavailable") for s in wanted}
+        try:
+            out = self._decide(wanted, granted or {})
+        except StoreUnavailable as exc:
+            self._failed(exc)
+            return {s: Decision.empty(s, "unavailable") for s in wanted}
+        return out
+
+    def _decide(self, wanted: list[str], granted: Mapping[str, bool]) -> dict[str, Decision]:
+        now = self._clock()
+        asked = [s for s in wanted if granted.get(s, True)]
+        profiles = self._profiles(asked)
+        out: dict[str, Decision] = {}
+        chosen: list[tuple[str, Profile]] = []
+        for subject in wanted:
+            profile = profiles.get(subject)
+            consent = granted.get(subject)
+            if consent is None:
+                consent = profile is not None and profile.get("consent") is True
+            if not consent:
+                out[subject] = Decision.empty(subject, "not_consented")
+                self.stats["decisions_not_consented"] += 1
+            else:
+                # Unknown yet: a visitor who has just arrived (cold-start recommendations).
+                chosen.append((subject, profile or new_profile(now)))
+        if not chosen:
+            return out
+        cuts = self._cut_points(now)
+        k = self.settings.recommendations
+        found = self._store.candidates([query_for(p, k) for _, p in chosen]) if k else []
+        for index, (subject, profile) in enumerate(chosen):
+            traits = Traits(profile, now, self.rules.currency, cuts)
+            outcome = self.rules.evaluate(traits, subject)
+            recs = rank(profile, found[index], k) if k else []
+            out[subject] = Decision(
+                subject=subject,
+                personalization="granted",
+                segments=outcome.segments,
+                stage=outcome.stage,
+                next_best_action=outcome.action,
+                recommendations=recs,
+                rules_fired=outcome.fired,
+            )
+            self.stats["decisions_granted"] += 1
+        return out
+
+    def _profiles(self, subjects: list[str]) -> dict[str, Profile]:
+        """Profiles by the asked id, following aliases (an anonymous id after login)."""
+        docs = self._store.fetch(subjects)
+        for _ in range(4):
+            targets = {d["alias"] for d in docs.values() if "alias" in d} - set(docs)
+            if not targets:
+                break
+            docs.update(self._store.fetch(targets))
+
+        def resolve(subject: str) -> Doc | None:
+            doc = docs.get(subject)
+            for _ in range(4):
+                if doc is None or "alias" not in doc:
+                    break
+                doc = docs.get(doc["alias"])
+            return None if doc is None or "alias" in doc else doc
+
+        return {s: d for s in subjects if (d := resolve(s)) is not None}
+
+    def _cut_points(self, now: float) -> CutPoints | None:
+        with self._lock:
+            due = now >= self._next_refresh
+            if due:
+                self._next_refresh = now + self.settings.rfm_refresh_seconds
+        if due:
+            cuts = self._store.refresh_cut_points(now, self.settings.rfm_refresh_seconds)
+        else:
+            cuts = self._store.cut_points()
+        if cuts is None or cuts.population < self.settings.rfm_min_customers:
+            return None
+        return cuts
+
+    def refresh_rfm(self) -> None:
+        """Recompute the RFM cut points now (they also refresh every ``rfm_refresh_seconds``)."""
+        now = self._clock()
+        self._store.refresh_cut_points(now, 0.0)
+        with self._lock:
+            self._next_refresh = now + self.settings.rfm_refresh_seconds
+
+    def forget(self, subjects: Collection[str]) -> int:
+        """Erase these subjects' profiles (a data-subject erasure); returns how many existed.
+
+        Co-occurrence and popularity counts are aggregates over everyone and are kept.
+        """
+        return self._store.forget(subjects)

@@ -1,0 +1,58 @@
+"""The decisions' configuration: which store, which rules, how often RFM cut points refresh."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+__all__ = ["DecisionSettings"]
+
+
+class DecisionSettings(BaseModel):
+    """Everything the decision engine needs besides the data dir; see docs/decisions.md."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = Field(default=True, description="False: no profiles, no decisions.")
+    backend: Literal["sqlite", "redis"] = Field(
+        default="sqlite", description="sqlite: one host; redis: shared by processes and hosts."
+    )
+    redis_url: SecretStr | None = Field(
+        default=None, description="redis://127.0.0.1:6379/0 (may hold a password)."
+    )
+    redis_prefix: str = Field(
+        default="jk:", pattern=r"^[A-Za-z0-9_.:-]{0,32}$", description="Prefix of every key."
+    )
+    redis_timeout_seconds: float = Field(
+        default=0.5, gt=0, description="Socket timeout; past it decisions say unavailable."
+    )
+    retry_unavailable_seconds: float = Field(
+        default=5.0, ge=0, description="After an outage, how long before the store is tried again."
+    )
+    rules_file: Path | None = Field(
+        default=None, description="A TOML rules file; None: the packaged default rules."
+    )
+    rfm_refresh_seconds: float = Field(
+        default=300.0, gt=0, description="How often the RFM quintile cut points are recomputed."
+    )
+    rfm_min_customers: int = Field(
+        default=10,
+        ge=1,
+        description="Below this many customers, no RFM scores (quintiles of "
+        "a handful are noise: a lone customer would be 'hibernating').",
+    )
+    recommendations: int = Field(default=5, ge=0, le=50, description="Top K per decision.")
+    session_seconds: float = Field(
+        default=1_800.0, gt=0, description="Views this close together count as viewed together."
+    )
+    sqlite_busy_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="How long a process waits for another's write lock."
+    )
+
+    @model_validator(mode="after")
+    def _redis_needs_url(self) -> Self:
+        if self.backend == "redis" and self.redis_url is None:
+            raise ValueError("redis_url: required when backend is redis")
+        return self

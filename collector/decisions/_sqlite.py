@@ -1,0 +1,218 @@
+"""The embedded profile store: one SQLite file in WAL mode, shared safely by local processes.
+
+Each ``transact`` is one ``BEGIN IMMEDIATE`` transaction: the write lock is taken before
+reading, so two collector processes on one host serialize their updates (waiting up to the
+busy timeout) and never lose one another's changes. WAL lets decisions read while a write is
+in progress. ``synchronous=NORMAL``: a power cut may lose the last transactions, never corrupt
+the file; profiles are derived data that the NDJSON event files can rebuild.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Collection, Sequence
+from pathlib import Path
+
+import orjson
+
+from journeykit.collector.decisions._rfm import CutPoints, cut_points
+from journeykit.collector.decisions._store import (
+    CandidateQuery,
+    Candidates,
+    Changes,
+    Doc,
+    Reader,
+    StoreUnavailable,
+)
+
+__all__ = ["SqliteStore"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS profiles (
+    subject TEXT PRIMARY KEY, doc BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS customers (
+    subject TEXT PRIMARY KEY, r REAL NOT NULL, f INTEGER NOT NULL, m REAL NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS customers_r ON customers(r);
+CREATE INDEX IF NOT EXISTS customers_f ON customers(f);
+CREATE INDEX IF NOT EXISTS customers_m ON customers(m);
+CREATE TABLE IF NOT EXISTS related (
+    a TEXT NOT NULL, b TEXT NOT NULL, w REAL NOT NULL, PRIMARY KEY (a, b)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS related_top ON related(a, w DESC);
+CREATE TABLE IF NOT EXISTS popular (item TEXT PRIMARY KEY, w REAL NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS popular_top ON popular(w DESC);
+CREATE TABLE IF NOT EXISTS category_popular (
+    category TEXT NOT NULL, item TEXT NOT NULL, w REAL NOT NULL, PRIMARY KEY (category, item)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS category_top ON category_popular(category, w DESC);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+"""
+_MAX_VARS = 500  # well under SQLite's bound variable limit
+
+
+class SqliteStore:
+    """:class:`ProfileStore` on SQLite; one connection, used under a lock (threads share it)."""
+
+    def __init__(self, path: Path, busy_timeout: float = 5.0) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(
+                path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"profile store {path}: {exc}") from exc
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _read(self, subjects: Collection[str]) -> dict[str, Doc]:
+        out: dict[str, Doc] = {}
+        ids = list(subjects)
+        for start in range(0, len(ids), _MAX_VARS):
+            chunk = ids[start : start + _MAX_VARS]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                f"SELECT subject, doc FROM profiles WHERE subject IN ({marks})",  # noqa: S608
+                chunk,
+            )
+            out.update((s, orjson.loads(d)) for s, d in rows)
+        return out
+
+    def transact(self, update: Callable[[Reader], Changes]) -> Changes:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"profile store {self.path}: {exc}") from exc
+            try:
+                changes = update(self._read)
+                self._write(changes)
+                self._db.execute("COMMIT")
+            except BaseException as exc:
+                self._db.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreUnavailable(f"profile store {self.path}: {exc}") from exc
+                raise
+        return changes
+
+    def _write(self, ch: Changes) -> None:
+        db = self._db
+        db.executemany(
+            "INSERT OR REPLACE INTO profiles(subject, doc) VALUES (?, ?)",
+            [(s, orjson.dumps(d)) for s, d in ch.docs.items()],
+        )
+        gone = [(s,) for s, v in ch.customers.items() if v is None]
+        db.executemany("DELETE FROM customers WHERE subject = ?", gone)
+        db.executemany(
+            "INSERT OR REPLACE INTO customers(subject, r, f, m) VALUES (?, ?, ?, ?)",
+            [(s, *v) for s, v in ch.customers.items() if v is not None],
+        )
+        db.executemany(
+            "INSERT INTO related(a, b, w) VALUES (?, ?, ?)"
+            " ON CONFLICT(a, b) DO UPDATE SET w = w + excluded.w",
+            [(a, b, w) for (a, b), w in ch.pairs.items()],
+        )
+        db.executemany(
+            "INSERT INTO popular(item, w) VALUES (?, ?)"
+            " ON CONFLICT(item) DO UPDATE SET w = w + excluded.w",
+            ch.popularity.items(),
+        )
+        db.executemany(
+            "INSERT INTO category_popular(category, item, w) VALUES (?, ?, ?)"
+            " ON CONFLICT(category, item) DO UPDATE SET w = w + excluded.w",
+            [(c, i, w) for (c, i), w in ch.category_popularity.items()],
+        )
+
+    def fetch(self, subjects: Collection[str]) -> dict[str, Doc]:
+        with self._lock:
+            try:
+                return self._read(subjects)
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"profile store {self.path}: {exc}") from exc
+
+    def candidates(self, queries: Sequence[CandidateQuery]) -> list[Candidates]:
+        with self._lock:
+            try:
+                return [self._candidates(q) for q in queries]
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"profile store {self.path}: {exc}") from exc
+
+    def _candidates(self, q: CandidateQuery) -> Candidates:
+        db = self._db
+        related: dict[str, float] = {}
+        for seed in q.seeds:
+            for item, w in db.execute(
+                "SELECT b, w FROM related WHERE a = ? ORDER BY w DESC LIMIT ?", (seed, q.limit)
+            ):
+                related[item] = related.get(item, 0.0) + w
+        in_category: list[tuple[str, float]] = []
+        for category in q.categories:
+            in_category.extend(
+                db.execute(
+                    "SELECT item, w FROM category_popular WHERE category = ?"
+                    " ORDER BY w DESC, item LIMIT ?",
+                    (category, q.limit),
+                )
+            )
+        popular = db.execute(
+            "SELECT item, w FROM popular ORDER BY w DESC, item LIMIT ?", (q.limit,)
+        ).fetchall()
+        return Candidates(list(related.items()), in_category, popular)
+
+    def cut_points(self) -> CutPoints | None:
+        with self._lock:
+            try:
+                row = self._db.execute("SELECT value FROM meta WHERE key = 'rfm'").fetchone()
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"profile store {self.path}: {exc}") from exc
+        return None if row is None else CutPoints.from_json(orjson.loads(row[0]))
+
+    def refresh_cut_points(self, now: float, max_age: float) -> CutPoints | None:
+        def nth(dim: str, rank: int) -> float:
+            sql = f"SELECT {dim} FROM customers ORDER BY {dim} LIMIT 1 OFFSET ?"  # noqa: S608
+            return float(self._db.execute(sql, (rank,)).fetchone()[0])
+
+        with self._lock:
+            db = self._db
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    row = db.execute("SELECT value FROM meta WHERE key = 'rfm'").fetchone()
+                    current = None if row is None else CutPoints.from_json(orjson.loads(row[0]))
+                    if current is None or now - current.computed_at >= max_age:
+                        (population,) = db.execute("SELECT COUNT(*) FROM customers").fetchone()
+                        current = cut_points(population, nth, now)
+                        if current is not None:
+                            db.execute(
+                                "INSERT OR REPLACE INTO meta(key, value) VALUES ('rfm', ?)",
+                                (orjson.dumps(current.as_json()),),
+                            )
+                    db.execute("COMMIT")
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"profile store {self.path}: {exc}") from exc
+        return current
+
+    def forget(self, subjects: Collection[str]) -> int:
+        ids = [(s,) for s in subjects]
+        found = 0
+
+        def erase(_: Reader) -> Changes:
+            nonlocal found
+            before = self._db.total_changes
+            self._db.executemany("DELETE FROM profiles WHERE subject = ?", ids)
+            found = self._db.total_changes - before
+            self._db.executemany("DELETE FROM customers WHERE subject = ?", ids)
+            return Changes()
+
+        self.transact(erase)
+        return found

@@ -1,0 +1,120 @@
+"""Identity merge (identify, alias, events with both ids) and consent withdrawal."""
+
+from __future__ import annotations
+
+from decisions_helpers import DAY, HOUR, Clock, add, alias, consent, identify, order, track, view
+
+from journeykit.collector.decisions import DecisionEngine
+
+
+def _browse_anonymously(engine: DecisionEngine, clock: Clock) -> None:
+    t = clock.now - 3 * HOUR
+    engine.update(
+        [
+            view("anon-1", "p1", t, anonymous=True),
+            view("anon-1", "p2", t + 60, anonymous=True),
+            view("anon-1", "p3", t + 120, anonymous=True),
+            add("anon-1", "p3", t + 180, anonymous=True),
+        ]
+    )
+
+
+def test_identify_merges_browsing_before_login(engine: DecisionEngine, clock: Clock) -> None:
+    _browse_anonymously(engine, clock)
+    engine.update([order("u1", clock.now - 40 * DAY, 120.0, ["p0"])])
+    result = engine.update([identify("u1", "anon-1", clock.now - 2 * HOUR)])
+    assert result.merged == 1
+    d = engine.decide("u1", personalization_granted=True)
+    assert "cart_abandoner" in d.segments  # the anonymous cart counts
+    assert "value_loyal" in d.segments  # and the user's own order still does
+    assert d.next_best_action is not None
+    assert d.next_best_action.reason.startswith("1 item(s) worth 50 USD")
+    # The anonymous id now answers with the user's profile.
+    assert engine.decide("anon-1", personalization_granted=True).segments == d.segments
+
+
+def test_alias_merges_and_later_anonymous_events_reach_the_user(
+    engine: DecisionEngine, clock: Clock
+) -> None:
+    _browse_anonymously(engine, clock)
+    engine.update([alias("u2", "anon-1", clock.now - 2 * HOUR)])
+    engine.update([order("anon-1", clock.now - HOUR, 50.0, ["p3"])])
+    engine.update(
+        [track("anon-1", "Product Viewed", clock.now - 60, anonymous=True, product_id="p4")]
+    )
+    d = engine.decide("u2", personalization_granted=True)
+    assert "cart_abandoner" not in d.segments  # the order bought the merged cart
+    assert "value_low" in d.segments
+    assert "p3" not in [r.product_id for r in d.recommendations]
+
+
+def test_an_event_with_both_ids_merges_once(engine: DecisionEngine, clock: Clock) -> None:
+    _browse_anonymously(engine, clock)
+    both = view("u3", "p5", clock.now - HOUR)
+    both["anonymousId"] = "anon-1"
+    assert engine.update([both, dict(both, messageId="again")]).merged == 1
+    d = engine.decide("u3", personalization_granted=True)
+    assert "high_intent" in d.segments  # 4 views + an add, across both ids
+
+
+def test_merge_inside_one_batch(engine: DecisionEngine, clock: Clock) -> None:
+    t = clock.now - 3 * HOUR
+    engine.update(
+        [
+            add("anon-9", "p1", t, anonymous=True),
+            identify("u9", "anon-9", t + 60),
+            add("u9", "p2", t + 120),
+        ]
+    )
+    d = engine.decide("u9", personalization_granted=True)
+    assert d.next_best_action is not None
+    assert d.next_best_action.reason.startswith("2 item(s) worth 100 USD")
+
+
+def test_withdrawing_consent_removes_decisions(engine: DecisionEngine, clock: Clock) -> None:
+    engine.update(
+        [consent("u5", clock.now - 2 * DAY, True), order("u5", clock.now - 31 * DAY, 700.0, ["p"])]
+    )
+    before = engine.decide("u5")
+    assert before.personalization == "granted"
+    assert "value_elite" in before.segments
+    assert before.next_best_action is not None
+    engine.update([consent("u5", clock.now - HOUR, False)])
+    after = engine.decide("u5")
+    assert after.model_dump() == {
+        "subject": "u5",
+        "personalization": "not_consented",
+        "segments": [],
+        "stage": None,
+        "next_best_action": None,
+        "recommendations": [],
+        "rules_fired": [],
+    }
+    # The collector's consent store is the authority when it speaks.
+    assert engine.decide("u5", personalization_granted=False) == after
+    many = engine.decide_many(["u5", "other"], {"u5": False, "other": True})
+    assert many["u5"].personalization == "not_consented"
+    assert many["other"].personalization == "granted"
+
+
+def test_consent_given_before_login_carries_over(engine: DecisionEngine, clock: Clock) -> None:
+    engine.update([{**consent("anon-7", clock.now - DAY, True), "anonymousId": "anon-7"}])
+    engine.update([identify("u7", "anon-7", clock.now - HOUR)])
+    assert engine.decide("u7").personalization == "granted"
+
+
+def test_forget_erases_the_profile(engine: DecisionEngine, clock: Clock) -> None:
+    engine.update([order("u8", clock.now - DAY, 700.0, ["p"])])
+    assert "value_elite" in engine.decide("u8", personalization_granted=True).segments
+    assert engine.forget(["u8"]) == 1
+    assert engine.decide("u8", personalization_granted=True).segments == []
+    assert engine.forget(["u8"]) == 0
+
+
+def test_events_without_a_subject_are_counted(engine: DecisionEngine, clock: Clock) -> None:
+    nobody = track("x", "Product Viewed", clock.now)
+    del nobody["userId"]
+    result = engine.update([nobody, view("u", "p", clock.now)])
+    assert result.applied == 1
+    assert result.skipped == {"no_subject": 1}
+    assert engine.stats["events_skipped_no_subject"] == 1
