@@ -23,7 +23,7 @@ Purposes are named in their canonical order (necessary, analytics, personalizati
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
 from typing import Any, Final, NamedTuple
@@ -184,12 +184,97 @@ class GatePolicy(BaseModel):
         return compiled.default
 
 
+_Strip = tuple[Purpose, str, FieldPath, bool]
+"""One path to strip: its purpose, its text, its parsed form, and whether it has no ``[]``."""
+
+_Tree = tuple[tuple[str, "_Tree | int"], ...]
+"""Keys to look for at one level, each with the subtree below it or the index of its step."""
+
+
+class _Plan(NamedTuple):
+    """What to strip for one set of granted purposes.
+
+    ``steps`` in policy order (canonical purpose order, then the policy's path order). When no
+    path equals or extends another, the paths without ``[]`` are also a ``tree`` walked once
+    per message (``others`` are the indexes of the remaining steps); otherwise ``tree`` is
+    ``None`` and the steps are applied one by one, since their order matters then.
+    """
+
+    steps: tuple[_Strip, ...]
+    tree: _Tree | None
+    others: tuple[int, ...]
+
+
 @dataclass(frozen=True, slots=True)
 class _Compiled:
     by_event: dict[str, tuple[Purpose, ...]]
     by_type: dict[str, tuple[Purpose, ...]]
     default: tuple[Purpose, ...]
     strip: tuple[tuple[Purpose, tuple[tuple[str, FieldPath], ...]], ...]
+    # What to strip for each set of granted purposes (at most 2**3 of them), worked out the
+    # first time a subject with that set is seen.
+    plans: dict[frozenset[Purpose], _Plan | None] = field(default_factory=dict)
+
+    def plan(self, granted: frozenset[Purpose]) -> _Plan | None:
+        """What to strip when exactly ``granted`` is granted; ``None``: nothing."""
+        try:
+            return self.plans[granted]
+        except KeyError:
+            steps = tuple(
+                (purpose, text, path, EACH not in path)
+                for purpose, paths in self.strip
+                if purpose not in granted
+                for text, path in paths
+            )
+            found = _plan(steps) if steps else None
+            self.plans[granted] = found  # a race only computes the same value twice
+            return found
+
+
+def _plan(steps: tuple[_Strip, ...]) -> _Plan:
+    paths = [step[2] for step in steps]
+    for i, a in enumerate(paths):
+        for b in paths[i + 1 :]:
+            if a[: len(b)] == b or b[: len(a)] == a:
+                return _Plan(steps, None, ())
+    root: dict[Any, Any] = {}
+    for index, (_, _, path, simple) in enumerate(steps):
+        if simple:
+            node = root
+            for key in path[:-1]:
+                node = node.setdefault(key, {})
+            node[path[-1]] = index
+    others = tuple(i for i, step in enumerate(steps) if not step[3])
+    return _Plan(steps, _freeze(root), others)
+
+
+def _freeze(node: dict[Any, Any]) -> _Tree:
+    return tuple(
+        (key, below if type(below) is int else _freeze(below)) for key, below in node.items()
+    )
+
+
+def _strip_tree(node: Mapping[str, Any], tree: _Tree, hits: list[int]) -> Any:
+    """``node`` without the tree's paths: itself if none was there, else a copy."""
+    copy: dict[str, Any] | None = None
+    for key, below in tree:
+        if key not in node:
+            continue
+        if type(below) is int:
+            hits.append(below)
+            if copy is None:
+                copy = dict(node)
+            del copy[key]
+            continue
+        value = node[key]
+        if type(value) is not dict and not isinstance(value, Mapping):
+            continue
+        result = _strip_tree(value, below, hits)  # type: ignore[arg-type]
+        if result is not value:
+            if copy is None:
+                copy = dict(node)
+            copy[key] = result
+    return node if copy is None else copy
 
 
 def _ordered(purposes: frozenset[Purpose]) -> tuple[Purpose, ...]:
@@ -222,36 +307,56 @@ def decide(
     """
     if type(message) is not dict and not isinstance(message, Mapping):
         raise InvalidConsentSignal("message", f"expected an object, got a {type(message).__name__}")
-    if message.get("event") == CONSENT_EVENT and message.get("type") == "track":
+    event = message.get("event")
+    if event == CONSENT_EVENT and message.get("type") == "track":
         return Decision(_ALLOW, "consent_message", message)
-    required = policy.required(message)
+    # policy.required(message), inlined: this runs for every message.
+    compiled = policy._compiled
+    required = compiled.by_event.get(event) if type(event) is str else None
+    if required is None:
+        kind = message.get("type")
+        required = compiled.by_type.get(kind, compiled.default) if type(kind) is str else None
+        if required is None:
+            required = compiled.default
     if not required:
         return Decision(_ALLOW, "necessary", message)
     if state is None:
         if policy.regime is _OPT_OUT:
             return Decision(_ALLOW, "opt_out_default", message)
         return Decision(_DROP, "no_consent", None)
+    granted = state.granted()  # computed once per state: a new state is a new version
     for purpose in required:
-        if not state.is_granted(purpose):
+        if purpose not in granted:
             return Decision(_DROP, _DENIED[purpose], None)
-    reason = None
-    stripped: list[str] = []
-    out = message
-    for purpose, paths in policy._compiled.strip:
-        if state.is_granted(purpose):
-            continue
-        for text, path in paths:
-            if EACH not in path:  # the common case, without an edit function per field
-                changed = out if lookup(out, path) is MISSING else replace(out, path, DELETE)
-            else:
-                changed = edit(out, path, _delete)
-            if changed is not out:
-                out = changed
-                stripped.append(text)
-                reason = reason or _STRIPPED[purpose]
-    if reason is None:
+    plan = compiled.plan(granted)
+    if plan is None:
         return Decision(_ALLOW, "granted", message)
-    return Decision(_STRIP, reason, out, tuple(stripped))
+    hits: list[int] = []
+    if plan.tree is None:
+        out = message
+        for index in range(len(plan.steps)):
+            out = _strip_step(out, plan.steps[index], index, hits)
+    else:
+        out = _strip_tree(message, plan.tree, hits)
+        for index in plan.others:
+            out = _strip_step(out, plan.steps[index], index, hits)
+    if not hits:
+        return Decision(_ALLOW, "granted", message)
+    hits.sort()
+    # Steps are in canonical purpose order: the first hit names the first purpose.
+    reason = _STRIPPED[plan.steps[hits[0]][0]]
+    return Decision(_STRIP, reason, out, tuple(plan.steps[i][1] for i in hits))
+
+
+def _strip_step(out: Mapping[str, Any], step: _Strip, index: int, hits: list[int]) -> Any:
+    _, _, path, simple = step
+    if simple:
+        changed = out if lookup(out, path) is MISSING else replace(out, path, DELETE)
+    else:
+        changed = edit(out, path, _delete)
+    if changed is not out:
+        hits.append(index)
+    return changed
 
 
 def may_personalize(state: ConsentState | None, policy: GatePolicy = DEFAULT_POLICY) -> bool:

@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_serializer, field_validator
 
-from journeykit.consent.purposes import Purpose
+from journeykit.consent.purposes import ALL_PURPOSES, Purpose
 
 __all__ = ["Choice", "ConsentState", "ConsentUpdate", "PurposeConsent", "Regime", "Source"]
 
@@ -157,6 +157,23 @@ class ConsentState(BaseModel):
         if entry is None:
             return self.regime is _OPT_OUT
         return entry.granted
+
+    def granted(self) -> frozenset[Purpose]:
+        """Every purpose :meth:`is_granted` answers ``True`` for, ``necessary`` included.
+
+        Worked out once per state: the gate reads it for every message. The cached set is kept
+        with the fields it was computed from, so a copy with another regime or other purposes
+        (``model_copy(update=...)`` copies the cache too) computes its own.
+        """
+        cached = self.__dict__.get("_granted_cache")
+        if cached is not None and cached[0] is self.purposes and cached[1] is self.regime:
+            found: frozenset[Purpose] = cached[2]
+            return found
+        found = frozenset(p for p in ALL_PURPOSES if self.is_granted(p))
+        # Straight into __dict__ (as functools.cached_property does): the model is frozen, and
+        # pydantic's equality, dumps and schema see only declared fields.
+        self.__dict__["_granted_cache"] = (self.purposes, self.regime, found)
+        return found
 
     def merge(self, update: ConsentUpdate) -> ConsentState:
         """Return the state with ``update`` folded in (see the module docstring for the rule)."""

@@ -20,12 +20,17 @@ from journeykit.sdk._calls import Enqueued
 from journeykit.sdk._consent import ConsentResolver
 from journeykit.sdk._core import Core, crashed, settle
 from journeykit.sdk._settings import DEFAULT_HOST
+from journeykit.sdk._spool import Spool
+from journeykit.sdk._spool_async import replay_async
+from journeykit.sdk._spool_policy import SPOOLABLE, Outage, store
 from journeykit.sdk._stats import Drop
 from journeykit.sdk._transport import BatchOutcome
 
 __all__ = ["AsyncClient"]
 
 log = logging.getLogger("journeykit")
+
+_IDLE_POLL = 1.0  # with a spool, how often an idle task looks for records to replay
 
 
 class AsyncClient(Core):
@@ -41,6 +46,10 @@ class AsyncClient(Core):
     events still queued when the loop stops are dropped with reason ``shutdown``, counted and
     reported. Calls may also come from other threads (the loop is woken thread-safely). One
     event loop at a time: after a loop ends, the next call inside another loop starts afresh.
+
+    With ``spool_dir``, the spool works as in ``Client``, its file I/O in worker threads
+    (``asyncio.to_thread``), never on the loop; records left by an earlier process are
+    replayed once delivery starts (the first call, ``flush`` or ``async with``).
 
     Args are those of :class:`~journeykit.sdk.Client`, except that ``transport`` is an
     ``httpx.AsyncBaseTransport`` and ``sync_mode`` is refused.
@@ -72,16 +81,23 @@ class AsyncClient(Core):
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
+        s = self._settings
+        self._spool = (
+            None if s.spool_dir is None else Spool(s.spool_dir, s.spool_max_bytes, self._report)
+        )
+        self._outage = Outage(s)
         self._new_events()
 
     # -- lifecycle --------------------------------------------------------------------------
 
     async def flush(self, timeout: float | None = None) -> bool:
-        """Send everything queued now and wait until it is delivered or dropped.
+        """Send everything queued now and wait until it is delivered, spooled or dropped.
 
         Returns ``False`` if ``timeout`` seconds passed first; the events stay queued.
         """
         if self._pending() == 0:
+            if self._spool is not None and not self._closed:
+                self._start(asyncio.get_running_loop())  # replay what the spool holds
             return True
         self._start(asyncio.get_running_loop())
         self._flushers += 1
@@ -109,8 +125,14 @@ class AsyncClient(Core):
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         delivered = await self.flush(timeout)
-        self._abort.set()  # a batch still retrying gives up now
-        self._drop_queued("still queued when shutdown gave up waiting")
+        given_up = self._counters.dropped_for("shutdown")
+        self._abort.set()  # a batch still retrying gives up now (and is spooled, with a spool)
+        left = self._take_queued()
+        unstored = left
+        if self._spool is not None and left:
+            size = self._settings.batch_size
+            unstored = await asyncio.to_thread(store, self._spool, left, size, self._counters)
+        self._dispose(left, unstored, "still queued when shutdown gave up waiting")
         task = self._task
         if task is not None and not task.done():
             self._stopping = True
@@ -120,9 +142,12 @@ class AsyncClient(Core):
             if not done:  # a request stuck past the deadline: its events are dropped
                 task.cancel()
                 await asyncio.wait({task})
-        return delivered and self._pending() == 0
+        nothing_dropped = self._counters.dropped_for("shutdown") == given_up
+        return (delivered or nothing_dropped) and self._pending() == 0
 
     async def __aenter__(self) -> AsyncClient:
+        if self._spool is not None:
+            await self.flush()  # starts delivery, which replays what the spool holds
         return self
 
     async def __aexit__(
@@ -209,15 +234,22 @@ class AsyncClient(Core):
 
     async def _run(self) -> None:
         counters = self._counters
+        s = self._settings
         sender = AsyncSender(
-            self._settings,
+            s,
             self._transport,
             self._abort,
             on_retry=lambda: counters.add("retries"),
             on_request=lambda: counters.add("requests"),
+            budget=min(s.retry_budget, s.spool_after) if self._spool is not None else None,
         )
         try:
             while True:
+                if self._spool is not None:
+                    stopping = lambda: self._stopping  # noqa: E731
+                    await replay_async(
+                        self._spool, sender.attempt, self._outage, counters, self._report, stopping
+                    )
                 batch = await self._take()
                 if batch:
                     await self._deliver(sender, batch)
@@ -231,7 +263,16 @@ class AsyncClient(Core):
         s = self._settings
         while not self._items and not self._stopping:
             self._wake.clear()
-            await self._wake.wait()
+            if self._spool is None:
+                await self._wake.wait()
+                continue
+            # With a spool, wake up to try the collector again, or to look for records.
+            wait = self._outage.wait() if self._outage.active else _IDLE_POLL
+            try:
+                async with asyncio.timeout(max(wait, 0.01)):
+                    await self._wake.wait()
+            except TimeoutError:
+                return []
         if not self._items:
             return []
         if not self._send_now():
@@ -256,6 +297,11 @@ class AsyncClient(Core):
 
     async def _deliver(self, sender: AsyncSender, batch: list[Item]) -> None:
         try:
+            spool = self._spool
+            outage = spool is not None and self._outage.active
+            if outage and spool is not None and await asyncio.to_thread(spool.write, batch):
+                self._counters.add("spooled", len(batch))  # behind the older records
+                return
             try:
                 outcome = await sender.send([payload for _, payload in batch])
             except asyncio.CancelledError:
@@ -265,6 +311,12 @@ class AsyncClient(Core):
             except Exception as exc:  # the task must outlive any one bad batch
                 log.exception("journeykit: unexpected error delivering a batch")
                 outcome = crashed(exc)
+            if spool is not None and not outcome.delivered and outcome.failure in SPOOLABLE:
+                if await asyncio.to_thread(spool.write, batch):
+                    self._counters.add("spooled", len(batch))
+                    self._outage.failed(outcome.retry_after)
+                    return
+                outcome.detail += "; the spool could not store it either (see the log)"
             settle(batch, outcome, self._counters, self._report)
         finally:
             self._finished(len(batch))
@@ -275,11 +327,22 @@ class AsyncClient(Core):
         self._progress.set()
 
     def _drop_queued(self, detail: str) -> None:
+        """Spool or drop what is still queued (the loop is ending: file I/O on it, briefly)."""
+        left = self._take_queued()
+        self._dispose(
+            left, store(self._spool, left, self._settings.batch_size, self._counters), detail
+        )
+
+    def _take_queued(self) -> list[Item]:
         with self._lock:
             left = list(self._items)
             self._items.clear()
             self._bytes = 0
-        for message_id, _ in left:
+        return left
+
+    def _dispose(self, left: list[Item], unstored: list[Item], detail: str) -> None:
+        # On the loop's thread: asyncio events are not thread-safe.
+        for message_id, _ in unstored:
             self._drop(message_id, "shutdown", detail)
         if left:
             self._finished(len(left))

@@ -39,8 +39,10 @@ class AsyncSender:
         abort: asyncio.Event,
         on_retry: Callable[[], None],
         on_request: Callable[[], None],
+        budget: float | None = None,
     ) -> None:
         self._settings = settings
+        self._policy = retry_policy(settings, budget)  # built once, not per batch
         self._abort = abort
         self._on_retry = on_retry
         self._on_request = on_request
@@ -74,11 +76,19 @@ class AsyncSender:
 
     async def send(self, payloads: list[bytes]) -> BatchOutcome:
         """Deliver one batch with the sync sender's retry rule; never raises (but cancels)."""
-        retrying = AsyncRetrying(sleep=self._sleep, **retry_policy(self._settings))
+        retrying = AsyncRetrying(sleep=self._sleep, **self._policy)
         try:
             response: httpx.Response = await retrying(self._post_once, payloads)
         except Retryable as exc:
-            return BatchOutcome(False, "retries_exhausted", str(exc))
+            return BatchOutcome(False, "retries_exhausted", str(exc), retry_after=exc.retry_after)
         except Aborted:
             return BatchOutcome(False, "shutdown", ABORTED_DETAIL)
+        return outcome_of(response, len(payloads))
+
+    async def attempt(self, payloads: list[bytes]) -> BatchOutcome:
+        """One try, no retries: the spool's probes, which the caller spaces out itself."""
+        try:
+            response = await self._post_once(payloads)
+        except Retryable as exc:
+            return BatchOutcome(False, "retries_exhausted", str(exc), retry_after=exc.retry_after)
         return outcome_of(response, len(payloads))

@@ -25,7 +25,7 @@ class Buffer:
         self._maxsize = maxsize
         self._items: deque[Item] = deque()
         self._bytes = 0
-        lock = threading.Lock()
+        self._lock = lock = threading.Lock()
         self._cond = threading.Condition(lock)  # the consumer waits here for items
         self._idle = threading.Condition(lock)  # flush() waits here for delivery
         self._unfinished = 0
@@ -41,7 +41,7 @@ class Buffer:
         return len(self._items)
 
     def put(self, item: Item) -> bool:
-        with self._cond:
+        with self._lock:  # the condition's own lock, without Condition.__enter__'s Python call
             if self._closed or len(self._items) >= self._maxsize:
                 return False
             self._items.append(item)

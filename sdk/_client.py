@@ -20,12 +20,14 @@ from typing import Any
 import httpx
 
 from journeykit.consent import Pseudonymizer
-from journeykit.sdk._buffer import Buffer
+from journeykit.sdk._buffer import Buffer, Item
 from journeykit.sdk._calls import Enqueued
 from journeykit.sdk._consent import ConsentResolver
 from journeykit.sdk._core import Core, Reporter, crashed, settle
 from journeykit.sdk._fork import fork_lock, watch
 from journeykit.sdk._settings import DEFAULT_HOST
+from journeykit.sdk._spool import Spool
+from journeykit.sdk._spool_policy import SPOOLABLE, Outage, replay, store
 from journeykit.sdk._stats import Drop, _Counters
 from journeykit.sdk._transport import Sender
 from journeykit.sdk._worker import Worker
@@ -49,6 +51,10 @@ class Client(Core):
     connections and counters; what the parent queued before the fork is the parent's to send.
     A client dropped without :meth:`shutdown` is garbage-collected: its thread delivers what
     was queued, then ends.
+
+    With ``spool_dir``, batches that cannot be delivered are written to disk instead of
+    dropped and replayed later, by this client or any other on the same directory; a client
+    that finds records there starts its worker at once to replay them (docs/sdk.md, "Spool").
 
     Args:
         write_key: the collector write key.
@@ -89,15 +95,22 @@ class Client(Core):
         weakref.finalize(self, self._background.release).atexit = False
         self._fresh_delivery()
         watch(self)
+        s = self._settings
+        if self._spool is not None and not s.sync_mode and s.send and self._spool.has_records():
+            self._ensure_worker()  # replay what an earlier process left
 
     # -- lifecycle --------------------------------------------------------------------------
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Send everything queued now and wait until it is delivered or dropped.
+        """Send everything queued now and wait until it is delivered, spooled or dropped.
 
-        Returns ``False`` if ``timeout`` seconds passed first; the events stay queued.
+        Returns ``False`` if ``timeout`` seconds passed first; the events stay queued. With a
+        spool, ``True`` means every event tracked before the call is delivered or durably on
+        disk (or was dropped and reported). Under ``sync_mode``, it also replays the spool.
         """
         self._own_process()
+        if self._settings.sync_mode and self._spool is not None:
+            self._replay_now(timeout)
         if self._background.worker is None:
             return self._buffer.pending == 0
         return self._buffer.join(timeout)
@@ -105,8 +118,9 @@ class Client(Core):
     def shutdown(self, timeout: float | None = None) -> bool:
         """Flush, then stop the worker and close connections. Idempotent.
 
-        Whatever is still undelivered when ``timeout`` runs out is dropped with reason
-        ``shutdown`` (counted and reported). Returns ``True`` when nothing was dropped so.
+        Whatever is still undelivered when ``timeout`` runs out is spooled, with a spool, or
+        else dropped with reason ``shutdown`` (counted and reported). Returns ``True`` when
+        nothing was dropped so.
         """
         self._own_process()
         with self._lock:
@@ -119,18 +133,25 @@ class Client(Core):
             background.exit_hook = None
         deadline = None if timeout is None else time.monotonic() + timeout
         delivered = self.flush(timeout)
-        self._abort.set()  # a batch still retrying gives up now
-        for message_id, _ in self._buffer.close():
-            self._drop(message_id, "shutdown", "still queued when shutdown gave up waiting")
+        given_up = self._counters.dropped_for("shutdown")
+        self._abort.set()  # a batch still retrying gives up now (and is spooled, with a spool)
+        left = self._buffer.close()
         if background.worker is not None:
             # The worker closes its connections when it ends. A request stuck past the
             # deadline is left to finish on the daemon thread rather than blocking the caller.
             remaining = None if deadline is None else max(deadline - time.monotonic(), 0.05)
             background.worker.stop(remaining)
+        if left:  # after the worker's own last batch, so the spool keeps their order
+            self._spool_or_drop(left)
         if background.sender is not None:
             background.sender.close()
             background.sender = None
-        return delivered and self._buffer.pending == 0
+        nothing_dropped = self._counters.dropped_for("shutdown") == given_up
+        return (delivered or nothing_dropped) and self._buffer.pending == 0
+
+    def _spool_or_drop(self, items: list[Item]) -> None:
+        for message_id, _ in store(self._spool, items, self._settings.batch_size, self._counters):
+            self._drop(message_id, "shutdown", "still queued when shutdown gave up waiting")
 
     def __enter__(self) -> Client:
         return self
@@ -174,6 +195,11 @@ class Client(Core):
             log.exception("journeykit: unexpected error delivering a batch")
             outcome = crashed(exc)
         self._counters.add("queued")
+        spool = self._spool
+        spoolable = not outcome.delivered and outcome.failure in SPOOLABLE
+        if spoolable and spool is not None and spool.write([(message_id, payload)]):
+            self._counters.add("spooled")
+            return Enqueued(True, message_id)  # on disk; flush() replays it
         drops = settle([(message_id, payload)], outcome, self._counters, self._report)
         if drops:
             reason, detail = drops[0]
@@ -187,14 +213,39 @@ class Client(Core):
                 sender = self._background.sender = self._new_sender()
             return sender
 
+    def _replay_now(self, timeout: float | None) -> None:
+        # sync_mode has no worker: flush() replays on the caller's thread, bounded by timeout.
+        stop = threading.Event()
+        timer = None if timeout is None else threading.Timer(timeout, stop.set)
+        if timer is not None:
+            timer.daemon = True
+            timer.start()
+        try:
+            assert self._spool is not None
+            sender = self._sync_sender()
+            replay(
+                self._spool,
+                sender.attempt,
+                Outage(self._settings),
+                self._counters,
+                self._report,
+                stop,
+            )
+        finally:
+            if timer is not None:
+                timer.cancel()
+
     def _new_sender(self) -> Sender:
         counters = self._counters  # not self: the worker must not keep the client alive
+        s = self._settings
         return Sender(
-            self._settings,
+            s,
             self._transport,
             self._abort,
             on_retry=lambda: counters.add("retries"),
             on_request=lambda: counters.add("requests"),
+            # With a spool, a batch waits on disk rather than in memory once spool_after is up.
+            budget=min(s.retry_budget, s.spool_after) if self._spool is not None else None,
         )
 
     def _ensure_worker(self) -> None:
@@ -205,7 +256,12 @@ class Client(Core):
             if self._closed or (background.worker is not None and background.worker.alive):
                 return
             background.worker = Worker(
-                self._settings, self._buffer, self._new_sender(), self._counters, self._report
+                self._settings,
+                self._buffer,
+                self._new_sender(),
+                self._counters,
+                self._report,
+                self._spool,
             )
             background.worker.start()
             if background.exit_hook is None:
@@ -216,6 +272,10 @@ class Client(Core):
 
     def _fresh_delivery(self) -> None:
         self._pid = os.getpid()
+        s = self._settings
+        self._spool = (
+            None if s.spool_dir is None else Spool(s.spool_dir, s.spool_max_bytes, self._report)
+        )
         self._buffer = Buffer(self._settings.max_queue_size)
         self._lock = threading.Lock()
         self._abort = threading.Event()
@@ -237,6 +297,8 @@ class Client(Core):
         self._counters = _Counters()
         self._report = Reporter(self._counters, self._on_drop)
         self._privacy.after_fork()
+        if self._spool is not None:
+            self._spool.forget_after_fork()
         self._background.worker = None
         self._background.sender = None
         self._fresh_delivery()

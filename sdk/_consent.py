@@ -79,14 +79,25 @@ class ConsentBook:
         return state
 
     def local(self, user_id: str | None, anonymous_id: str | None) -> ConsentState | None:
-        """The state recorded here, by user id first, then anonymous id."""
-        keys = _keys(user_id, anonymous_id)
-        with self._lock:
-            for key in keys:
-                state = self._states.get(key)
-                if state is not None:
-                    self._states.move_to_end(key)
-                    return state
+        """The state recorded here, by user id first, then anonymous id.
+
+        Reads take no lock: every call reads this map, changes are rare, and each of the
+        OrderedDict's operations used here is a single C call under the GIL. A state is
+        immutable, so a reader sees the old state or the new one, never a mix. The least
+        recently used order is only a hint for what to forget first, so a reader racing a
+        writer may at worst refresh an id the writer has just forgotten (ignored).
+        """
+        states = self._states
+        if user_id is not None:
+            state = states.get((_USER, user_id))
+            if state is not None:
+                _touch(states, (_USER, user_id))
+                return state
+        if anonymous_id is not None:
+            state = states.get((_ANON, anonymous_id))
+            if state is not None:
+                _touch(states, (_ANON, anonymous_id))
+                return state
         return None
 
     def state(self, user_id: str | None, anonymous_id: str | None) -> ConsentState | None:
@@ -107,6 +118,11 @@ class ConsentBook:
 
     def decide(self, message: Mapping[str, Any]) -> Decision:
         """The gate's decision; a resolver that raises drops the message (``consent_error``)."""
+        if self._resolver is None:
+            # Only a local read to spare: the gate itself ignores the state of messages that
+            # need none (consent events, necessary-only ones).
+            state = self.local(message.get("userId"), message.get("anonymousId"))
+            return decide(state, message, self._policy)
         if is_consent_event(message) or not self._policy.required(message):
             return decide(None, message, self._policy)  # allowed whatever the state: no lookup
         try:
@@ -115,6 +131,13 @@ class ConsentBook:
             log.exception("journeykit: consent_resolver raised; the event is dropped")
             return Decision(Action.DROP, "consent_error", None)
         return decide(state, message, self._policy)
+
+
+def _touch(states: OrderedDict[tuple[str, str], ConsentState], key: tuple[str, str]) -> None:
+    try:  # noqa: SIM105 - contextlib.suppress costs a context manager per call
+        states.move_to_end(key)
+    except KeyError:  # forgotten by record() since it was read
+        pass
 
 
 def _keys(user_id: str | None, anonymous_id: str | None) -> list[tuple[str, str]]:

@@ -19,6 +19,7 @@ from journeykit.consent import (
     PseudonymKeyError,
     pseudonymize_message,
 )
+from journeykit.sdk import _ids
 from journeykit.sdk._consent import ConsentBook, ConsentResolver
 from journeykit.sdk._settings import ClientSettings
 
@@ -70,8 +71,13 @@ class Privacy:
         self._pseudonymizer = _pseudonymizer(settings, pseudonymizer)
 
     def after_fork(self) -> None:
-        """In a forked child: reset the locks a thread of the parent may have held."""
+        """In a forked child: reset the locks a thread of the parent may have held.
+
+        Also forgets the parent's unused message ids, for forks that skip the at-fork hooks
+        (the client calls this when it sees a new pid).
+        """
         self.consents.after_fork()
+        _ids.reset()
 
     def record(self, update: ConsentUpdate) -> None:
         """Remember a consent change for the messages that follow."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -44,7 +45,11 @@ class ClientSettings(BaseModel):
     timeout: PositiveSeconds = Field(default=10.0, description="Per-request network timeout.")
     gzip: bool = Field(default=True, description="Compress request bodies.")
     max_retries: int = Field(
-        default=10, ge=0, le=1_000, description="Retries of one batch after its first attempt."
+        default=30,
+        ge=0,
+        le=1_000,
+        description="Retries of one batch after its first attempt; with the default backoff, "
+        "retry_budget is the limit that binds.",
     )
     retry_budget: PositiveSeconds = Field(
         default=60.0, description="Total time one batch may spend being retried."
@@ -59,6 +64,21 @@ class ClientSettings(BaseModel):
     exit_timeout: Annotated[float, Field(ge=0, le=60)] = Field(
         default=1.0,
         description="How long interpreter exit waits for queued events to be delivered.",
+    )
+    spool_dir: Path | None = Field(
+        default=None,
+        description="Directory of the durable spool: batches that cannot be delivered are "
+        "kept there and replayed later, also by a new client on the same directory.",
+    )
+    spool_max_bytes: int = Field(
+        default=100_000_000,
+        ge=1_024,
+        description="Size bound of the spool; past it the oldest records are dropped (spool_full).",
+    )
+    spool_after: PositiveSeconds = Field(
+        default=5.0,
+        description="With a spool: how long a batch is retried in memory before it is "
+        "spooled (retries then go on from the spool, with no time limit).",
     )
     sync_mode: bool = Field(
         default=False,

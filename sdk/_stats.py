@@ -18,6 +18,8 @@ DropReason = Literal[
     "http_error",  # the collector refused the whole request with a non-retryable status
     "retries_exhausted",  # retryable failures outlasted max_retries or retry_budget
     "shutdown",  # still undelivered when shutdown() or interpreter exit gave up waiting
+    "spool_full",  # a spooled event evicted, oldest first, to keep the spool under its bound
+    "spool_corrupt",  # a spool record that is not intact (one drop per record, moved aside)
     # The consent gate's drops (journeykit.consent.gate), before anything is queued:
     "no_consent",  # nothing known about the subject, and the regime is opt-in
     "denied:analytics",  # a purpose the event needs is denied (or unset under opt-in)
@@ -44,7 +46,10 @@ class ClientStats:
     """A consistent snapshot of a client's counters.
 
     ``queued`` counts events accepted into the queue; each of them ends up in exactly one of
-    ``sent``, ``dropped`` (by reason, after queueing) or ``pending`` (still in memory).
+    ``sent``, ``spooled`` (written to the durable spool), ``dropped`` (by reason, after
+    queueing) or ``pending`` (still in memory). A spooled event ends up ``replayed`` or
+    dropped (``spool_full``, or the collector's final refusal), in whichever client on the
+    same spool directory replays or evicts it, possibly another process.
     Drops before queueing (``invalid``, ``too_large``, ``queue_full``, and the consent gate's
     ``no_consent`` and ``denied:<purpose>``) are in ``dropped`` too.
 
@@ -64,6 +69,8 @@ class ClientStats:
     dropped: Mapping[str, int] = field(default_factory=dict)
     fields_removed: Mapping[str, int] = field(default_factory=dict)
     not_sent: int = 0
+    spooled: int = 0
+    replayed: int = 0
 
     @property
     def dropped_total(self) -> int:
@@ -78,11 +85,15 @@ class _Counters:
         self.retries = 0
         self.requests = 0
         self.not_sent = 0
+        self.spooled = 0
+        self.replayed = 0
         self.dropped: Counter[str] = Counter()
         self.fields_removed: Counter[str] = Counter()
 
     def add(
-        self, name: Literal["queued", "sent", "retries", "requests", "not_sent"], n: int = 1
+        self,
+        name: Literal["queued", "sent", "retries", "requests", "not_sent", "spooled", "replayed"],
+        n: int = 1,
     ) -> None:
         with self._lock:
             setattr(self, name, getattr(self, name) + n)
@@ -90,6 +101,10 @@ class _Counters:
     def drop(self, reason: str, n: int = 1) -> None:
         with self._lock:
             self.dropped[reason] += n
+
+    def dropped_for(self, reason: str) -> int:
+        with self._lock:
+            return self.dropped[reason]
 
     def removed(self, reasons: Iterable[str]) -> None:
         with self._lock:
@@ -106,4 +121,6 @@ class _Counters:
                 dropped=dict(self.dropped),
                 fields_removed=dict(self.fields_removed),
                 not_sent=self.not_sent,
+                spooled=self.spooled,
+                replayed=self.replayed,
             )

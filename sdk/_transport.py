@@ -72,6 +72,7 @@ class BatchOutcome:
     failure: DropReason | None = None
     detail: str = ""
     rejected: dict[int, str] = field(default_factory=dict)  # batch index -> reason
+    retry_after: float | None = None  # the server's Retry-After on a retryable failure
 
 
 def _parse_retry_after(value: str | None, cap: float) -> float | None:
@@ -140,8 +141,11 @@ def check(response: httpx.Response, settings: ClientSettings) -> httpx.Response:
     return response
 
 
-def retry_policy(settings: ClientSettings) -> dict[str, Any]:
-    """tenacity arguments shared by :class:`Sender` and the asyncio sender (not ``sleep``)."""
+def retry_policy(settings: ClientSettings, budget: float | None = None) -> dict[str, Any]:
+    """tenacity arguments shared by :class:`Sender` and the asyncio sender (not ``sleep``).
+
+    ``budget`` replaces ``retry_budget`` (a client with a spool gives up on memory sooner).
+    """
     jitter = wait_random_exponential(multiplier=0.5, max=settings.max_backoff)
 
     def wait(state: RetryCallState) -> float:
@@ -152,7 +156,7 @@ def retry_policy(settings: ClientSettings) -> dict[str, Any]:
 
     return {
         "stop": stop_after_attempt(settings.max_retries + 1)
-        | stop_before_delay(settings.retry_budget),
+        | stop_before_delay(settings.retry_budget if budget is None else budget),
         "wait": wait,
         "retry": retry_if_exception_type(Retryable),
         "reraise": True,
@@ -181,8 +185,10 @@ class Sender:
         abort: threading.Event,
         on_retry: Callable[[], None],
         on_request: Callable[[], None],
+        budget: float | None = None,
     ) -> None:
         self._settings = settings
+        self._policy = retry_policy(settings, budget)  # built once, not per batch
         self._abort = abort
         self._on_retry = on_retry
         self._on_request = on_request
@@ -212,11 +218,19 @@ class Sender:
 
     def send(self, payloads: list[bytes]) -> BatchOutcome:
         """Deliver one batch, retrying as the module docstring says; never raises."""
-        retrying = Retrying(sleep=self._sleep, **retry_policy(self._settings))
+        retrying = Retrying(sleep=self._sleep, **self._policy)
         try:
             response = retrying(self._post_once, payloads)
         except Retryable as exc:
-            return BatchOutcome(False, "retries_exhausted", str(exc))
+            return BatchOutcome(False, "retries_exhausted", str(exc), retry_after=exc.retry_after)
         except Aborted:
             return BatchOutcome(False, "shutdown", ABORTED_DETAIL)
+        return outcome_of(response, len(payloads))
+
+    def attempt(self, payloads: list[bytes]) -> BatchOutcome:
+        """One try, no retries: the spool's probes, which the caller spaces out itself."""
+        try:
+            response = self._post_once(payloads)
+        except Retryable as exc:
+            return BatchOutcome(False, "retries_exhausted", str(exc), retry_after=exc.retry_after)
         return outcome_of(response, len(payloads))

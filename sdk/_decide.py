@@ -1,0 +1,148 @@
+"""``client.decide(user_id)``: the collector's personalization decision, cached for a moment.
+
+An app asks for a decision while it renders a page, so the call is bounded and cheap: answers
+are kept for ``decision_ttl`` seconds (a page and the few that follow it reuse one), the request
+has its own short timeout, and a collector that cannot answer (down, slow, or its profile store
+unreachable) gives ``personalization="unavailable"`` instead of an exception, which the app
+treats like "no personalization". Unavailable answers are not cached, so the next page asks
+again.
+
+The subject is looked up as the collector stores it: the ``userId`` (or ``anonymousId``) as
+sent. Decisions exist only for people who granted the ``personalization`` purpose; the
+collector answers ``not_consented`` for the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from urllib.parse import quote
+
+import httpx
+from pydantic import ValidationError
+
+from journeykit.sdk._decision import Decision
+
+__all__ = ["AsyncDecider", "Decider", "DecisionCache", "decision_path"]
+
+log = logging.getLogger("journeykit")
+
+
+def decision_path(subject: str) -> str:
+    """The collector's path for ``subject``; ids may hold any character, so all are escaped."""
+    return "/v1/decisions/" + quote(subject, safe="")
+
+
+class DecisionCache:
+    """A small LRU of decisions that expire after ``ttl`` seconds; thread-safe."""
+
+    def __init__(self, ttl: float, max_entries: int) -> None:
+        self._ttl = ttl
+        self._max = max_entries
+        self._items: OrderedDict[str, tuple[float, Decision]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, subject: str) -> Decision | None:
+        with self._lock:
+            found = self._items.get(subject)
+            if found is None:
+                return None
+            expires, decision = found
+            if expires <= time.monotonic():
+                del self._items[subject]
+                return None
+            self._items.move_to_end(subject)
+            return decision
+
+    def put(self, decision: Decision) -> None:
+        if self._ttl <= 0 or decision.personalization == "unavailable":
+            return
+        with self._lock:
+            self._items[decision.subject] = (time.monotonic() + self._ttl, decision)
+            self._items.move_to_end(decision.subject)
+            while len(self._items) > self._max:
+                self._items.popitem(last=False)
+
+    def forget(self, subject: str) -> None:
+        """Drop the cached decision (after the person's consent changed)."""
+        with self._lock:
+            self._items.pop(subject, None)
+
+
+def _parse(subject: str, response: httpx.Response) -> Decision:
+    if response.status_code != 200:
+        log.warning(
+            "journeykit: the collector answered %d to a decision request", response.status_code
+        )
+        return Decision.empty(subject, "unavailable")
+    try:
+        return Decision.model_validate_json(response.content)
+    except ValidationError:
+        log.warning("journeykit: the collector's decision did not parse; treated as unavailable")
+        return Decision.empty(subject, "unavailable")
+
+
+class Decider:
+    """Fetches decisions over its own connection pool (the worker's is busy sending)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        headers: dict[str, str],
+        *,
+        timeout: float,
+        cache: DecisionCache,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._http = httpx.Client(
+            base_url=base_url, headers=headers, timeout=timeout, transport=transport
+        )
+        self.cache = cache
+
+    def decide(self, subject: str, *, fresh: bool = False) -> Decision:
+        if not fresh and (cached := self.cache.get(subject)) is not None:
+            return cached
+        try:
+            decision = _parse(subject, self._http.get(decision_path(subject)))
+        except httpx.HTTPError as exc:
+            log.warning("journeykit: decision request failed: %s", type(exc).__name__)
+            decision = Decision.empty(subject, "unavailable")
+        self.cache.put(decision)
+        return decision
+
+    def close(self) -> None:
+        self._http.close()
+
+
+class AsyncDecider:
+    """:class:`Decider` for ``AsyncClient``."""
+
+    def __init__(
+        self,
+        base_url: str,
+        headers: dict[str, str],
+        *,
+        timeout: float,
+        cache: DecisionCache,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._http = httpx.AsyncClient(
+            base_url=base_url, headers=headers, timeout=timeout, transport=transport
+        )
+        self.cache = cache
+
+    async def decide(self, subject: str, *, fresh: bool = False) -> Decision:
+        if not fresh and (cached := self.cache.get(subject)) is not None:
+            return cached
+        try:
+            decision = _parse(subject, await self._http.get(decision_path(subject)))
+        except httpx.HTTPError as exc:
+            log.warning("journeykit: decision request failed: %s", type(exc).__name__)
+            decision = Decision.empty(subject, "unavailable")
+        self.cache.put(decision)
+        return decision
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
