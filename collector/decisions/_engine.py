@@ -1,18 +1,17 @@
 """The decision engine: the one object the collector holds, called once per request.
 
-``update(events)`` folds a request's stored events into profiles in one store transaction;
-``decide``/``decide_many`` answer from the profiles. A store outage never raises into
-ingestion: the events' profile updates are counted as skipped (reason ``store_unavailable``)
-and decisions say ``unavailable`` until the store answers again; the store is retried at most
-every ``retry_unavailable_seconds``.
+``update(events)`` queues a request's stored events (write-behind, see ``_writeback``): they
+reach the store within ``flush_interval_seconds``, in one transaction per flush, while this
+process's own decisions already reflect them. ``decide``/``decide_many`` answer from the stored
+profiles with the queue folded in. A store outage never raises into ingestion: queued events
+wait (up to ``pending_limit``, beyond which they are counted as skipped, reason
+``store_unavailable``) and decisions say ``unavailable`` until the store answers again; the
+store is retried at most every ``retry_unavailable_seconds``.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,14 +23,12 @@ from journeykit.collector.decisions._recommend import query_for, rank
 from journeykit.collector.decisions._rfm import CutPoints
 from journeykit.collector.decisions._rules import RuleSet, load_rules
 from journeykit.collector.decisions._settings import DecisionSettings
-from journeykit.collector.decisions._store import Doc, ProfileStore, Reader, StoreUnavailable
+from journeykit.collector.decisions._store import Doc, ProfileStore, StoreUnavailable
 from journeykit.collector.decisions._traits import Traits
-from journeykit.collector.decisions._update import UpdateCounts, build_changes
+from journeykit.collector.decisions._writeback import Health, WriteBehind
 from journeykit.sdk._decision import Decision
 
 __all__ = ["DecisionEngine", "UpdateResult"]
-
-log = logging.getLogger("journeykit.collector")
 
 PROFILES_FILE = Path("profiles") / "profiles.sqlite3"
 
@@ -79,10 +76,13 @@ class DecisionEngine:
         self.rules = CompiledRules(rules)
         self._store = store
         self._clock = clock
-        self._down_until = 0.0
-        self._next_refresh = -float("inf")
-        self._lock = threading.Lock()
-        self.stats: Counter[str] = Counter()
+        self._health = Health(self.settings.retry_unavailable_seconds)
+        self._queue = WriteBehind(store, self.settings, self.rules.currency, clock, self._health)
+        # RFM cut points change only when recomputed, every rfm_refresh_seconds: cache them
+        # until then instead of reading them for every decision.
+        self._cuts: CutPoints | None = None
+        self._cuts_until = -float("inf")
+        self.stats = self._health.stats
 
     @classmethod
     def open(
@@ -96,46 +96,41 @@ class DecisionEngine:
         return cls(open_store(settings, data_dir), rules, settings, clock)
 
     def close(self) -> None:
-        self._store.close()
+        """Write what is queued (see ``flush``), stop the background flush, close the store."""
+        try:
+            self._queue.close()
+        finally:
+            self._store.close()
+
+    def flush(self) -> bool:
+        """Write every queued update and item statistic now; False if the store is down."""
+        return self._queue.flush(stats=True)
+
+    @property
+    def pending(self) -> int:
+        """Events queued and not yet written to the store."""
+        return self._queue.queued
 
     @property
     def available(self) -> bool:
         """False while the store is considered down (after a failure, until the retry time)."""
-        return time.monotonic() >= self._down_until
-
-    def _failed(self, exc: StoreUnavailable) -> None:
-        if self.available:
-            log.warning("journeykit decisions: profile store unavailable: %s", exc)
-        self._down_until = time.monotonic() + self.settings.retry_unavailable_seconds
-        self.stats["store_errors"] += 1
+        return self._health.available
 
     def update(self, events: Sequence[Mapping[str, Any]]) -> UpdateResult:
-        """Fold stored events into profiles: one store transaction for the whole request."""
+        """Queue stored events for their profiles (cheap; written by the next flush).
+
+        ``applied`` counts events queued, ``merged`` identity links between ids not linked in
+        the queue yet, ``skipped`` events left out by reason (``no_subject``, and
+        ``store_unavailable`` once ``pending_limit`` events wait for a store that is down).
+        The events are kept by reference until flushed: do not change them afterwards.
+        """
         result = UpdateResult()
         if not events:
             return result
-        if not self.available:
-            result.skipped["store_unavailable"] = len(events)
-            self.stats["events_skipped_store_unavailable"] += len(events)
-            return result
-        counts = UpdateCounts()
-        now = self._clock()
-        money, session = self.rules.currency, self.settings.session_seconds
-
-        def compute(read: Reader) -> Any:
-            return build_changes(events, read, money, now, session, counts)
-
-        try:
-            self._store.transact(compute)
-        except StoreUnavailable as exc:
-            self._failed(exc)
-            result.skipped["store_unavailable"] = len(events)
-            self.stats["events_skipped_store_unavailable"] += len(events)
-            return result
-        result.applied, result.merged = counts.applied, counts.merged
-        result.skipped = dict(counts.skipped)
-        self.stats["events_applied"] += counts.applied
-        for reason, n in counts.skipped.items():
+        queued, merged, skipped = self._queue.queue(events)
+        result.applied, result.merged, result.skipped = queued, merged, dict(skipped)
+        self.stats["events_queued"] += queued
+        for reason, n in skipped.items():
             self.stats[f"events_skipped_{reason}"] += n
         return result
 
@@ -160,14 +155,14 @@ class DecisionEngine:
         try:
             out = self._decide(wanted, granted or {})
         except StoreUnavailable as exc:
-            self._failed(exc)
+            self._health.failed(exc)
             return {s: Decision.empty(s, "unavailable") for s in wanted}
         return out
 
     def _decide(self, wanted: list[str], granted: Mapping[str, bool]) -> dict[str, Decision]:
         now = self._clock()
         asked = [s for s in wanted if granted.get(s, True)]
-        profiles = self._profiles(asked)
+        profiles = self._profiles(asked, now) if asked else {}
         out: dict[str, Decision] = {}
         chosen: list[tuple[str, Profile]] = []
         for subject in wanted:
@@ -202,14 +197,9 @@ class DecisionEngine:
             self.stats["decisions_granted"] += 1
         return out
 
-    def _profiles(self, subjects: list[str]) -> dict[str, Profile]:
+    def _profiles(self, subjects: list[str], now: float) -> dict[str, Profile]:
         """Profiles by the asked id, following aliases (an anonymous id after login)."""
-        docs = self._store.fetch(subjects)
-        for _ in range(4):
-            targets = {d["alias"] for d in docs.values() if "alias" in d} - set(docs)
-            if not targets:
-                break
-            docs.update(self._store.fetch(targets))
+        docs = self._queue.profiles(subjects, now)
 
         def resolve(subject: str) -> Doc | None:
             doc = docs.get(subject)
@@ -222,14 +212,17 @@ class DecisionEngine:
         return {s: d for s in subjects if (d := resolve(s)) is not None}
 
     def _cut_points(self, now: float) -> CutPoints | None:
-        with self._lock:
-            due = now >= self._next_refresh
-            if due:
-                self._next_refresh = now + self.settings.rfm_refresh_seconds
-        if due:
-            cuts = self._store.refresh_cut_points(now, self.settings.rfm_refresh_seconds)
-        else:
-            cuts = self._store.cut_points()
+        if now >= self._cuts_until:
+            refresh = self.settings.rfm_refresh_seconds
+            self._cuts = self._store.refresh_cut_points(now, refresh)
+            # Nobody recomputes before computed_at + refresh (store-side check), so the
+            # cached cut points stay the ones every process scores against until then.
+            self._cuts_until = (
+                now + refresh if self._cuts is None else self._cuts.computed_at + refresh
+            )
+        elif self._cuts is None:
+            self._cuts = self._store.cut_points()  # another process may have computed them
+        cuts = self._cuts
         if cuts is None or cuts.population < self.settings.rfm_min_customers:
             return None
         return cuts
@@ -237,13 +230,12 @@ class DecisionEngine:
     def refresh_rfm(self) -> None:
         """Recompute the RFM cut points now (they also refresh every ``rfm_refresh_seconds``)."""
         now = self._clock()
-        self._store.refresh_cut_points(now, 0.0)
-        with self._lock:
-            self._next_refresh = now + self.settings.rfm_refresh_seconds
+        self._cuts = self._store.refresh_cut_points(now, 0.0)
+        self._cuts_until = now + self.settings.rfm_refresh_seconds
 
     def forget(self, subjects: Collection[str]) -> int:
-        """Erase these subjects' profiles (a data-subject erasure); returns how many existed.
+        """Erase these subjects' profiles and queued events; returns how many existed.
 
         Co-occurrence and popularity counts are aggregates over everyone and are kept.
         """
-        return self._store.forget(subjects)
+        return self._queue.forget(subjects)

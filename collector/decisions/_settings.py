@@ -50,6 +50,27 @@ class DecisionSettings(BaseModel):
     sqlite_busy_timeout_seconds: float = Field(
         default=5.0, gt=0, description="How long a process waits for another's write lock."
     )
+    flush_interval_seconds: float = Field(
+        default=0.25,
+        ge=0,
+        description="Write-behind: queued profile updates reach the store within this bound "
+        "(other processes see them then); 0: every update is written at once.",
+    )
+    flush_events: int = Field(
+        default=5_000, ge=1, description="Flush at once when this many events are queued."
+    )
+    stats_flush_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="Co-occurrence and popularity counts, aggregated in memory, are written "
+        "this often (and on flush()/close()).",
+    )
+    pending_limit: int = Field(
+        default=100_000,
+        ge=1,
+        description="While the store is unreachable, events queued beyond this many are "
+        "dropped and counted (store_unavailable).",
+    )
 
     @model_validator(mode="after")
     def _redis_needs_url(self) -> Self:

@@ -24,7 +24,7 @@ from journeykit.collector.decisions._store import Changes, Doc, Reader
 from journeykit.collector.decisions._traits import Currency
 from journeykit.consent import InvalidConsentSignal, Purpose, parse_message
 
-__all__ = ["UpdateCounts", "build_changes", "event_ids"]
+__all__ = ["UpdateCounts", "build_changes", "event_ids", "fold"]
 
 MAX_ALIAS_HOPS = 4
 RELATED_RECENT = 5  # a view is paired with at most this many earlier views of the session
@@ -41,6 +41,8 @@ class UpdateCounts:
 
 
 def _id(value: Any) -> str | None:
+    if type(value) is str:  # the common case first: this runs for every event
+        return value or None
     if isinstance(value, str) and value:
         return value
     if isinstance(value, int) and not isinstance(value, bool):
@@ -50,9 +52,9 @@ def _id(value: Any) -> str | None:
 
 def event_ids(event: Mapping[str, Any]) -> tuple[str | None, str | None]:
     """``(user id, id to merge into it or use alone)`` of an event."""
-    if event.get("type") == "alias":
-        return _id(event.get("userId")), _id(event.get("previousId"))
-    return _id(event.get("userId")), _id(event.get("anonymousId"))
+    get = event.get
+    other = get("previousId") if get("type") == "alias" else get("anonymousId")
+    return _id(get("userId")), _id(other)
 
 
 class _Batch:
@@ -117,13 +119,31 @@ def build_changes(
     now: float,
     session: float,
     counts: UpdateCounts,
+    subjects: Sequence[tuple[str | None, str | None]] | None = None,
 ) -> Changes:
     """Everything ``events`` change; ``counts`` is filled in (reset first: this may rerun)."""
+    return fold(events, read, money, now, session, counts, subjects)[0]
+
+
+def fold(
+    events: Sequence[Mapping[str, Any]],
+    read: Reader,
+    money: Currency,
+    now: float,
+    session: float,
+    counts: UpdateCounts,
+    subjects: Sequence[tuple[str | None, str | None]] | None = None,
+) -> tuple[Changes, dict[str, Doc]]:
+    """:func:`build_changes`, and every document it read or wrote, events applied.
+
+    The documents let a decision follow aliases through the events' own identity merges.
+    ``subjects`` are the events' :func:`event_ids` when the caller has them already.
+    """
     counts.applied, counts.merged = 0, 0
     counts.skipped.clear()
     batch = _Batch(read, money, now, session)
     ids: set[str] = set()
-    pairs = [event_ids(e) for e in events]
+    pairs = [event_ids(e) for e in events] if subjects is None else subjects
     for user, other in pairs:
         ids.update(i for i in (user, other) if i is not None)
     batch.load(ids)
@@ -154,7 +174,7 @@ def build_changes(
         if doc.get("orders"):
             monetary = money.convert(doc.get("rev", {}))
             changes.customers[subject] = (doc["last_purchase"], doc["orders"], monetary)
-    return changes
+    return changes, batch.docs
 
 
 def _item_stats(batch: _Batch, profile: Profile, event: Mapping[str, Any], ts: float) -> None:
@@ -176,14 +196,15 @@ def _item_stats(batch: _Batch, profile: Profile, event: Mapping[str, Any], ts: f
         if isinstance(category, str) and category:
             changes.category_popularity[(category, pid)] += weight
         if name == "Product Viewed":
-            recent = [
-                r[0]
-                for r in profile.get("recent", [])
-                if r[0] != pid and ts - r[1] <= batch.session
-            ]
-            for other in recent[-RELATED_RECENT:]:
-                changes.pairs[(pid, other)] += VIEW_PAIR
-                changes.pairs[(other, pid)] += VIEW_PAIR
+            pairs = changes.pairs
+            taken = 0
+            for other, seen in reversed(profile.get("recent", ())):
+                if other != pid and ts - seen <= batch.session:
+                    pairs[(pid, other)] += VIEW_PAIR
+                    pairs[(other, pid)] += VIEW_PAIR
+                    taken += 1
+                    if taken == RELATED_RECENT:
+                        break
     elif name == "Order Completed":
         lines = list(dict(order_lines(props)).items())
         for pid, item in lines:

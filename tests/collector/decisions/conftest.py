@@ -65,16 +65,26 @@ def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+@pytest.fixture(params=["queued", "written"])
+def mode(request: pytest.FixtureRequest) -> str:
+    """``queued``: nothing is flushed unless a test says so, decisions read the queue;
+    ``written``: every update is written at once (``flush_interval_seconds=0``)."""
+    return str(request.param)
+
+
 _prefixes = iter(range(1_000_000))
 
 
 @pytest.fixture
-def settings(backend: str, request: pytest.FixtureRequest) -> DecisionSettings:
+def settings(backend: str, mode: str, request: pytest.FixtureRequest) -> DecisionSettings:
     """Settings for ``backend``; each Redis test gets its own key prefix (a clean store)."""
+    interval = 3600.0 if mode == "queued" else 0.0
+    timing = {"flush_interval_seconds": interval, "stats_flush_seconds": interval}
     if backend == "redis":
         url = request.getfixturevalue("redis_url")
-        return DecisionSettings(backend="redis", redis_url=url, redis_prefix=f"t{next(_prefixes)}:")
-    return DecisionSettings()
+        prefix = f"t{next(_prefixes)}:"
+        return DecisionSettings(backend="redis", redis_url=url, redis_prefix=prefix, **timing)
+    return DecisionSettings(**timing)
 
 
 @pytest.fixture

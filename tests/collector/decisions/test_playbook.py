@@ -118,6 +118,7 @@ def test_rfm_segments_by_quintiles_of_the_population(engine: DecisionEngine, clo
         for i in range(orders):
             events.append(order(name, clock.now - (days_ago + 7 * i) * DAY, amount, [f"{name}{i}"]))
     engine.update(events)
+    engine.flush()  # RFM cut points are computed over the stored customers
     decisions = engine.decide_many(POPULATION, dict.fromkeys(POPULATION, True))
     rfm = {s: [x for x in d.segments if x.startswith("rfm_")] for s, d in decisions.items()}
     assert rfm["champ"] == ["rfm_champions"]
@@ -142,6 +143,7 @@ def test_rfm_cut_points_are_recomputed_as_the_population_changes(
     engine.update([order("solo", clock.now - DAY, 10.0, ["p"])])
     assert "rfm_new" not in decide(engine, "solo").segments  # alone, every score is 1
     engine.update([order(f"old{i}", clock.now - (100 + i) * DAY, 10.0, ["p"]) for i in range(9)])
+    engine.flush()
     assert "rfm_new" not in decide(engine, "solo").segments  # cut points not refreshed yet
     clock.advance(3601)
     d = decide(engine, "solo")

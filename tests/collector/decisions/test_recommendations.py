@@ -8,6 +8,8 @@ from journeykit.collector.decisions import DecisionEngine
 
 
 def _recs(engine: DecisionEngine, subject: str) -> list[tuple[str, str]]:
+    # Item statistics are aggregates over everyone, read from the store: flush them first.
+    engine.flush()
     d = engine.decide(subject, personalization_granted=True)
     return [(r.product_id, r.source) for r in d.recommendations]
 

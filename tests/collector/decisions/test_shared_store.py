@@ -48,6 +48,9 @@ def test_two_engines_on_one_store_give_identical_decisions(
     events = _traffic(clock)
     for start in range(0, len(events), 10):  # requests land on either worker
         (first if start % 20 else second).update(events[start : start + 10])
+    # Each sees the other's events once they are written (within flush_interval_seconds).
+    first.flush()
+    second.flush()
     subjects = [f"u{i}" for i in range(30)]
     a, b = first.decide_many(subjects), second.decide_many(subjects)
     assert a == b
@@ -68,6 +71,8 @@ def test_concurrent_writers_lose_no_event(make_engine: EngineFactory, clock: Clo
         t.start()
     for t in threads:
         t.join()
+    for engine in engines:
+        engine.flush()
     fresh = make_engine()
     d = fresh.decide("shared", personalization_granted=True)
     assert "stage:consideration" in d.rules_fired
@@ -91,31 +96,44 @@ def _start(port: int, procs: list[subprocess.Popen[bytes]], workdir: Path) -> No
     procs.append(start_redis(binary, port, workdir))
 
 
-def test_redis_outage_makes_decisions_unavailable_not_errors(
+def test_redis_outage_keeps_queued_events_and_makes_decisions_unavailable(
     own_redis: tuple[int, list[subprocess.Popen[bytes]]], tmp_path: Path, clock: Clock
 ) -> None:
     port, procs = own_redis
     _start(port, procs, tmp_path)
     settings = DecisionSettings(
-        backend="redis", redis_url=f"redis://127.0.0.1:{port}/0", retry_unavailable_seconds=0
+        backend="redis",
+        redis_url=f"redis://127.0.0.1:{port}/0",
+        retry_unavailable_seconds=0,
+        flush_interval_seconds=3600,
+        pending_limit=3,
     )
     engine = DecisionEngine.open(settings, tmp_path, clock=clock)
     try:
         assert engine.update([order("u", clock.now - DAY, 700.0, ["p"])]).applied == 1
+        assert engine.flush()
         assert "value_elite" in engine.decide("u", personalization_granted=True).segments
         procs[0].terminate()
         procs[0].wait(timeout=10)
-        result = engine.update([view("u", "q", clock.now)])
-        assert result.applied == 0
-        assert result.skipped == {"store_unavailable": 1}
+        assert engine.update([view("u", "q1", clock.now)]).applied == 1  # queued
+        assert not engine.flush()
+        assert engine.pending == 1  # kept for the next attempt
         down = engine.decide("u", personalization_granted=True)
         assert down.personalization == "unavailable"
         assert down.segments == []
         assert engine.stats["store_errors"] >= 2
+        assert engine.stats["flush_errors"] == 1
+        # The queue is bounded while the store is down; what does not fit is counted.
+        result = engine.update([view("u", f"q{i}", clock.now) for i in range(2, 5)])
+        assert (result.applied, result.skipped) == (2, {"store_unavailable": 1})
+        assert engine.stats["events_skipped_store_unavailable"] == 1
         _start(port, procs, tmp_path)  # an empty server: state kept only in memory is gone
+        assert engine.flush()
+        assert engine.pending == 0
         back = engine.decide("u", personalization_granted=True)
         assert back.personalization == "granted"
-        assert engine.update([view("u", "q", clock.now)]).applied == 1
+        assert "value_elite" not in back.segments
+        assert engine._store.fetch(["u"])["u"]["views"] == 3  # the queued views survived
     finally:
         engine.close()
 

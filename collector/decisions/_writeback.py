@@ -1,0 +1,293 @@
+"""Write-behind: ``update`` queues events; a flush folds and writes them in one transaction.
+
+The request path only checks each event's subject ids and appends it to a queue (well under a
+microsecond per event). A flush, from the background thread every ``flush_interval_seconds``,
+at once when ``flush_events`` are queued, or on ``flush()``/``close()``, folds every queued
+event into profiles in one store transaction: one read and one write per subject however many
+requests its events came in, and co-occurrence/popularity sums written every
+``stats_flush_seconds``. Reads merge the process's own queue (see :meth:`WriteBehind.profiles`),
+so this process's decisions reflect what it just ingested; other processes see it after the
+flush. On a crash, at most the queue is lost: profiles are derived data that the NDJSON event
+files can rebuild.
+
+Consistency between a read and a concurrent flush: ``_gen`` is odd while a flush writes. A read
+takes the queue snapshot and the store documents within one even generation (else retries, or
+waits for the flush), so a queued event is never counted twice nor missed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any
+
+from journeykit.collector.decisions._flusher import Flusher
+from journeykit.collector.decisions._pending import PendingEvents, PendingStats
+from journeykit.collector.decisions._settings import DecisionSettings
+from journeykit.collector.decisions._store import Changes, Doc, ProfileStore, StoreUnavailable
+from journeykit.collector.decisions._traits import Currency
+from journeykit.collector.decisions._update import UpdateCounts, build_changes, event_ids, fold
+
+__all__ = ["Health", "WriteBehind"]
+
+log = logging.getLogger("journeykit.collector")
+
+# Pending item-stat keys: written early past this (one Redis script of 20,000 increments stays
+# far under the socket timeout), dropped and counted past 10x while the store is down.
+STATS_MAX_KEYS = 20_000
+MAX_ALIAS_HOPS = 4
+
+
+class Health:
+    """Whether the store is considered up, and the engine's counters."""
+
+    def __init__(self, retry_seconds: float) -> None:
+        self.retry_seconds = retry_seconds
+        self.down_until = 0.0
+        self.stats: Counter[str] = Counter()
+
+    @property
+    def available(self) -> bool:
+        return time.monotonic() >= self.down_until
+
+    def failed(self, exc: StoreUnavailable) -> None:
+        if self.available:
+            log.warning("journeykit decisions: profile store unavailable: %s", exc)
+        self.down_until = time.monotonic() + self.retry_seconds
+        self.stats["store_errors"] += 1
+
+
+class WriteBehind:
+    """The queue of one engine, its flushes, and reads that merge it (thread-safe)."""
+
+    def __init__(
+        self,
+        store: ProfileStore,
+        settings: DecisionSettings,
+        money: Currency,
+        clock: Callable[[], float],
+        health: Health,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.money = money
+        self.clock = clock
+        self.health = health
+        self._pid = os.getpid()
+        self._reset()
+
+    def _reset(self) -> None:
+        self._lock = threading.Lock()  # the queue and _gen
+        self._flush_lock = threading.Lock()  # one flush (or erasure) at a time
+        self._gen = 0
+        self._events = PendingEvents()
+        self._stats = PendingStats()
+        self._oldest: float | None = None  # monotonic time of the oldest queued event
+        self._flusher: Flusher | None = None
+
+    def _check_fork(self) -> None:
+        # A forked worker starts with an empty queue: the parent writes what it queued.
+        if os.getpid() != self._pid:
+            self._pid = os.getpid()
+            self._reset()
+
+    @property
+    def queued(self) -> int:
+        return len(self._events)
+
+    def queue(self, events: Sequence[Mapping[str, Any]]) -> tuple[int, int, Counter[str]]:
+        """``(queued, merges, skipped by reason)``; flushes at once when the queue is full."""
+        self._check_fork()
+        queued = merged = 0
+        skipped: Counter[str] = Counter()
+        with self._lock:
+            room = self.settings.pending_limit - len(self._events)
+            add = self._events.add
+            for event in events:
+                user, other = event_ids(event)
+                if user is None and other is None:
+                    skipped["no_subject"] += 1
+                elif room <= 0:
+                    skipped["store_unavailable"] += 1  # the store has been down for long
+                else:
+                    room -= 1
+                    queued += 1
+                    merged += add(event, user, other)
+            if queued and self._oldest is None:
+                self._oldest = time.monotonic()
+            size = len(self._events)
+        interval = self.settings.flush_interval_seconds
+        if interval == 0 or size >= self.settings.flush_events:
+            self.flush(stats=interval == 0)
+        elif self._flusher is None and queued:
+            with self._lock:
+                if self._flusher is None:
+                    self._flusher = Flusher(self, interval)
+        return queued, merged, skipped
+
+    def _stats_due(self, now: float) -> bool:
+        since, every = self._stats.since, self.settings.stats_flush_seconds
+        return len(self._stats) >= STATS_MAX_KEYS or (since is not None and now - since >= every)
+
+    def flush_due(self) -> None:
+        """Flush when the oldest queued event or item statistic waited a full interval."""
+        now = time.monotonic()
+        oldest = self._oldest
+        waited = oldest is not None and now - oldest >= self.settings.flush_interval_seconds
+        if waited or self._stats_due(now):
+            self.flush(stats=False)
+
+    def flush(self, stats: bool = True) -> bool:
+        """Write the queue (and item statistics: always when ``stats``, else when due).
+
+        False when the store is unreachable: the queue is kept for the next attempt.
+        """
+        self._check_fork()
+        with self._flush_lock:
+            with self._lock:
+                events = list(self._events.events)
+                subjects = self._events.subjects(len(events))
+                write_stats = stats or self.settings.stats_flush_seconds == 0
+                write_stats = write_stats or self._stats_due(time.monotonic())
+                if not events and not (write_stats and len(self._stats)):
+                    return True
+                if not self.health.available:
+                    return False
+                self._gen += 1
+            ok = False
+            try:
+                ok = self._write(events, subjects, write_stats)
+            finally:
+                with self._lock:
+                    if ok:
+                        self._events.drop_first(len(events))
+                        self._oldest = time.monotonic() if len(self._events) else None
+                    self._gen += 1
+        return ok
+
+    def _write(
+        self,
+        events: list[Mapping[str, Any]],
+        subjects: list[tuple[str | None, str | None]],
+        write_stats: bool,
+    ) -> bool:
+        counts = UpdateCounts()
+        now = self.clock()
+        folded = Changes()
+
+        def compute(read: Callable[[Collection[str]], dict[str, Doc]]) -> Changes:
+            nonlocal folded
+            session = self.settings.session_seconds
+            folded = build_changes(events, read, self.money, now, session, counts, subjects)
+            if write_stats:
+                return self._stats.into(folded)
+            return Changes(docs=folded.docs, customers=folded.customers)
+
+        try:
+            self.store.transact(compute)
+        except StoreUnavailable as exc:
+            self.health.failed(exc)
+            self.health.stats["flush_errors"] += 1
+            if len(self._stats) > 10 * STATS_MAX_KEYS:  # bounded while the store is down
+                self.health.stats["item_stats_dropped"] += len(self._stats)
+                self._stats.clear()
+            return False
+        if write_stats:
+            self._stats.clear()
+        else:
+            self._stats.add(folded, time.monotonic())
+        stats = self.health.stats
+        stats["flushes"] += 1
+        stats["events_applied"] += counts.applied
+        stats["profiles_merged"] += counts.merged
+        for reason, n in counts.skipped.items():
+            stats[f"events_skipped_{reason}"] += n
+        return True
+
+    def profiles(self, subjects: list[str], now: float) -> dict[str, Doc]:
+        """Stored documents of ``subjects`` (aliases followed) with the queue folded in."""
+        self._check_fork()
+        for _ in range(3):
+            with self._lock:
+                gen = self._gen
+                ids = self._linked_ids(subjects)
+            if gen % 2:  # a flush is writing: wait for it, then read again
+                with self._flush_lock:
+                    pass
+                continue
+            docs = self._fetch(ids)
+            with self._lock:
+                if self._gen == gen:
+                    events = self._events.events_for(set(ids) | _targets(docs))
+                    return self._merge(docs, events, now)
+        with self._flush_lock:  # no flush can start while we hold this
+            docs = self._fetch(self._linked_ids(subjects))
+            with self._lock:
+                events = self._events.events_for(set(docs) | set(subjects) | _targets(docs))
+            return self._merge(docs, events, now)
+
+    def _linked_ids(self, subjects: list[str]) -> list[str]:
+        ids = dict.fromkeys(subjects)
+        for event in self._events.events_for(subjects):
+            ids.update(dict.fromkeys(i for i in event_ids(event) if i is not None))
+        return list(ids)
+
+    def _fetch(self, ids: list[str]) -> dict[str, Doc]:
+        docs = self.store.fetch(ids)
+        for _ in range(MAX_ALIAS_HOPS):
+            missing = _targets(docs) - set(docs)
+            if not missing:
+                break
+            docs.update(self.store.fetch(missing))
+        return docs
+
+    def _merge(
+        self, docs: dict[str, Doc], events: list[Mapping[str, Any]], now: float
+    ) -> dict[str, Doc]:
+        if not events:
+            return docs
+
+        def read(ids: Collection[str]) -> dict[str, Doc]:
+            out = {i: docs[i] for i in ids if i in docs}
+            missing = [i for i in ids if i not in docs]
+            if missing:
+                out.update(self.store.fetch(missing))
+            return out
+
+        _, folded = fold(
+            events, read, self.money, now, self.settings.session_seconds, UpdateCounts()
+        )
+        docs.update(folded)
+        return docs
+
+    def forget(self, subjects: Collection[str]) -> int:
+        """Drop the subjects' queued events and stored documents; how many subjects existed."""
+        self._check_fork()
+        wanted = set(subjects)
+        with self._flush_lock:  # a flush in progress must not write them back afterwards
+            with self._lock:
+                queued = {i for e in self._events.events for i in event_ids(e) if i in wanted}
+                self._events.forget(wanted)
+            stored = set(self.store.fetch(list(wanted)))
+            self.store.forget(list(wanted))
+        return len(stored | queued)
+
+    def close(self) -> None:
+        """Stop the background thread and write everything queued (counted if it cannot)."""
+        flusher, self._flusher = self._flusher, None
+        if flusher is not None:
+            flusher.stop()
+        self.health.down_until = 0.0  # one last attempt, whatever the retry schedule says
+        if not self.flush(stats=True):
+            lost = len(self._events)
+            if lost:
+                log.warning("journeykit decisions: %d queued events not written at close", lost)
+                self.health.stats["events_dropped_store_unavailable"] += lost
+
+
+def _targets(docs: Mapping[str, Doc]) -> set[str]:
+    return {d["alias"] for d in docs.values() if "alias" in d}
