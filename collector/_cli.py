@@ -2,7 +2,8 @@
 
 ``journeykit collector serve`` runs the collector and ``journeykit collector openapi`` prints
 its OpenAPI document; ``journeykit protocol schema`` prints the wire protocol's JSON Schema;
-``journeykit consent ...`` verifies and queries the consent ledger. Heavy imports (uvicorn,
+``journeykit consent ...`` verifies and queries the consent ledger; ``journeykit dsr ...``
+handles data-subject requests (the suppression list). Heavy imports (uvicorn,
 starlette) happen only in the command that needs them, so ``journeykit --help`` works with the
 SDK alone installed.
 """
@@ -13,6 +14,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from journeykit.collector._dsr_cli import add_commands as add_dsr_commands
+from journeykit.collector._dsr_cli import run as run_dsr
 from journeykit.collector._serve import add_serve_arguments, run_serve
 from journeykit.consent._cli import add_commands as add_consent_commands
 from journeykit.consent._cli import run as run_consent
@@ -39,6 +42,7 @@ def _build_parser() -> argparse.ArgumentParser:
     protocol_commands.add_parser("schema", help="print the JSON Schema of a batch request")
 
     add_consent_commands(commands)
+    add_dsr_commands(commands)
     return parser
 
 
@@ -85,6 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _schema()
     if args.command == "consent":
         return run_consent(args)
+    if args.command == "dsr":
+        return run_dsr(args)
     return 2  # argparse rejects unknown commands before this
 
 

@@ -20,6 +20,9 @@ __all__ = [
     "EventError",
     "HealthAnswer",
     "RejectedEvent",
+    "SuppressionAnswer",
+    "SuppressionEntry",
+    "SuppressionPage",
 ]
 
 
@@ -65,6 +68,11 @@ class BatchAnswer(_Answer):
         description="Events the consent gate withheld, by reason (no_consent, "
         "denied:analytics, ...); final until consent changes, so not to be resent."
     )
+    suppressed: int = Field(
+        ge=0,
+        description="Events of subjects on the suppression list (a data-subject request): "
+        "accepted and dropped, not to be resent.",
+    )
     rejected: list[RejectedEvent] = Field(description="Invalid events, in batch order.")
 
 
@@ -98,3 +106,32 @@ class AdminStatus(_Answer):
     data_dir: str = Field(description="Absolute path of the data directory.")
     write_keys: int = Field(ge=1, description="How many write keys are accepted.")
     sources: list[str] = Field(description="The write keys' source names, sorted, distinct.")
+
+
+class SuppressionEntry(_Answer):
+    """One subject on the suppression list, as stored: a pseudonym, never the raw id."""
+
+    subject: str = Field(description="hmac-sha256:<key id>:<hex> of the subject's id.")
+    keyId: str = Field(description="The pseudonymization key the entry was made under.")
+    reason: str | None = Field(description="Free text given when suppressing.")
+    via: Literal["api", "cli"] = Field(description="Made through the admin API or the CLI.")
+    createdAt: str = Field(description="When, ISO 8601 UTC.")
+
+
+class SuppressionAnswer(_Answer):
+    """Whether one subject is suppressed, after a PUT, DELETE or GET."""
+
+    ok: Literal[True] = True
+    subject: str = Field(description="The subject's pseudonym under the current key.")
+    suppressed: bool
+    entry: SuppressionEntry | None = Field(description="The entry; null when not suppressed.")
+
+
+class SuppressionPage(_Answer):
+    """A page of the suppression list, in subject order."""
+
+    ok: Literal[True] = True
+    suppressions: list[SuppressionEntry]
+    next: str | None = Field(
+        description="Pass as ?after= for the next page; null on the last page."
+    )

@@ -16,16 +16,19 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio
+import anyio.to_thread
 import orjson
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from journeykit.collector.admin import AdminGate, admin_routes
+from journeykit.collector.admin_suppressions import suppression_routes
 from journeykit.collector.body import BodyError, inflate, read_limited
 from journeykit.collector.client_ip import client_ip
+from journeykit.collector.compress import Compressor, finish_interrupted
 from journeykit.collector.dedup import Deduplicator
 from journeykit.collector.errors import HttpError, error_body
 from journeykit.collector.ingest import Ingestor, parse_envelope
@@ -35,9 +38,10 @@ from journeykit.collector.metrics import Metrics
 from journeykit.collector.openapi import openapi_route
 from journeykit.collector.privacy import PrivacyStep
 from journeykit.collector.ratelimit import TokenBucket, retry_after_header
-from journeykit.collector.recovery import recent_message_ids, repair_torn_tails
+from journeykit.collector.recovery import closed_files, recent_message_ids, repair_torn_tails
 from journeykit.collector.settings import CollectorSettings
 from journeykit.collector.sink import NdjsonSink
+from journeykit.collector.suppression import SuppressionList
 from journeykit.consent import ConsentLedger, Regime
 from journeykit.sdk.protocol import MESSAGE_TYPES
 
@@ -46,6 +50,9 @@ __all__ = ["app_from_env", "create_app"]
 log = logging.getLogger("journeykit.collector")
 
 _JSON_TYPES = ("application/json", "text/plain")  # text/plain: what sendBeacon can send
+# Threads that write accepted batches. A few are enough for group commit (the requests that
+# wait behind them are written by the next leader in one go); more only fight over the GIL.
+_WRITER_THREADS = 4
 
 
 def _json(
@@ -64,13 +71,21 @@ class _Collector:
             None if k.rate is None or k.capacity is None else TokenBucket(k.rate, k.capacity)
             for k in settings.write_keys
         ]
+        self.compressor = Compressor() if settings.gzip_closed else None
         self.events = self._sink("events")
         self.rejected = self._sink("rejected")
         torn_dir = settings.data_dir / "torn"
+        for name in ("events", "rejected"):
+            finish_interrupted(settings.data_dir / name)
         self.torn = [
             *repair_torn_tails(settings.data_dir / "events", torn_dir / "events"),
             *repair_torn_tails(settings.data_dir / "rejected", torn_dir / "rejected"),
         ]
+        if self.compressor is not None:
+            # Files closed by a stop or a crash (repaired above), compressed in the background.
+            for name in ("events", "rejected"):
+                for path in closed_files(settings.data_dir / name):
+                    self.compressor.submit(path)
         dedup = Deduplicator(settings.dedup_window_seconds, settings.dedup_max_entries)
         dedup.commit(
             recent_message_ids(
@@ -80,12 +95,16 @@ class _Collector:
             )
         )
         self.metrics.torn_lines.inc(len(self.torn))
+        pseudonymizer = load_pseudonymizer(settings)
+        self.suppression = SuppressionList.open(settings.data_dir, pseudonymizer)
         self.privacy = PrivacyStep(
             ledger=ConsentLedger.open(settings.data_dir, demo_key=settings.demo_keys),
-            pseudonymizer=load_pseudonymizer(settings),
+            pseudonymizer=pseudonymizer,
             regime=Regime(settings.consent_regime),
+            suppression=self.suppression,
         )
         self.ingestor = Ingestor(settings, self.events, self.rejected, dedup, self.privacy)
+        self._writer_limit: anyio.CapacityLimiter | None = None
 
     def _sink(self, name: str) -> NdjsonSink:
         s = self.settings
@@ -95,6 +114,7 @@ class _Collector:
             fsync=s.fsync,
             fsync_interval=s.fsync_interval_seconds,
             rotate_bytes=s.rotate_bytes,
+            on_closed=None if self.compressor is None else self.compressor.submit,
         )
 
     async def handle(self, request: Request, single_type: str | None) -> Response:
@@ -122,12 +142,17 @@ class _Collector:
             raise _unauthorized()
         # Events, not requests, are counted: a batch of 100 costs 100, invalid ones included.
         self._limit(key_index, len(envelope.events), take=True)
-        envelope.source = s.write_keys[key_index].source
+        write_key = s.write_keys[key_index]
+        envelope.source = write_key.source
+        envelope.upstream_consent = write_key.consent == "upstream"
         envelope.client_ip = client_ip(request, s.trusted_proxies)
         received_at = datetime.now(UTC)
+        # Checking is CPU work and runs here; only the writes, which wait on the disk, go to a
+        # thread, where concurrent requests share a group commit.
+        prepared = self.ingestor.prepare(envelope, received_at, request.headers)
         try:
-            result = await run_in_threadpool(
-                self.ingestor.ingest, envelope, received_at, request.headers
+            result = await anyio.to_thread.run_sync(
+                self.ingestor.commit, prepared, limiter=self._writers()
             )
         except OSError as exc:
             log.error("journeykit collector: cannot write events: %s", exc)
@@ -142,6 +167,7 @@ class _Collector:
         m.count_events("accepted", {"stored": result.accepted})
         m.count_events("duplicate", {"seen": result.duplicates})
         m.count_events("dropped", result.dropped)
+        m.count_events("dropped", {"suppressed": result.suppressed})
         m.count_events(
             "rejected", Counter(r.errors[0]["type"] if r.errors else "" for r in result.rejected)
         )
@@ -149,6 +175,12 @@ class _Collector:
         for reason, n in result.fields_removed.items():
             m.fields_removed.labels(reason).inc(n)
         return _json(result.as_json())
+
+    def _writers(self) -> anyio.CapacityLimiter:
+        # Made on first use: a limiter belongs to the event loop that runs the app.
+        if self._writer_limit is None:
+            self._writer_limit = anyio.CapacityLimiter(_WRITER_THREADS)
+        return self._writer_limit
 
     def _limit(self, key_index: int, events: int, *, take: bool) -> None:
         bucket = self.buckets[key_index]
@@ -177,6 +209,8 @@ class _Collector:
         self.events.close()
         self.rejected.close()
         self.privacy.close()
+        if self.compressor is not None:
+            self.compressor.close()
 
 
 def _unauthorized() -> HttpError:
@@ -246,7 +280,7 @@ def create_app(settings: CollectorSettings) -> Starlette:
     routes = [Route("/v1/batch", batch, methods=["POST"])]
     routes += [Route(f"/v1/{t}", single(t), methods=["POST"]) for t in MESSAGE_TYPES]
     routes += [Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", metrics)]
-    routes += admin_routes()
+    routes += admin_routes() + suppression_routes()
     routes += [openapi_route(settings)]
     app = Starlette(
         routes=routes,
@@ -255,6 +289,7 @@ def create_app(settings: CollectorSettings) -> Starlette:
     )
     app.state.collector = collector
     app.state.admin = AdminGate(settings, collector.keys)
+    app.state.suppression = collector.suppression
     return app
 
 

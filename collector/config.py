@@ -1,10 +1,12 @@
 """Building the collector's settings from defaults, a TOML file, the environment and flags.
 
 Later sources win, a whole setting at a time: defaults < ``--config FILE`` < ``JOURNEYKIT_*``
-variables < command-line flags. Every setting has the same name in TOML and, upper-cased
-with ``JOURNEYKIT_`` in front, in the environment (see docs/collector.md). Errors come back
-as :class:`ConfigError` with a message that names the setting and where its value came from,
-and never the value itself (it may be a key).
+variables < command-line flags. A list in the environment is comma-separated, or a JSON array
+when it starts with ``[`` (write keys with their source, rate and consent mode). Every
+setting has the same name in TOML and, upper-cased with ``JOURNEYKIT_`` in front, in the
+environment (see docs/collector.md). Errors come back as :class:`ConfigError` with a message
+that names the setting and where its value came from, and never the value itself (it may be
+a key).
 """
 
 from __future__ import annotations
@@ -123,7 +125,15 @@ def _from_env(environ: Mapping[str, str]) -> dict[str, tuple[Any, str]]:
         raw = environ.get(name, "").strip()
         if not raw:  # set but empty counts as unset, as JOURNEYKIT_WRITE_KEYS always did
             continue
-        value: Any = [p.strip() for p in raw.split(",") if p.strip()] if field in _LISTS else raw
+        value: Any = raw
+        if field in _LISTS and raw.startswith("["):
+            # The full form, e.g. write keys with sources, rates and consent modes.
+            try:
+                value = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                raise ConfigError(f"${name} starts with '[' but is not a JSON array") from None
+        elif field in _LISTS:
+            value = [p.strip() for p in raw.split(",") if p.strip()]
         out[field] = (value, f"${name}")
     return out
 

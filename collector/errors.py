@@ -35,6 +35,10 @@ ERROR_CODES: Final[dict[int, dict[str, str]]] = {
         "invalid_envelope": '"context" is not an object, or "sentAt" not a date-time',
         "bad_request": "Content-Length is not a number",
         "bad_encoding": "the gzip or deflate body is broken or truncated",
+        "invalid_subject": "admin: the subject is empty, over 512 characters or has control "
+        "characters, or the reason is over 200 characters",
+        "invalid_body": 'admin: the body is not {"reason": "..."} or over 4 KB',
+        "invalid_query": "admin: a query parameter is out of range",
     },
     401: {"unauthorized": "the key is missing or wrong"},
     403: {

@@ -5,29 +5,26 @@ Kept free of HTTP so it can be tested and benchmarked alone; ``app`` wraps it.
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
 from pydantic import TypeAdapter, ValidationError
 
 from journeykit.collector.dedup import Deduplicator
-from journeykit.collector.errors import HttpError, validation_errors
+from journeykit.collector.errors import HttpError
+from journeykit.collector.events import IsoTimes, Rejection, enrich, screen, validate
 from journeykit.collector.privacy import PrivacyStep
 from journeykit.collector.settings import CollectorSettings
 from journeykit.collector.sink import NdjsonSink
-from journeykit.sdk.protocol import MESSAGE_ADAPTER, Timestamp, correct_clock_skew
+from journeykit.consent import ConsentChange
+from journeykit.sdk.protocol import Timestamp
 
-__all__ = ["Envelope", "IngestResult", "Ingestor", "Rejection", "parse_envelope"]
+__all__ = ["Envelope", "IngestResult", "Ingestor", "Prepared", "Rejection", "parse_envelope"]
 
 _TIMESTAMP: TypeAdapter[datetime] = TypeAdapter(Timestamp)
-
-
-def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(slots=True)
@@ -41,16 +38,7 @@ class Envelope:
     expected_type: str | None = None  # set by the /v1/<type> endpoints
     source: str | None = None  # the matched write key's source; stored as "_source"
     client_ip: str | None = None  # the sender's address; context.ip when the event has none
-
-
-@dataclass(frozen=True, slots=True)
-class Rejection:
-    index: int
-    message_id: str | None
-    errors: list[dict[str, str]]
-
-    def as_json(self) -> dict[str, Any]:
-        return {"index": self.index, "messageId": self.message_id, "errors": self.errors}
+    upstream_consent: bool = False  # the write key's source checked consent itself
 
 
 @dataclass(slots=True)
@@ -61,6 +49,7 @@ class IngestResult:
     dropped: dict[str, int] = field(default_factory=dict)  # consent gate reason -> count
     fields_removed: dict[str, int] = field(default_factory=dict)
     consent_records: int = 0
+    suppressed: int = 0  # events of subjects on the suppression list, dropped
 
     def as_json(self) -> dict[str, Any]:
         """The 200 answer, shaped as ``answers.BatchAnswer`` (tests hold the two equal).
@@ -73,6 +62,7 @@ class IngestResult:
             "accepted": self.accepted,
             "duplicates": self.duplicates,
             "dropped": self.dropped,
+            "suppressed": self.suppressed,
             "rejected": [r.as_json() for r in self.rejected],
         }
 
@@ -112,6 +102,19 @@ def _text(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
+@dataclass(slots=True)
+class Prepared:
+    """A request's events, checked and serialized, waiting for :meth:`Ingestor.commit`."""
+
+    result: IngestResult
+    received_at: datetime
+    changes: list[ConsentChange]  # for the consent ledger
+    lines: list[bytes]  # accepted events
+    rejected_lines: list[bytes]
+    fresh_ids: list[str]  # messageIds reserved in the dedup memory
+    stored_ids: list[str]  # the ones that will be stored
+
+
 class Ingestor:
     """Turns envelopes into stored events and per-event answers."""
 
@@ -136,57 +139,103 @@ class Ingestor:
         headers: Mapping[str, str] | None = None,
     ) -> IngestResult:
         """Validate and store; raises ``OSError`` if the disk refused (nothing acknowledged)."""
+        return self.commit(self.prepare(envelope, received_at, headers))
+
+    def prepare(
+        self,
+        envelope: Envelope,
+        received_at: datetime,
+        headers: Mapping[str, str] | None = None,
+    ) -> Prepared:
+        """The CPU part: validate, enrich, reserve messageIds, apply consent, serialize.
+
+        Never blocks on a disk (the suppression list's change check aside, a counter read at
+        most twice a second), so the app runs it on its event loop: handing it to a thread
+        would only add GIL switches. Follow it with :meth:`commit`, which does block.
+        """
         result = IngestResult()
-        received = _iso(received_at)
-        accepted: list[tuple[int, dict[str, Any]]] = []
-        rejected_records: list[bytes] = []
-        raw_events = envelope.events
-
-        def reject(rejection: Rejection) -> None:
-            result.rejected.append(rejection)
-            rejected_records.append(
-                orjson.dumps(
-                    {
-                        "receivedAt": received,
-                        "index": rejection.index,
-                        "messageId": rejection.message_id,
-                        "errors": rejection.errors,
-                        "event": raw_events[rejection.index],
-                    },
-                    default=repr,
-                )
-            )
-
-        for index, raw in enumerate(raw_events):
-            outcome = self._check(index, raw, envelope, received_at, received)
+        times = IsoTimes(received_at)
+        rejections: list[Rejection] = []
+        screened: list[tuple[int, dict[str, Any]]] = []
+        for index, raw in enumerate(envelope.events):
+            outcome = screen(index, raw, self._settings, envelope.expected_type, envelope.context)
             if isinstance(outcome, Rejection):
-                reject(outcome)
+                rejections.append(outcome)
             else:
-                accepted.append((index, outcome))
-
+                screened.append((index, outcome))
+        valid, invalid = validate(screened)
+        rejections += invalid
+        accepted = [
+            (
+                index,
+                enrich(
+                    raw,
+                    model,
+                    times,
+                    received_at,
+                    sent_at=envelope.sent_at,
+                    source=envelope.source,
+                    client_ip=envelope.client_ip,
+                ),
+            )
+            for index, raw, model in valid
+        ]
         fresh_flags = self._dedup.reserve(e["messageId"] for _, e in accepted)
         fresh = [pair for pair, new in zip(accepted, fresh_flags, strict=True) if new]
         result.duplicates = len(accepted) - len(fresh)
         fresh_ids = [e["messageId"] for _, e in fresh]
-        kept: list[dict[str, Any]] = []
         try:
-            kept = self._protect(fresh, headers or {}, received_at, result, reject)
-            if kept:
-                self._events.write([orjson.dumps(e) for e in kept], received_at)
-        except OSError:
+            kept, changes = self._protect(
+                fresh, headers or {}, received_at, result, rejections, envelope.upstream_consent
+            )
+            lines = [orjson.dumps(e) for e in kept]
+        except BaseException:
             self._dedup.release(fresh_ids)
+            raise
+        rejections.sort(key=lambda r: r.index)
+        result.rejected = rejections
+        received = times.text(received_at)
+        rejected_lines = [
+            orjson.dumps(
+                {
+                    "receivedAt": received,
+                    "index": r.index,
+                    "messageId": r.message_id,
+                    "errors": r.errors,
+                    "event": envelope.events[r.index],
+                },
+                default=repr,
+            )
+            for r in rejections
+        ]
+        stored_ids = [e["messageId"] for e in kept]
+        return Prepared(result, received_at, changes, lines, rejected_lines, fresh_ids, stored_ids)
+
+    def commit(self, prepared: Prepared) -> IngestResult:
+        """The blocking part: ledger, events, rejections to disk; then settle the messageIds.
+
+        Raises ``OSError`` if the disk refused; then nothing counts as accepted and no
+        messageId is remembered, so the client's retry is stored.
+        """
+        p = prepared
+        try:
+            if self._privacy is not None:
+                self._privacy.record(p.changes)
+            if p.lines:
+                self._events.write(p.lines, p.received_at)
+        except BaseException:
+            self._dedup.release(p.fresh_ids)
             raise
         # Only stored events are remembered: a dropped or rejected one may come back later,
         # after consent was given or the client fixed it.
-        stored_ids = [e["messageId"] for e in kept]
-        self._dedup.release(set(fresh_ids) - set(stored_ids))
-        self._dedup.commit(stored_ids)
-        result.accepted = len(kept)
+        self._dedup.release(set(p.fresh_ids) - set(p.stored_ids))
+        self._dedup.commit(p.stored_ids)
+        p.result.accepted = len(p.stored_ids)
         # Written after the accepted events: if this fails the client retries, the accepted
         # events come back as duplicates, and the rejections are written again.
-        if rejected_records:
-            self._rejected.write(rejected_records, received_at)
-        return result
+        if p.rejected_lines:
+            self._rejected.write(p.rejected_lines, p.received_at)
+        return p.result
 
     def _protect(
         self,
@@ -194,82 +243,17 @@ class Ingestor:
         headers: Mapping[str, str],
         received_at: datetime,
         result: IngestResult,
-        reject: Callable[[Rejection], None],
-    ) -> list[dict[str, Any]]:
+        rejections: list[Rejection],
+        upstream: bool,
+    ) -> tuple[list[dict[str, Any]], list[ConsentChange]]:
         if self._privacy is None:
-            return [e for _, e in events]
-        outcome = self._privacy.process(events, headers, received_at)
+            return [e for _, e in events], []
+        outcome = self._privacy.process(events, headers, received_at, upstream=upstream)
         by_index = dict(events)
         for index, error in outcome.invalid.items():
-            reject(Rejection(index, by_index[index].get("messageId"), [error]))
+            rejections.append(Rejection(index, by_index[index].get("messageId"), [error]))
         result.dropped = dict(outcome.dropped)
         result.fields_removed = dict(outcome.fields_removed)
         result.consent_records = outcome.consent_records
-        return outcome.kept
-
-    def _check(
-        self,
-        index: int,
-        raw: Any,
-        envelope: Envelope,
-        received_at: datetime,
-        received: str,
-    ) -> dict[str, Any] | Rejection:
-        s = self._settings
-        if not isinstance(raw, dict):
-            return Rejection(
-                index, None, [_err("", "each event must be an object", "not_an_object")]
-            )
-        raw.pop("writeKey", None)  # a key must never reach the event store
-        mid = raw.get("messageId") if isinstance(raw.get("messageId"), str) else None
-        if index >= s.max_batch_events:
-            return Rejection(
-                index,
-                mid,
-                [
-                    _err(
-                        "",
-                        f"the batch has more than {s.max_batch_events:,} events",
-                        "batch_too_large",
-                    )
-                ],
-            )
-        if envelope.expected_type is not None and raw.get("type") != envelope.expected_type:
-            message = f"this endpoint takes {envelope.expected_type} messages"
-            return Rejection(index, mid, [_err("type", message, "type_mismatch")])
-        own_context = raw.get("context")
-        if envelope.context and (own_context is None or isinstance(own_context, dict)):
-            raw["context"] = {**envelope.context, **(own_context or {})}
-        size = len(orjson.dumps(raw))
-        if size > s.max_event_bytes:
-            message = f"the event is {size:,} bytes; the limit is {s.max_event_bytes:,}"
-            return Rejection(index, mid, [_err("", message, "event_too_large")])
-        try:
-            message_model = MESSAGE_ADAPTER.validate_python(raw)
-        except ValidationError as exc:
-            return Rejection(index, mid, validation_errors(exc))
-        event = dict(raw)
-        event["messageId"] = message_model.messageId or f"jk-{uuid.uuid4().hex}"
-        event["receivedAt"] = received
-        event.pop("_source", None)  # only the collector says which source an event came from
-        if envelope.source is not None:
-            event["_source"] = envelope.source
-        if envelope.client_ip is not None:
-            # As Segment does; the privacy step then truncates it, or strips it with marketing.
-            context = event.get("context")
-            if context is None:
-                event["context"] = {"ip": envelope.client_ip}
-            elif isinstance(context, dict) and "ip" not in context:
-                event["context"] = {**context, "ip": envelope.client_ip}
-        client_time = message_model.timestamp or message_model.originalTimestamp
-        sent_at = message_model.sentAt or envelope.sent_at
-        if client_time is not None:
-            event["originalTimestamp"] = _iso(client_time)
-        if sent_at is not None:
-            event["sentAt"] = _iso(sent_at)
-        event["timestamp"] = _iso(correct_clock_skew(client_time, sent_at, received_at))
-        return event
-
-
-def _err(path: str, message: str, kind: str) -> dict[str, str]:
-    return {"path": path, "message": message, "type": kind}
+        result.suppressed = outcome.suppressed
+        return outcome.kept, outcome.changes

@@ -19,7 +19,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from journeykit.collector.answers import AdminStatus, BatchAnswer, ErrorAnswer, HealthAnswer
+from journeykit.collector.answers import (
+    AdminStatus,
+    BatchAnswer,
+    ErrorAnswer,
+    HealthAnswer,
+    SuppressionAnswer,
+    SuppressionPage,
+)
 from journeykit.collector.errors import ERROR_CODES
 from journeykit.collector.settings import CollectorSettings
 from journeykit.sdk.protocol import MESSAGE_TYPES, Batch
@@ -55,9 +62,21 @@ def _json_content(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 _RETRY, _CHALLENGE = ("Retry-After",), ("WWW-Authenticate",)
+_ADMIN_400: Final = ("invalid_subject", "invalid_body", "invalid_query")
 # components/responses: name -> (status, codes, headers, summary; ``{s}`` is the settings).
 _ERRORS: Final[dict[str, tuple[int, list[str], tuple[str, ...], str]]] = {
-    "BadRequest": (400, [*ERROR_CODES[400]], (), "The request is malformed; nothing was stored"),
+    "BadRequest": (
+        400,
+        [c for c in ERROR_CODES[400] if c not in _ADMIN_400],
+        (),
+        "The request is malformed; nothing was stored",
+    ),
+    "AdminBadRequest": (
+        400,
+        [*_ADMIN_400],
+        (),
+        "The subject, body or query cannot be used; nothing was changed",
+    ),
     "Unauthorized": (401, ["unauthorized"], _CHALLENGE, "No write key, or a wrong one"),
     "PayloadTooLarge": (
         413,
@@ -113,8 +132,11 @@ def _refs(*names: str) -> dict[str, Any]:
 
 
 _INGEST_ERRORS: Final = [
-    n for n in _ERRORS if n not in ("NotReady", "AdminUnauthorized", "AdminForbidden")
+    n
+    for n in _ERRORS
+    if n not in ("NotReady", "AdminUnauthorized", "AdminForbidden", "AdminBadRequest")
 ]
+_ADMIN_SECURITY: Final[list[dict[str, list[str]]]] = [{"adminBearer": []}, {"adminBasic": []}]
 
 
 def _ingest(
@@ -233,7 +255,8 @@ def openapi_document(settings: CollectorSettings) -> dict[str, Any]:
         "AdminUnauthorized",
         "AdminForbidden",
     )
-    paths["/admin/v1/status"]["get"]["security"] = [{"adminBearer": []}, {"adminBasic": []}]
+    paths["/admin/v1/status"]["get"]["security"] = _ADMIN_SECURITY
+    paths.update(_suppression_paths(schemas))
     document = {"description": "This document.", "content": _json_content({"type": "object"})}
     paths["/openapi.json"] = _get("openapi", "operations", "This OpenAPI document", document)
     return {
@@ -291,6 +314,74 @@ def openapi_document(settings: CollectorSettings) -> dict[str, Any]:
                 },
             },
         },
+    }
+
+
+def _admin_operation(
+    operation_id: str, summary: str, ok: dict[str, Any], *, status: str = "200"
+) -> dict[str, Any]:
+    errors = ("AdminBadRequest", "AdminUnauthorized", "AdminForbidden", "StorageUnavailable")
+    return {
+        "operationId": operation_id,
+        "tags": ["admin"],
+        "summary": summary,
+        "security": _ADMIN_SECURITY,
+        "responses": {status: ok, **_refs(*errors, "InternalError")},
+    }
+
+
+def _suppression_paths(schemas: _Schemas) -> dict[str, Any]:
+    answer = _json_content(schemas.model(SuppressionAnswer, answer=True))
+    page = _json_content(schemas.model(SuppressionPage, answer=True))
+    subject = {
+        "name": "subject",
+        "in": "path",
+        "required": True,
+        "description": "A raw userId or anonymousId (URL-encoded), or its pseudonym; 1 to 512 "
+        "characters, no control characters.",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 512},
+    }
+    one = {"description": "The subject's state.", "content": answer}
+    put = _admin_operation("suppress", "Suppress a subject: later events are dropped", one)
+    put["responses"]["201"] = {"description": "Added to the list.", "content": answer}
+    put["responses"]["200"] = {"description": "Already on the list.", "content": answer}
+    put["requestBody"] = {
+        "required": False,
+        "content": _json_content(
+            {
+                "type": "object",
+                "properties": {"reason": {"type": "string", "maxLength": 200}},
+                "additionalProperties": False,
+            }
+        ),
+    }
+    listing = _admin_operation(
+        "listSuppressions",
+        "A page of the suppression list",
+        {"description": "The page.", "content": page},
+    )
+    listing["parameters"] = [
+        {
+            "name": "limit",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+        },
+        {
+            "name": "after",
+            "in": "query",
+            "required": False,
+            "description": "The `next` of the previous page.",
+            "schema": {"type": "string"},
+        },
+    ]
+    get = _admin_operation("getSuppression", "Whether a subject is suppressed", one)
+    delete = _admin_operation("unsuppress", "Lift a subject's suppression", one)
+    for operation in (get, put, delete):
+        operation["parameters"] = [subject]
+    return {
+        "/admin/v1/suppressions": {"get": listing},
+        "/admin/v1/suppressions/{subject}": {"get": get, "put": put, "delete": delete},
     }
 
 

@@ -2,11 +2,14 @@
 
 For each accepted event, in order:
 
+0. an event of a subject on the suppression list is dropped and counted, before anything of
+   it is read or recorded;
 1. its consent signals (our "Consent Updated" event, Segment's ``categoryPreferences``,
    RudderStack's ``consentManagement``, the request's ``Sec-GPC`` header) update the subject's
    consent, and every change of what is in force is appended to the consent ledger;
 2. the consent gate of :mod:`journeykit.consent` allows, strips or drops the event, with a
-   reason code that is counted and returned to the client;
+   reason code that is counted and returned to the client (events of a write key whose
+   consent was checked upstream read a purpose the subject never chose as granted);
 3. the configured fields are pseudonymized (already-pseudonymized values, such as those our
    SDK sends, are left alone), and ``context.ip`` is truncated.
 
@@ -26,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from journeykit.collector.suppression import SuppressionList
 from journeykit.consent import (
     Action,
     ConsentChange,
@@ -51,6 +55,9 @@ from journeykit.consent.history import iter_records
 __all__ = ["ConsentStore", "PrivacyOutcome", "PrivacyStep"]
 
 log = logging.getLogger("journeykit.collector")
+
+_ID = FieldKind.ID
+_OPT_OUT = Regime.OPT_OUT
 
 
 class ConsentStore:
@@ -124,6 +131,8 @@ class PrivacyOutcome:
     invalid: dict[int, dict[str, str]] = field(default_factory=dict)  # index -> error
     fields_removed: Counter[str] = field(default_factory=Counter)
     consent_records: int = 0
+    suppressed: int = 0
+    changes: list[ConsentChange] = field(default_factory=list)  # for record()
 
 
 class PrivacyStep:
@@ -138,10 +147,15 @@ class PrivacyStep:
         policy: GatePolicy | None = None,
         mapping: SignalMapping | None = None,
         rules: PseudonymRules | None = None,
+        suppression: SuppressionList | None = None,
     ) -> None:
         self._ledger = ledger
         self._pseudonymizer = pseudonymizer
         self._policy = policy or GatePolicy(regime=regime)
+        # Write keys whose source checked consent upstream: no state reads as opt-out, and so
+        # does every purpose the subject never chose; recorded denials still drop.
+        self._upstream_policy = self._policy.model_copy(update={"regime": Regime.OPT_OUT})
+        self.suppression = suppression
         self._mapping = mapping or SignalMapping()
         self._rules = rules or PseudonymRules()
         self.store = ConsentStore(regime)
@@ -151,13 +165,15 @@ class PrivacyStep:
 
     def close(self) -> None:
         self._ledger.close()
+        if self.suppression is not None:
+            self.suppression.close()
 
-    def _subjects(self, event: Mapping[str, Any]) -> list[str]:
+    def _ids(self, event: Mapping[str, Any]) -> list[str]:
         out = []
         for key in ("userId", "anonymousId"):
             value = event.get(key)
             if isinstance(value, str) and value:
-                out.append(self._pseudonymizer.pseudonymize(value, FieldKind.ID))
+                out.append(value)
         return out
 
     def process(
@@ -165,14 +181,28 @@ class PrivacyStep:
         events: list[tuple[int, dict[str, Any]]],
         headers: Mapping[str, str],
         received_at: datetime,
+        *,
+        upstream: bool = False,
     ) -> PrivacyOutcome:
-        """Run the step over ``(index, event)`` pairs; appends consent changes to the ledger."""
+        """Run the step over ``(index, event)`` pairs; :meth:`record` stores the changes.
+
+        ``upstream``: the events come from a write key whose source checked consent itself.
+        """
         outcome = PrivacyOutcome()
         changes: list[ConsentChange] = []
         # The header speaks for every event of the request: read it once, not per event.
         gpc = parse_gpc(headers, now=received_at)
+        suppression = self.suppression
+        if suppression is not None:
+            suppression.refresh()
+        policy = self._upstream_policy if upstream else self._policy
+        pseudonymize = self._pseudonymizer.pseudonymize
         for index, event in events:
-            subjects = self._subjects(event)
+            ids = self._ids(event)
+            subjects = [pseudonymize(i, _ID) for i in ids]
+            if suppression is not None and suppression.is_suppressed(ids, subjects):
+                outcome.suppressed += 1
+                continue
             try:
                 updates = self._signals(event, gpc, received_at)
             except InvalidConsentSignal as exc:
@@ -186,7 +216,10 @@ class PrivacyStep:
                 changed = self.store.apply(subjects, update)
                 if changed and subjects:
                     changes.append(self._change(subjects, update, changed, event, headers))
-            decision = decide(self.store.state(subjects), event, self._policy)
+            state = self.store.state(subjects)
+            if upstream and state is not None and state.regime is not _OPT_OUT:
+                state = state.model_copy(update={"regime": _OPT_OUT})
+            decision = decide(state, event, policy)
             if decision.action is Action.DROP or decision.message is None:
                 outcome.dropped[decision.reason] += 1
                 continue
@@ -195,12 +228,19 @@ class PrivacyStep:
                 outcome.fields_removed[removal.reason] += 1
             kept = result.message
             outcome.kept.append(kept if type(kept) is dict else dict(kept))
-        if changes:
-            # One durable append per request: consent is evidence, so it is on disk before
-            # the client hears that its events were accepted.
-            self._ledger.append_many(changes)
-            outcome.consent_records = len(changes)
+        outcome.changes = changes
+        outcome.consent_records = len(changes)
         return outcome
+
+    def record(self, changes: list[ConsentChange]) -> None:
+        """Append ``changes`` to the ledger durably; raises ``OSError`` if the disk refuses.
+
+        One append per request, before its events are written: consent is evidence, so it is
+        on disk before the client hears that its events were accepted. Kept apart from
+        :meth:`process` so the collector can run this blocking part off its event loop.
+        """
+        if changes:
+            self._ledger.append_many(changes)
 
     def _signals(
         self, event: Mapping[str, Any], gpc: ConsentUpdate | None, now: datetime

@@ -5,12 +5,15 @@ A collector killed mid-write can leave a partial last line. At start it is cut o
 broken line and nothing is silently thrown away. Files of writers that are still running on
 this host are left alone: their last line may simply still be arriving.
 
-The messageIds stored within the dedup window are read back, so a batch that was written but
+Compressed files (``.ndjson.gz``) are complete by construction (see ``compress``), so only
+plain ones are repaired; both are read for the dedup rebuild. The messageIds stored within
+the dedup window are read back, so a batch that was written but
 whose answer was lost in the crash is recognised when the client sends it again.
 """
 
 from __future__ import annotations
 
+import gzip
 import logging
 import os
 import time
@@ -23,7 +26,7 @@ import orjson
 
 from journeykit.collector.sink import host_tag
 
-__all__ = ["TornTail", "recent_message_ids", "repair_torn_tails"]
+__all__ = ["TornTail", "closed_files", "recent_message_ids", "repair_torn_tails"]
 
 log = logging.getLogger("journeykit.collector")
 
@@ -109,8 +112,20 @@ def repair_torn_tails(root: Path, keep_dir: Path) -> list[TornTail]:
 
 
 def _lines(path: Path) -> Iterator[bytes]:
+    if path.name.endswith(".gz"):
+        with gzip.open(path, "rb") as packed:
+            yield from packed
+        return
     with path.open("rb") as handle:
         yield from handle
+
+
+def closed_files(root: Path) -> list[Path]:
+    """NDJSON files under ``root`` whose writer on this host is gone: safe to compress."""
+    if not root.is_dir():
+        return []
+    host = host_tag()
+    return [p for p in sorted(root.rglob("*.ndjson")) if not _writer_alive(p, host)]
 
 
 def recent_message_ids(root: Path, window: float, max_entries: int) -> list[str]:
@@ -122,19 +137,26 @@ def recent_message_ids(root: Path, window: float, max_entries: int) -> list[str]
     if window <= 0 or not root.is_dir():
         return []
     horizon = time.time() - window
-    files = [(p.stat().st_mtime, p) for p in root.rglob("*.ndjson")]
+    files = [
+        (p.stat().st_mtime, p)
+        for pattern in ("*.ndjson", "*.ndjson.gz")
+        for p in root.rglob(pattern)
+    ]
     recent = sorted((item for item in files if item[0] >= horizon), reverse=True)
     newest_first: list[list[str]] = []
     count = 0
     for _, path in recent:
         ids: list[str] = []
-        for line in _lines(path):
-            try:
-                mid = orjson.loads(line).get("messageId")
-            except (orjson.JSONDecodeError, AttributeError):
-                continue  # a torn or foreign line; the repair above reports those
-            if isinstance(mid, str):
-                ids.append(mid)
+        try:
+            for line in _lines(path):
+                try:
+                    mid = orjson.loads(line).get("messageId")
+                except (orjson.JSONDecodeError, AttributeError):
+                    continue  # a torn or foreign line; the repair above reports those
+                if isinstance(mid, str):
+                    ids.append(mid)
+        except (OSError, EOFError) as exc:  # a .gz damaged outside the collector
+            log.error("journeykit collector: cannot read %s for dedup: %s", path, exc)
         newest_first.append(ids)
         count += len(ids)
         if count >= max_entries:

@@ -18,9 +18,10 @@ from pydantic import (
 
 from journeykit.sdk.protocol import MAX_BATCH_EVENTS, MAX_EVENT_BYTES, MAX_REQUEST_BYTES
 
-__all__ = ["DEFAULT_SOURCE", "CollectorSettings", "FsyncPolicy", "WriteKey"]
+__all__ = ["DEFAULT_SOURCE", "CollectorSettings", "ConsentMode", "FsyncPolicy", "WriteKey"]
 
 FsyncPolicy = Literal["always", "interval", "never"]
+ConsentMode = Literal["enforce", "upstream"]
 
 DEFAULT_SOURCE = "default"
 
@@ -41,6 +42,12 @@ class WriteKey(BaseModel):
     )
     burst: int | None = Field(
         default=None, ge=1, description="Events allowed at once; default: the rate, rounded up."
+    )
+    consent: ConsentMode = Field(
+        default="enforce",
+        description="enforce: the regime applies; upstream: the source checked consent itself, "
+        "so a purpose the subject never chose reads as granted (recorded denials and the "
+        "suppression list still apply).",
     )
 
     @model_validator(mode="after")
@@ -89,6 +96,10 @@ class CollectorSettings(BaseModel):
     fsync_interval_seconds: float = Field(default=1.0, gt=0)
     rotate_bytes: int = Field(
         default=128 * 1024 * 1024, ge=1_024, description="Start a new NDJSON file past this."
+    )
+    gzip_closed: bool = Field(
+        default=False,
+        description="Compress NDJSON files to .ndjson.gz once closed (rotation, new hour).",
     )
     retry_after_seconds: int = Field(
         default=5, ge=1, description="Retry-After sent with 503 when the disk cannot be written."

@@ -2,7 +2,8 @@
 
 Layout: ``<root>/dt=YYYY-MM-DD/hr=HH/<host>-<pid>-<start>-<seq>.ndjson``. Each process writes
 its own files, so workers never share one; each batch goes down in whole ``write`` calls on an
-``O_APPEND`` descriptor, so a line is never interleaved with another writer's.
+``O_APPEND`` descriptor, so a line is never interleaved with another writer's. A file closed
+by rotation is handed to ``on_closed`` (the collector gzips it there when configured).
 
 A batch is acknowledged only after its bytes were written and, under ``fsync="always"``,
 forced to disk. Group commit keeps that cheap under concurrency: while one thread writes and
@@ -52,9 +53,11 @@ class NdjsonSink:
         fsync_interval: float = 1.0,
         rotate_bytes: int = 128 * 1024 * 1024,
         on_fsync: Callable[[float], None] | None = None,
+        on_closed: Callable[[Path], None] | None = None,
     ) -> None:
         self._root = root
         self._on_fsync = on_fsync
+        self._on_closed = on_closed
         self._fsync = fsync
         self._fsync_interval = fsync_interval
         self._rotate_bytes = rotate_bytes
@@ -184,7 +187,11 @@ class NdjsonSink:
     def _file_for(self, partition: str) -> tuple[int, Path]:
         if not self._needs_new_file(partition) and self._fd is not None and self._path:
             return self._fd, self._path
+        closed = self._path if self._fd is not None else None
         self._close()
+        if closed is not None and self._on_closed is not None:
+            # Complete: every batch in it was settled, and a failed one was cut off again.
+            self._on_closed(closed)
         directory = self._root / partition
         directory.mkdir(parents=True, exist_ok=True)
         self._seq += 1

@@ -88,10 +88,12 @@ def test_every_route_is_documented_and_nothing_else(collector: RunningCollector)
     served = set()
     for route in collector.app.routes:
         assert isinstance(route, Route), f"{route!r}: teach this test other route kinds"
-        served |= {(route.path, m.lower()) for m in route.methods or () if m != "HEAD"}
+        # path_format: the path without convertors ({subject:path} -> {subject})
+        served |= {(route.path_format, m.lower()) for m in route.methods or () if m != "HEAD"}
     documented = {(path, method) for path, item in document["paths"].items() for method in item}
     assert served == documented
-    assert len(served) == 12  # batch, six types, healthz, readyz, metrics, admin, openapi
+    # batch, six types, healthz, readyz, metrics, admin status, openapi, four suppression ones
+    assert len(served) == 16
 
 
 def test_every_ref_resolves(collector: RunningCollector) -> None:
@@ -165,6 +167,30 @@ def test_the_admin_status_matches_its_schema(tmp_path: Path) -> None:
     check(document, "/admin/v1/status", "get", forbidden)
 
 
+def test_suppression_answers_match_their_schemas(tmp_path: Path) -> None:
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    one, every = "/admin/v1/suppressions/{subject}", "/admin/v1/suppressions"
+    with running_collector(tmp_path, admin_key=SecretStr(ADMIN_KEY)) as c:
+        document = fetch(c)
+        url = c.url + every
+        answers = [
+            (one, "put", httpx.put(url + "/u1", json={"reason": "r"}, headers=admin)),
+            (one, "put", httpx.put(url + "/u1", headers=admin)),
+            (one, "get", httpx.get(url + "/u1", headers=admin)),
+            (every, "get", httpx.get(url, headers=admin)),
+            (one, "delete", httpx.delete(url + "/u1", headers=admin)),
+            (one, "get", httpx.get(url + "/u1", headers=admin)),
+            (one, "put", httpx.put(url + "/bad%01", headers=admin)),
+            (every, "get", httpx.get(url + "?limit=0", headers=admin)),
+            (one, "put", httpx.put(url + "/u1", headers=c.auth())),
+            (one, "delete", httpx.delete(url + "/u1")),
+        ]
+    statuses = [r.status_code for _, _, r in answers]
+    assert statuses == [201, 200, 200, 200, 200, 200, 400, 400, 403, 401]
+    for path, method, response in answers:
+        check(document, path, method, response)
+
+
 @pytest.mark.parametrize(
     "result",
     [
@@ -172,6 +198,7 @@ def test_the_admin_status_matches_its_schema(tmp_path: Path) -> None:
         IngestResult(
             accepted=3,
             duplicates=1,
+            suppressed=2,
             dropped={"no_consent": 2, "denied:analytics": 1},
             rejected=[
                 Rejection(0, "m0", [{"path": "userId", "message": "m", "type": "missing"}]),

@@ -1,0 +1,160 @@
+"""Gzip of closed NDJSON files, off the request path, safe against a crash at any point.
+
+A closed ``X.ndjson`` becomes ``X.ndjson.gz`` in four steps: compress into
+``X.ndjson.gz.<pid>.tmp``, fsync it, rename it to ``X.ndjson.gz`` (atomic) and fsync the
+directory, then unlink ``X.ndjson``. A crash leaves one of: the original alone (with perhaps a
+temporary file, which :func:`finish_interrupted` deletes), or the original and a complete
+``.gz`` (the original is then deleted), or the ``.gz`` alone. Readers never see a partial
+``.gz`` under its final name. The pid in the temporary name keeps two processes that pick the
+same file at start from writing into one temporary file.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+import queue
+import shutil
+import threading
+from pathlib import Path
+from typing import Final
+
+__all__ = ["Compressor", "finish_interrupted", "gzip_file"]
+
+log = logging.getLogger("journeykit.collector")
+
+_SUFFIX: Final = ".gz"
+_LEVEL: Final = 6  # zlib's default: most of the ratio of 9 at a third of its time
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def gzip_file(path: Path) -> Path | None:
+    """Compress the closed file ``path`` to ``path.gz`` atomically and remove ``path``.
+
+    Returns the ``.gz``, or ``None`` when ``path`` is gone (another process compressed it).
+    Raises ``OSError`` when the disk refuses; ``path`` is then left as it was.
+    """
+    target = path.with_name(path.name + _SUFFIX)
+    temp = path.with_name(f"{target.name}.{os.getpid()}.tmp")
+    try:
+        source = path.open("rb")
+    except FileNotFoundError:
+        return None
+    try:
+        with source, temp.open("wb") as raw:
+            with gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=_LEVEL) as out:
+                shutil.copyfileobj(source, out, 1024 * 1024)
+            raw.flush()
+            os.fsync(raw.fileno())
+            stat = os.fstat(source.fileno())
+        # The original's times, so the dedup rebuild's window reads the .gz like the original.
+        os.utime(temp, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        temp.replace(target)
+        _fsync_dir(path.parent)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    path.unlink(missing_ok=True)
+    return target
+
+
+def _tmp_pid(path: Path) -> int | None:
+    # X.ndjson.gz.<pid>.tmp
+    pid = path.name.removesuffix(".tmp").rpartition(".")[2]
+    return int(pid) if pid.isdigit() else None
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def finish_interrupted(root: Path) -> int:
+    """Clean up compressions a crash interrupted under ``root``; returns how many.
+
+    Temporary files of dead processes are deleted (their original is still there), and an
+    original whose ``.gz`` is complete is deleted (the crash came between rename and unlink).
+    """
+    if not root.is_dir():
+        return 0
+    count = 0
+    for temp in sorted(root.rglob("*.ndjson.gz.*.tmp")):
+        pid = _tmp_pid(temp)
+        if pid is None or not _pid_alive(pid):
+            temp.unlink(missing_ok=True)
+            count += 1
+    for done in sorted(root.rglob("*.ndjson.gz")):
+        original = done.with_name(done.name.removesuffix(_SUFFIX))
+        if original.exists():
+            # A live process may be between its rename and its unlink: the .gz is complete
+            # either way, so removing the original now is what that process does next.
+            original.unlink(missing_ok=True)
+            count += 1
+    if count:
+        log.warning("journeykit collector: finished %d interrupted gzip step(s) in %s", count, root)
+    return count
+
+
+class Compressor:
+    """One background thread that gzips the files handed to it, in order."""
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[Path | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+        self.compressed = 0
+        self.failed = 0
+
+    def submit(self, path: Path) -> None:
+        """Compress ``path`` soon; ignored after :meth:`close` (the next start does it)."""
+        with self._lock:
+            if self._closed:
+                return
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="journeykit-gzip", daemon=True
+                )
+                self._thread.start()
+            self._queue.put(path)
+
+    def close(self) -> None:
+        """Finish the file in progress and stop; files still queued wait for the next start."""
+        with self._lock:
+            self._closed = True
+            thread = self._thread
+        if thread is None:
+            return
+        try:
+            while True:
+                self._queue.get_nowait()
+        except queue.Empty:
+            pass
+        self._queue.put(None)
+        thread.join()
+
+    def _run(self) -> None:
+        while (path := self._queue.get()) is not None:
+            try:
+                gzip_file(path)
+            except OSError as exc:
+                # Left uncompressed and complete; the next start tries again.
+                self.failed += 1
+                log.error("journeykit collector: cannot gzip %s: %s", path, exc)
+            else:
+                self.compressed += 1

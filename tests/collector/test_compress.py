@@ -1,0 +1,144 @@
+"""``gzip_closed``: closed NDJSON files become complete ``.ndjson.gz`` files, crash or not."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from helpers import running_collector
+
+from journeykit.collector.compress import Compressor, finish_interrupted, gzip_file
+from journeykit.collector.sink import host_tag
+
+LINES = b"".join(b'{"messageId":"m-%d","n":%d}\n' % (n, n) for n in range(200))
+
+
+def _dead_pid() -> int:
+    process = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(process.stdout)
+
+
+def _file(root: Path, pid: int, content: bytes, seq: int = 1) -> Path:
+    hour = time.strftime("dt=%Y-%m-%d/hr=%H", time.gmtime())
+    path = root / hour / f"{host_tag()}-{pid}-1795400000-{seq:04d}.ndjson"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+    return path
+
+
+def _records(root: Path) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for path in sorted(root.rglob("*.ndjson*")):
+        data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        out += [json.loads(line) for line in data.splitlines()]
+    return out
+
+
+def _wait_for(predicate: Any, what: str) -> None:
+    deadline = time.monotonic() + 30
+    while not predicate():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
+
+
+def test_gzip_file_replaces_the_original_with_a_complete_gz(tmp_path: Path) -> None:
+    path = _file(tmp_path, 1, LINES)
+    os.utime(path, (1_700_000_000, 1_700_000_000))
+    done = gzip_file(path)
+    assert done == path.with_name(path.name + ".gz")
+    assert not path.exists()
+    assert gzip.decompress(done.read_bytes()) == LINES
+    assert done.stat().st_mtime == 1_700_000_000  # the dedup window reads the original's time
+    assert [p.name for p in done.parent.iterdir()] == [done.name]  # no temporary file left
+    assert gzip_file(path) is None  # already done, e.g. by another process
+
+
+def test_a_crash_before_the_rename_leaves_the_original(tmp_path: Path) -> None:
+    path = _file(tmp_path, 1, LINES)
+    temp = path.with_name(f"{path.name}.gz.{_dead_pid()}.tmp")
+    temp.write_bytes(gzip.compress(LINES)[:50])  # half written
+    live = path.with_name(f"{path.name}.gz.{os.getpid()}.tmp")
+    live.write_bytes(b"")  # a running process's work in progress
+    assert finish_interrupted(tmp_path) == 1
+    assert not temp.exists()
+    assert live.exists()
+    assert path.read_bytes() == LINES
+
+
+def test_a_crash_between_rename_and_unlink_keeps_the_gz(tmp_path: Path) -> None:
+    path = _file(tmp_path, 1, LINES)
+    done = path.with_name(path.name + ".gz")
+    done.write_bytes(gzip.compress(LINES))
+    assert finish_interrupted(tmp_path) == 1
+    assert not path.exists()
+    assert _records(tmp_path) == [json.loads(line) for line in LINES.splitlines()]
+    assert finish_interrupted(tmp_path) == 0
+
+
+def test_a_failed_compression_leaves_the_original(tmp_path: Path) -> None:
+    path = _file(tmp_path, 1, LINES)
+    path.with_name(path.name + ".gz").mkdir()  # the rename onto it fails
+    compressor = Compressor()
+    compressor.submit(path)
+    _wait_for(lambda: compressor.failed == 1, "the failure was not counted")
+    compressor.close()
+    assert compressor.compressed == 0
+    assert path.read_bytes() == LINES
+    assert not list(path.parent.glob("*.tmp"))
+
+
+def test_rotated_files_are_compressed_while_serving(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    accepted = 0
+    with running_collector(data_dir, rotate_bytes=1024, gzip_closed=True) as c:
+        for n in range(6):
+            batch = [
+                {"type": "track", "userId": "u", "event": "E", "messageId": f"m-{n}-{i}"}
+                for i in range(10)
+            ]
+            answer = httpx.post(c.url + "/v1/batch", json={"batch": batch}, headers=c.auth())
+            accepted += answer.json()["accepted"]
+        events = data_dir / "events"
+        _wait_for(lambda: len(list(events.rglob("*.ndjson.gz"))) >= 5, "rotated files not gzipped")
+        assert not list(events.rglob("*.tmp"))
+        # The dedup memory of this process already knows them; a resend is a duplicate.
+        again = httpx.post(c.url + "/v1/batch", json={"batch": batch}, headers=c.auth())
+        assert again.json()["duplicates"] == 10
+    records = _records(data_dir / "events")
+    assert len(records) == accepted == 60
+    assert len({r["messageId"] for r in records}) == 60
+
+
+def test_start_finishes_compressions_and_repairs_then_gzips_dead_writers(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    events = data_dir / "events"
+    dead = _dead_pid()
+    torn = _file(events, dead, LINES + b'{"messageId":"torn', seq=1)
+    halfway = _file(events, dead, b'{"messageId":"x-1"}\n', seq=2)
+    halfway.with_name(halfway.name + ".gz").write_bytes(gzip.compress(b'{"messageId":"x-1"}\n'))
+    halfway.with_name(f"{halfway.name}.gz.{dead}.tmp").write_bytes(b"junk")
+    with running_collector(data_dir, gzip_closed=True) as c:
+        _wait_for(lambda: not list(events.rglob("*.ndjson")), "closed files not gzipped")
+        # The dedup rebuild read the compressed files.
+        resend = [{"type": "track", "userId": "u", "event": "E", "messageId": "x-1"}]
+        answer = httpx.post(c.url + "/v1/batch", json={"batch": resend}, headers=c.auth())
+        assert answer.json()["duplicates"] == 1
+    files = sorted(p.name for p in events.rglob("*") if p.is_file())
+    assert files == [torn.name + ".gz", halfway.name + ".gz"]
+    assert [r["messageId"] for r in _records(events)] == [
+        *(f"m-{n}" for n in range(200)),
+        "x-1",
+    ]
+    assert (data_dir / "torn").is_dir()  # the torn line was cut before compressing
