@@ -19,7 +19,11 @@ if TYPE_CHECKING:
 __all__ = ["add_serve_arguments", "run_serve"]
 
 # Flag dest -> setting name, for flags whose dest is not the setting's name.
-_DESTS = {"write_key": "write_keys", "trusted_proxy": "trusted_proxies"}
+_DESTS = {
+    "write_key": "write_keys",
+    "trusted_proxy": "trusted_proxies",
+    "cors_origin": "cors_origins",
+}
 _NOT_SETTINGS = frozenset({"command", "action", "config"})
 
 
@@ -44,6 +48,12 @@ def add_serve_arguments(serve: argparse.ArgumentParser) -> None:
         action="append",
         metavar="CIDR",
         help="a reverse proxy whose X-Forwarded-For is believed; repeatable",
+    )
+    add(
+        "--cors-origin",
+        action="append",
+        metavar="ORIGIN",
+        help="an origin whose browsers may call /v1/* (CORS); repeatable; default: none",
     )
     add("--fsync", choices=["always", "interval", "never"], help="default: always")
     add(

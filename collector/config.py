@@ -76,8 +76,12 @@ class Config:
 # Set by the command itself, never by a user.
 _INTERNAL = frozenset({"demo_keys"})
 # Settings holding lists: comma-separated in the environment, repeatable as flags.
-_LISTS = frozenset({"write_keys", "trusted_proxies"})
-_FLAGS = {"write_keys": "--write-key", "trusted_proxies": "--trusted-proxy"}
+_LISTS = frozenset({"write_keys", "trusted_proxies", "cors_origins"})
+_FLAGS = {
+    "write_keys": "--write-key",
+    "trusted_proxies": "--trusted-proxy",
+    "cors_origins": "--cors-origin",
+}
 
 
 def _server_fields() -> frozenset[str]:

@@ -116,6 +116,36 @@ class CollectorSettings(BaseModel):
     pseudonym_key_file: Path | None = Field(
         default=None, description="JSON key file with current and old keys (see consent.md)."
     )
+    request_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="A request body not received within this time is answered 408 and the "
+        "connection closed (slow or stalled clients).",
+    )
+    cors_origins: tuple[str, ...] = Field(
+        default=(),
+        description="Origins allowed to call /v1/* from a browser (CORS); empty: no CORS "
+        "headers at all. '*' allows any origin.",
+    )
+    decisions: bool = Field(
+        default=True, description="Keep profiles and answer personalization decisions."
+    )
+    profile_store: Literal["sqlite", "redis"] = Field(
+        default="sqlite",
+        description="sqlite: under the data dir, one host; redis: shared by processes and hosts "
+        "(then the dedup window lives in Redis too).",
+    )
+    redis_url: SecretStr | None = Field(
+        default=None, description="redis://127.0.0.1:6379/0; required with profile_store=redis."
+    )
+    rules_file: Path | None = Field(
+        default=None, description="Decision rules (TOML); none: the packaged default rules."
+    )
+    inline_decisions: int = Field(
+        default=50,
+        ge=0,
+        description="Most subjects of one batch whose decisions come back in its answer; 0: none.",
+    )
     demo_keys: bool = Field(
         default=False,
         description="Embedded-demo mode: without configured keys, make development keys "
@@ -145,6 +175,12 @@ class CollectorSettings(BaseModel):
         if key is not None and len(key.get_secret_value()) < 16:
             raise ValueError("the admin key must be at least 16 characters")
         return key
+
+    @model_validator(mode="after")
+    def _redis_configured(self) -> Self:
+        if self.profile_store == "redis" and self.redis_url is None:
+            raise ValueError("redis_url: required when profile_store is redis")
+        return self
 
     @model_validator(mode="after")
     def _admin_key_apart(self) -> Self:
