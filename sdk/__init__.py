@@ -13,6 +13,7 @@ the consent gate and are pseudonymized before they are queued (docs/sdk.md).
 
 from journeykit.sdk._async_client import AsyncClient
 from journeykit.sdk._client import Client, Enqueued
+from journeykit.sdk._decision import Decision, NextBestAction, Recommendation
 from journeykit.sdk._events import TrackEvent
 from journeykit.sdk._message import InvalidMessage, MessageTooLarge
 from journeykit.sdk._settings import DEFAULT_HOST, ClientSettings
@@ -26,10 +27,13 @@ __all__ = [
     "Client",
     "ClientSettings",
     "ClientStats",
+    "Decision",
     "Drop",
     "DropReason",
     "Enqueued",
     "InvalidMessage",
     "MessageTooLarge",
+    "NextBestAction",
+    "Recommendation",
     "TrackEvent",
 ]

@@ -16,15 +16,17 @@ import httpx
 from journeykit.consent import Pseudonymizer
 from journeykit.sdk._async_transport import AsyncSender
 from journeykit.sdk._buffer import Item
-from journeykit.sdk._calls import Enqueued
+from journeykit.sdk._calls import Enqueued, queued
 from journeykit.sdk._consent import ConsentResolver
 from journeykit.sdk._core import Core, crashed, settle
+from journeykit.sdk._decide import AsyncDecider
+from journeykit.sdk._decision import Decision
 from journeykit.sdk._settings import DEFAULT_HOST
 from journeykit.sdk._spool import Spool
 from journeykit.sdk._spool_async import replay_async
 from journeykit.sdk._spool_policy import SPOOLABLE, Outage, store
 from journeykit.sdk._stats import Drop
-from journeykit.sdk._transport import BatchOutcome
+from journeykit.sdk._transport import BatchOutcome, request_headers
 
 __all__ = ["AsyncClient"]
 
@@ -77,6 +79,7 @@ class AsyncClient(Core):
         self._items: deque[Item] = deque()
         self._bytes = 0
         self._unfinished = 0  # queued, not yet delivered or dropped
+        self._accepted = 0
         self._flushers = 0
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -86,7 +89,32 @@ class AsyncClient(Core):
             None if s.spool_dir is None else Spool(s.spool_dir, s.spool_max_bytes, self._report)
         )
         self._outage = Outage(s)
+        self._decider: tuple[asyncio.AbstractEventLoop, AsyncDecider] | None = None
         self._new_events()
+
+    # -- decisions ------------------------------------------------------------------------------
+
+    async def decide(self, user_id: str, *, fresh: bool = False) -> Decision:
+        """:meth:`Client.decide <journeykit.sdk.Client.decide>`, awaited on the running loop.
+
+        ``decision_timeout`` bounds the whole request here. The connection pool is opened by
+        the first call and belongs to its event loop (a call in another loop opens another).
+        """
+        found = self._decision_subject(user_id)
+        if isinstance(found, Decision):
+            return found
+        loop = asyncio.get_running_loop()
+        if self._decider is None or self._decider[0] is not loop:
+            s = self._settings
+            decider = AsyncDecider(
+                s.host,
+                request_headers(s),
+                timeout=s.decision_timeout,
+                cache=self._decisions,
+                transport=self._transport,
+            )
+            self._decider = (loop, decider)  # one of another, finished loop is abandoned
+        return await self._decider[1].decide(found, fresh=fresh)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -142,6 +170,11 @@ class AsyncClient(Core):
             if not done:  # a request stuck past the deadline: its events are dropped
                 task.cancel()
                 await asyncio.wait({task})
+        if self._decider is not None:
+            owner, decider = self._decider
+            self._decider = None
+            if owner is loop:
+                await decider.aclose()
         nothing_dropped = self._counters.dropped_for("shutdown") == given_up
         return (delivered or nothing_dropped) and self._pending() == 0
 
@@ -172,13 +205,16 @@ class AsyncClient(Core):
                 self._items.append((message_id, payload))
                 self._bytes += len(payload)
                 self._unfinished += 1
+                self._accepted += 1  # stats().queued, under the lock already held
         if full:
             detail = f"the queue holds {s.max_queue_size:,} events"
             self._drop(message_id, "queue_full", detail)
             return Enqueued(False, message_id, "queue_full", detail)
-        self._counters.add("queued")
         self._kick()
-        return Enqueued(True, message_id)
+        return queued(message_id)
+
+    def _queued(self) -> int:
+        return self._accepted
 
     def _kick(self) -> None:
         """Wake the delivery task, starting it if this call runs inside an event loop."""
@@ -285,7 +321,10 @@ class AsyncClient(Core):
         batch: list[Item] = []
         size = 0
         with self._lock:
-            while self._items and len(batch) < s.batch_size:
+            limit = s.batch_size  # a backlog drains in fewer, larger requests
+            if len(self._items) > limit:
+                limit = max(limit, s.max_backlog_batch)
+            while self._items and len(batch) < limit:
                 nbytes = len(self._items[0][1]) + 1  # the comma that joins it
                 if batch and size + nbytes > s.max_batch_bytes:
                     break

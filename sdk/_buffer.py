@@ -29,6 +29,7 @@ class Buffer:
         self._cond = threading.Condition(lock)  # the consumer waits here for items
         self._idle = threading.Condition(lock)  # flush() waits here for delivery
         self._unfinished = 0
+        self.accepted = 0  # every put that succeeded: the client's "queued" counter, for free
         self._urgent = False  # one-shot: send what is there now
         self._flushers = 0  # while anyone waits in join(), never linger
         self._closed = False
@@ -47,12 +48,20 @@ class Buffer:
             self._items.append(item)
             self._bytes += len(item[1])
             self._unfinished += 1
+            self.accepted += 1
             if len(self._items) >= self._wake_count or self._bytes >= self._wake_bytes:
                 self._cond.notify()
             return True
 
-    def take(self, max_count: int, max_bytes: int, linger: float, idle: float) -> list[Item]:
-        """Return the next batch, or ``[]`` after ``idle`` seconds with nothing to send."""
+    def take(
+        self, max_count: int, max_bytes: int, linger: float, idle: float, backlog: int = 0
+    ) -> list[Item]:
+        """Return the next batch, or ``[]`` after ``idle`` seconds with nothing to send.
+
+        A batch holds up to ``max_count`` events, or up to ``backlog`` when more than
+        ``max_count`` are waiting (a backlog drains in fewer, larger requests); never more than
+        ``max_bytes`` of events joined by commas, but always at least one event.
+        """
         with self._cond:
             self._wake_count, self._wake_bytes = 1, 1
             if not self._items and not self._closed:
@@ -73,6 +82,8 @@ class Buffer:
                     break
                 self._cond.wait(remaining)
             self._urgent = False
+            if len(self._items) > max_count:
+                max_count = max(max_count, backlog)
             batch: list[Item] = []
             size = 0
             while self._items and len(batch) < max_count:

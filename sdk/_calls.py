@@ -7,9 +7,8 @@ message afterwards (consent gate, pseudonymization, queue, delivery) is the clie
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from journeykit.consent import (
     CONSENT_EVENT,
@@ -20,16 +19,18 @@ from journeykit.consent import (
     parse_consent_event,
     parse_purpose,
 )
+from journeykit.sdk._decide import DecisionCache
 from journeykit.sdk._events import TrackEvent, track_fields
 from journeykit.sdk._message import InvalidMessage
 from journeykit.sdk._privacy import Privacy
 
-__all__ = ["Calls", "Enqueued"]
+__all__ = ["Calls", "Enqueued", "queued"]
 
 
-@dataclass(frozen=True, slots=True)
-class Enqueued:
+class Enqueued(NamedTuple):
     """What a tracking call did. Truthy when the event is on its way or has arrived.
+
+    An immutable named tuple: every call returns one, so it must cost next to nothing.
 
     Attributes:
         queued: the event was queued for delivery; in ``sync_mode``, it was delivered.
@@ -51,10 +52,20 @@ class Enqueued:
         return self.queued
 
 
+_new_tuple = tuple.__new__
+
+
+def queued(message_id: str) -> Enqueued:
+    """``Enqueued(True, message_id)``, without the named tuple's Python-level ``__new__``."""
+    result: Enqueued = _new_tuple(Enqueued, (True, message_id, None, "", False))
+    return result
+
+
 class Calls:
     """track, consent, identify, page, screen, group and alias; see :class:`Client`."""
 
     _privacy: Privacy
+    _decisions: DecisionCache
 
     # -- tracking calls ---------------------------------------------------------------------
 
@@ -82,6 +93,14 @@ class Calls:
             name, props = track_fields(event, properties)
         except InvalidMessage as exc:
             return self._invalid(message_id if isinstance(message_id, str) else None, str(exc), exc)
+        if (
+            anonymous_id is None
+            and context is None
+            and timestamp is None
+            and message_id is None
+            and integrations is None
+        ):
+            return self._track(user_id, name, props)  # the common case
         return self._enqueue(
             "track",
             user_id,
@@ -296,6 +315,20 @@ class Calls:
     ) -> Enqueued:
         raise NotImplementedError
 
+    def _track(self, user_id: object, name: object, props: object) -> Enqueued:
+        """A track with only a user id, an event and properties: a client may fuse its path."""
+        return self._enqueue(
+            "track",
+            user_id,
+            None,
+            None,
+            None,
+            None,
+            None,
+            {"event": name, "properties": props},
+            required=("event",),
+        )
+
     # -- helpers ------------------------------------------------------------------------------
 
     def _view(
@@ -328,6 +361,8 @@ class Calls:
             raise InvalidMessage(str(exc)) from exc
         if update is not None:
             self._privacy.record(update)
+            # A decision cached under the old choice must not outlive it.
+            self._decisions.forget(update.user_id, update.anonymous_id)
 
 
 def _purposes(granted: Iterable[str | Purpose], denied: Iterable[str | Purpose]) -> dict[str, bool]:

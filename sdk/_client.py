@@ -21,15 +21,17 @@ import httpx
 
 from journeykit.consent import Pseudonymizer
 from journeykit.sdk._buffer import Buffer, Item
-from journeykit.sdk._calls import Enqueued
+from journeykit.sdk._calls import Enqueued, queued
 from journeykit.sdk._consent import ConsentResolver
 from journeykit.sdk._core import Core, Reporter, crashed, settle
+from journeykit.sdk._decide import Decider
+from journeykit.sdk._decision import Decision
 from journeykit.sdk._fork import fork_lock, watch
 from journeykit.sdk._settings import DEFAULT_HOST
 from journeykit.sdk._spool import Spool
 from journeykit.sdk._spool_policy import SPOOLABLE, Outage, replay, store
 from journeykit.sdk._stats import Drop, _Counters
-from journeykit.sdk._transport import Sender
+from journeykit.sdk._transport import Sender, request_headers
 from journeykit.sdk._worker import Worker
 
 __all__ = ["Client", "Enqueued"]
@@ -99,6 +101,44 @@ class Client(Core):
         if self._spool is not None and not s.sync_mode and s.send and self._spool.has_records():
             self._ensure_worker()  # replay what an earlier process left
 
+    # -- decisions ------------------------------------------------------------------------------
+
+    def decide(self, user_id: str, *, fresh: bool = False) -> Decision:
+        """The collector's personalization decision for ``user_id``, cached for a moment.
+
+        Answers from the cache for ``decision_ttl`` seconds, unless ``fresh``; otherwise asks
+        ``GET {host}/v1/decisions/{user_id}`` on the caller's thread, within
+        ``decision_timeout``. Never raises for delivery problems: a collector that cannot
+        answer gives ``personalization="unavailable"`` (not cached). ``not_consented``, with no
+        request, when the consent this client knows does not allow personalization;
+        :meth:`consent` forgets the subject's cached decision. The first call opens the
+        connection pool (docs/sdk.md, "Decisions").
+
+        Raises:
+            InvalidMessage: in ``strict`` mode, ``user_id`` is not a non-empty string.
+        """
+        self._own_process()
+        found = self._decision_subject(user_id)
+        if isinstance(found, Decision):
+            return found
+        return self._decider().decide(found, fresh=fresh)
+
+    def _decider(self) -> Decider:
+        decider = self._background.decider
+        if decider is None:
+            with self._lock:
+                decider = self._background.decider
+                if decider is None:
+                    s = self._settings
+                    decider = self._background.decider = Decider(
+                        s.host,
+                        request_headers(s),
+                        timeout=s.decision_timeout,
+                        cache=self._decisions,
+                        transport=self._transport,
+                    )
+        return decider
+
     # -- lifecycle --------------------------------------------------------------------------
 
     def flush(self, timeout: float | None = None) -> bool:
@@ -146,6 +186,9 @@ class Client(Core):
         if background.sender is not None:
             background.sender.close()
             background.sender = None
+        if background.decider is not None:
+            background.decider.close()
+            background.decider = None
         nothing_dropped = self._counters.dropped_for("shutdown") == given_up
         return (delivered or nothing_dropped) and self._buffer.pending == 0
 
@@ -173,19 +216,23 @@ class Client(Core):
         self._own_process()
         return self._buffer.pending
 
+    def _queued(self) -> int:
+        return self._buffer.accepted
+
     def _submit(self, message_id: str, payload: bytes) -> Enqueued:
         if self._settings.sync_mode:
             return self._deliver_now(message_id, payload)
-        self._ensure_worker()
-        if not self._buffer.put((message_id, payload)):
+        worker = self._background.worker
+        if worker is None or not worker.running:
+            self._ensure_worker()
+        if not self._buffer.put((message_id, payload)):  # counts it in stats().queued
             if self._closed:
                 self._drop(message_id, "shutdown", "the client was shut down")
                 return Enqueued(False, message_id, "shutdown", "the client was shut down")
             detail = f"the queue holds {self._settings.max_queue_size:,} events"
             self._drop(message_id, "queue_full", detail)
             return Enqueued(False, message_id, "queue_full", detail)
-        self._counters.add("queued")
-        return Enqueued(True, message_id)
+        return queued(message_id)
 
     def _deliver_now(self, message_id: str, payload: bytes) -> Enqueued:
         # sync_mode: the same Sender, so the same retries, Retry-After and budget, on this thread.
@@ -250,10 +297,8 @@ class Client(Core):
 
     def _ensure_worker(self) -> None:
         background = self._background
-        if background.worker is not None and background.worker.alive:
-            return
         with self._lock:
-            if self._closed or (background.worker is not None and background.worker.alive):
+            if self._closed or (background.worker is not None and background.worker.running):
                 return
             background.worker = Worker(
                 self._settings,
@@ -301,11 +346,13 @@ class Client(Core):
             self._spool.forget_after_fork()
         self._background.worker = None
         self._background.sender = None
+        self._background.decider = None
+        self._decisions = self._new_decision_cache()  # its lock may have been held
         self._fresh_delivery()
 
 
 class _Background:
-    """What outlives a call: the worker, sync_mode's sender and the exit hook.
+    """What outlives a call: the worker, sync_mode's sender, decide()'s pool, the exit hook.
 
     It holds no reference to the client, so a client nobody holds is garbage-collected; its
     finalizer then calls :meth:`release`.
@@ -314,6 +361,7 @@ class _Background:
     def __init__(self) -> None:
         self.worker: Worker | None = None
         self.sender: Sender | None = None
+        self.decider: Decider | None = None
         self.exit_hook: Callable[[], None] | None = None
 
     def release(self) -> None:
@@ -325,6 +373,9 @@ class _Background:
         if self.sender is not None:
             self.sender.close()
             self.sender = None
+        if self.decider is not None:
+            self.decider.close()
+            self.decider = None
 
 
 def _exit_hook_for(client: Client) -> Callable[[], None]:

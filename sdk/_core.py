@@ -16,11 +16,22 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from journeykit.consent import Pseudonymizer
+from journeykit.consent import Pseudonymizer, may_personalize
 from journeykit.sdk._buffer import Item
 from journeykit.sdk._calls import Calls, Enqueued
 from journeykit.sdk._consent import ConsentResolver
-from journeykit.sdk._message import InvalidMessage, MessageTooLarge, build, encode
+from journeykit.sdk._decide import DecisionCache
+from journeykit.sdk._decision import Decision
+from journeykit.sdk._ids import message_id as new_message_id
+from journeykit.sdk._message import (
+    LIBRARY,
+    InvalidMessage,
+    MessageTooLarge,
+    build,
+    encode,
+    now,
+    subject_id,
+)
 from journeykit.sdk._privacy import Privacy
 from journeykit.sdk._settings import ClientSettings
 from journeykit.sdk._stats import ClientStats, Drop, _Counters
@@ -98,6 +109,7 @@ class Core(Calls):
         self._counters = _Counters()
         self._report = Reporter(self._counters, on_drop)
         self._closed = False
+        self._decisions = self._new_decision_cache()
 
     @property
     def settings(self) -> ClientSettings:
@@ -105,7 +117,43 @@ class Core(Calls):
 
     def stats(self) -> ClientStats:
         """Counters: queued, sent, pending, retries, requests, drops, removed fields, not sent."""
-        return self._counters.snapshot(self._pending())
+        return self._counters.snapshot(self._pending(), self._queued())
+
+    def _queued(self) -> int:
+        """Events queued that the counters do not hold (the queue counts its own puts)."""
+        return 0
+
+    # -- decisions ------------------------------------------------------------------------------
+
+    def _new_decision_cache(self) -> DecisionCache:
+        s = self._settings
+        return DecisionCache(s.decision_ttl, s.decision_cache_size)
+
+    def _decision_subject(self, user_id: object) -> str | Decision:
+        """The id to ask the collector about, or the answer that needs no request.
+
+        ``not_consented`` when the consent known here (recorded or from the resolver) does not
+        allow personalization: a withdrawal may still be on its way to the collector.
+        ``unavailable`` after shutdown, when the resolver raises, or for an invalid id (which
+        raises :class:`InvalidMessage` in ``strict`` mode instead).
+        """
+        try:
+            subject = subject_id(user_id)
+        except InvalidMessage as exc:
+            if self._settings.strict:
+                raise
+            log.warning("journeykit: decide() got an invalid user id: %s", exc)
+            return Decision.empty(user_id if isinstance(user_id, str) else "", "unavailable")
+        if self._closed:
+            return Decision.empty(subject, "unavailable")
+        try:
+            state = self._privacy.consents.state(subject, None)
+        except Exception:  # the resolver's bug: no personalization without knowing consent
+            log.exception("journeykit: consent_resolver raised; no decision asked for")
+            return Decision.empty(subject, "unavailable")
+        if state is not None and not may_personalize(state, self._settings.policy):
+            return Decision.empty(subject, "not_consented")
+        return subject
 
     # -- what each client provides -----------------------------------------------------------
 
@@ -163,6 +211,51 @@ class Core(Calls):
             payload = encode(verdict.message)
         except InvalidMessage as exc:
             return self._invalid(message_id if isinstance(message_id, str) else None, str(exc), exc)
+        if not self._settings.send:
+            self._counters.add("not_sent")
+            return Enqueued(False, mid, "not_sent", _NOT_SENT)
+        return self._submit(mid, payload)
+
+    def _track(self, user_id: object, name: object, props: object) -> Enqueued:
+        """The common track, fused: the same steps and outcomes as :meth:`_enqueue`.
+
+        About half the cost: no argument checks the types already settle, no generic message
+        builder, and the gate and pseudonymization walk only what such a message can hold
+        (``Privacy.apply_track``). Anything unusual takes the general path.
+        """
+        if (
+            type(user_id) is not str
+            or not user_id
+            or type(name) is not str
+            or not name
+            or type(props) is not dict
+            or self._closed
+        ):
+            return super()._track(user_id, name, props)
+        self._before_call()
+        mid = new_message_id()
+        message = {
+            "type": "track",
+            "messageId": mid,
+            "timestamp": now(),
+            "context": {"library": LIBRARY},
+            "userId": user_id,
+            "event": name,
+            "properties": props,
+        }
+        privacy = self._privacy
+        verdict = privacy.apply_track(message)
+        if verdict is None:
+            verdict = privacy.apply(message)
+        if verdict.message is None:
+            self._drop(mid, verdict.reason, verdict.detail, logging.DEBUG)
+            return Enqueued(False, mid, verdict.reason, verdict.detail)
+        if verdict.removed:
+            self._counters.removed(verdict.removed)
+        try:
+            payload = encode(verdict.message)
+        except InvalidMessage as exc:
+            return self._invalid(None, str(exc), exc)
         if not self._settings.send:
             self._counters.add("not_sent")
             return Enqueued(False, mid, "not_sent", _NOT_SENT)

@@ -4,8 +4,9 @@ An app asks for a decision while it renders a page, so the call is bounded and c
 are kept for ``decision_ttl`` seconds (a page and the few that follow it reuse one), the request
 has its own short timeout, and a collector that cannot answer (down, slow, or its profile store
 unreachable) gives ``personalization="unavailable"`` instead of an exception, which the app
-treats like "no personalization". Unavailable answers are not cached, so the next page asks
-again.
+treats like "no personalization". Only ``granted`` answers are cached: an ``unavailable`` or a
+``not_consented`` one (the person's consent, just given, may still be on its way to the
+collector) is asked again on the next page.
 
 The subject is looked up as the collector stores it: the ``userId`` (or ``anonymousId``) as
 sent. Decisions exist only for people who granted the ``personalization`` purpose; the
@@ -14,6 +15,7 @@ collector answers ``not_consented`` for the others.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -56,19 +58,28 @@ class DecisionCache:
             self._items.move_to_end(subject)
             return decision
 
-    def put(self, decision: Decision) -> None:
-        if self._ttl <= 0 or decision.personalization == "unavailable":
+    def put(self, subject: str, decision: Decision) -> None:
+        """Keep ``decision`` as the answer for ``subject`` (the id asked about) for ``ttl``."""
+        # Only answers that agree with what the client knows are kept: the client asks only
+        # when it believes personalization is allowed, so "not_consented" means the consent
+        # it sent has not reached the collector yet, and the next page should ask again.
+        if self._ttl <= 0 or decision.personalization != "granted":
             return
         with self._lock:
-            self._items[decision.subject] = (time.monotonic() + self._ttl, decision)
-            self._items.move_to_end(decision.subject)
+            self._items[subject] = (time.monotonic() + self._ttl, decision)
+            self._items.move_to_end(subject)
             while len(self._items) > self._max:
                 self._items.popitem(last=False)
 
-    def forget(self, subject: str) -> None:
-        """Drop the cached decision (after the person's consent changed)."""
+    def forget(self, *subjects: str | None) -> None:
+        """Drop the cached decisions of these ids (after the person's consent changed)."""
         with self._lock:
-            self._items.pop(subject, None)
+            for subject in subjects:
+                if subject is not None:
+                    self._items.pop(subject, None)
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 def _parse(subject: str, response: httpx.Response) -> Decision:
@@ -84,8 +95,19 @@ def _parse(subject: str, response: httpx.Response) -> Decision:
         return Decision.empty(subject, "unavailable")
 
 
+def _failed(subject: str, exc: Exception) -> Decision:
+    if isinstance(exc, httpx.HTTPError | TimeoutError):
+        log.warning("journeykit: decision request failed: %s", type(exc).__name__)
+    else:  # e.g. shutdown() closed the connections under this call
+        log.exception("journeykit: unexpected error asking for a decision")
+    return Decision.empty(subject, "unavailable")
+
+
 class Decider:
-    """Fetches decisions over its own connection pool (the worker's is busy sending)."""
+    """Fetches decisions over its own connection pool (the worker's is busy sending).
+
+    ``timeout`` is httpx's: it bounds each step (connecting, each read and write).
+    """
 
     def __init__(
         self,
@@ -102,14 +124,14 @@ class Decider:
         self.cache = cache
 
     def decide(self, subject: str, *, fresh: bool = False) -> Decision:
+        """The cached decision, or the collector's; ``unavailable`` instead of any error."""
         if not fresh and (cached := self.cache.get(subject)) is not None:
             return cached
         try:
             decision = _parse(subject, self._http.get(decision_path(subject)))
-        except httpx.HTTPError as exc:
-            log.warning("journeykit: decision request failed: %s", type(exc).__name__)
-            decision = Decision.empty(subject, "unavailable")
-        self.cache.put(decision)
+        except Exception as exc:  # noqa: BLE001 - _failed logs it; never raise into a page
+            decision = _failed(subject, exc)
+        self.cache.put(subject, decision)
         return decision
 
     def close(self) -> None:
@@ -117,7 +139,7 @@ class Decider:
 
 
 class AsyncDecider:
-    """:class:`Decider` for ``AsyncClient``."""
+    """:class:`Decider` for ``AsyncClient``; ``timeout`` also bounds the whole request."""
 
     def __init__(
         self,
@@ -131,17 +153,20 @@ class AsyncDecider:
         self._http = httpx.AsyncClient(
             base_url=base_url, headers=headers, timeout=timeout, transport=transport
         )
+        self._timeout = timeout
         self.cache = cache
 
     async def decide(self, subject: str, *, fresh: bool = False) -> Decision:
+        """The cached decision, or the collector's; ``unavailable`` instead of any error."""
         if not fresh and (cached := self.cache.get(subject)) is not None:
             return cached
         try:
-            decision = _parse(subject, await self._http.get(decision_path(subject)))
-        except httpx.HTTPError as exc:
-            log.warning("journeykit: decision request failed: %s", type(exc).__name__)
-            decision = Decision.empty(subject, "unavailable")
-        self.cache.put(decision)
+            async with asyncio.timeout(self._timeout):
+                response = await self._http.get(decision_path(subject))
+            decision = _parse(subject, response)
+        except Exception as exc:  # noqa: BLE001 - _failed logs it; cancellation still propagates
+            decision = _failed(subject, exc)
+        self.cache.put(subject, decision)
         return decision
 
     async def aclose(self) -> None:

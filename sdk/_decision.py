@@ -16,7 +16,8 @@ __all__ = ["Decision", "NextBestAction", "Personalization", "Recommendation"]
 
 Personalization = Literal["granted", "not_consented", "unavailable"]
 
-_FROZEN = ConfigDict(frozen=True, extra="forbid")
+# extra="ignore": an older SDK reads the answers of a newer collector, which may add fields.
+_FROZEN = ConfigDict(frozen=True, extra="ignore")
 
 
 class NextBestAction(BaseModel):

@@ -16,9 +16,10 @@ from journeykit.sdk import _ids
 from journeykit.sdk._version import LIBRARY_NAME, VERSION
 from journeykit.sdk.protocol import MAX_EVENT_BYTES
 
-__all__ = ["InvalidMessage", "MessageTooLarge", "build", "encode"]
+__all__ = ["LIBRARY", "InvalidMessage", "MessageTooLarge", "build", "encode", "now", "subject_id"]
 
-_LIBRARY = {"name": LIBRARY_NAME, "version": VERSION}
+LIBRARY = {"name": LIBRARY_NAME, "version": VERSION}
+"""``context.library`` of every message (shared: nothing mutates a message)."""
 _ORJSON_OPTIONS = orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z
 
 
@@ -56,6 +57,18 @@ def _id(name: str, value: object) -> str | None:
     raise InvalidMessage(f"{name} must be a string, got {type(value).__name__}")
 
 
+def subject_id(user_id: object) -> str:
+    """A user id as it goes on the wire (a non-empty string; integers and UUIDs as text).
+
+    Raises:
+        InvalidMessage: anything else, ``None`` included.
+    """
+    subject = _id("user_id", user_id)
+    if subject is None:
+        raise InvalidMessage("a user_id is required")
+    return subject
+
+
 def _name(name: str, value: object) -> str:
     if isinstance(value, str) and value:
         return value
@@ -78,7 +91,7 @@ _milli: tuple[int, str] = (-1, "")
 _second: tuple[int, str] = (-1, "")
 
 
-def _now() -> str:
+def now() -> str:
     """``datetime.now(UTC).isoformat(timespec="milliseconds")``, at a fraction of the cost."""
     global _milli, _second
     ms = time.time_ns() // 1_000_000
@@ -96,7 +109,7 @@ def _now() -> str:
 
 def _timestamp(value: datetime | date | None) -> str:
     if value is None:
-        return _now()
+        return now()
     if isinstance(value, datetime):
         if value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
@@ -130,10 +143,10 @@ def build(
     if uid is None and aid is None:
         raise InvalidMessage("a user_id or an anonymous_id is required")
     if context is None:
-        ctx = {"library": _LIBRARY}
+        ctx = {"library": LIBRARY}
     else:
         ctx = _object("context", context) or {}
-        ctx["library"] = _LIBRARY
+        ctx["library"] = LIBRARY
     if message_id is None:
         mid = _ids.message_id()
     else:
@@ -141,7 +154,7 @@ def build(
     msg: dict[str, Any] = {
         "type": type_,
         "messageId": mid,
-        "timestamp": _now() if timestamp is None else _timestamp(timestamp),
+        "timestamp": now() if timestamp is None else _timestamp(timestamp),
         "context": ctx,
     }
     if uid is not None:

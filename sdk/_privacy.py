@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from journeykit.consent import (
+    CONSENT_EVENT,
     Action,
     ConsentUpdate,
     FieldKind,
@@ -17,8 +18,11 @@ from journeykit.consent import (
     Pseudonymizer,
     PseudonymKey,
     PseudonymKeyError,
+    Regime,
     pseudonymize_message,
 )
+from journeykit.consent import gate as _gate
+from journeykit.consent import pseudonymize as _pseudo
 from journeykit.sdk import _ids
 from journeykit.sdk._consent import ConsentBook, ConsentResolver
 from journeykit.sdk._settings import ClientSettings
@@ -69,6 +73,19 @@ class Privacy:
         self._rules = settings.pseudonym_rules
         self._pseudonymize = settings.pseudonymize
         self._pseudonymizer = _pseudonymizer(settings, pseudonymizer)
+        self._policy = policy = settings.policy
+        self._compiled = policy._compiled
+        self._opt_out = policy.regime is Regime.OPT_OUT
+        self._resolver = resolver
+        # What the fused track path needs, worked out once (None: take the general path).
+        self._strips: dict[frozenset[Any], tuple[Any, Any] | None] = {}
+        self._pseudo_branch = _pseudo_branch(settings) if settings.pseudonymize else _NOTHING
+        self._hashers = (
+            None,
+            _pseudo._plain_sha256,
+            None if self._pseudonymizer is None else self._pseudonymizer._cached,
+        )
+        self._rule_order = {rule[0]: i for i, rule in enumerate(self._rules._compiled)}
 
     def after_fork(self) -> None:
         """In a forked child: reset the locks a thread of the parent may have held.
@@ -98,15 +115,138 @@ class Privacy:
             result = pseudonymize_message(out, self._rules, self._pseudonymizer)
             out = result.message
             if result.removed:
-                for path, why in result.removed:
-                    log.warning(
-                        "journeykit: removed %s from event %s (%s): it cannot be pseudonymized",
-                        path,
-                        out.get("messageId"),
-                        why,
-                    )
-                removed += tuple(why for _, why in result.removed)
+                removed += _reported(result.removed, out.get("messageId"))
         return Verdict(out, decision.reason, "", removed)
+
+    def apply_track(self, message: dict[str, Any]) -> Verdict | None:
+        """:meth:`apply` for a new message of the fused track path's shape, or ``None``.
+
+        Unlike :meth:`apply`, it may replace ``message["properties"]`` (never before
+        returning ``None``).
+
+        The shape: exactly the keys ``type`` ("track"), ``messageId``, ``timestamp``,
+        ``context`` (``{"library": ...}`` only), ``userId`` (a string), ``event`` (a string)
+        and ``properties`` (a dict). Only the gate's and the pseudonymization rules' branches
+        under ``properties`` can then touch it, so only they are walked, with the same walks
+        and the same results as :meth:`apply` (a test compares both). ``None`` when the
+        configuration could touch another key of the shape (the caller then takes
+        :meth:`apply`), or when a ``consent_resolver`` must be asked.
+        """
+        if self._resolver is not None or self._pseudo_branch is None:
+            return None
+        event = message["event"]
+        if event == CONSENT_EVENT:
+            return None
+        compiled = self._compiled
+        required = compiled.by_event.get(event)
+        if required is None:
+            required = compiled.by_type.get("track", compiled.default)
+        reason = "necessary"
+        strip: Any = None
+        if required:
+            state = self.consents.local(message["userId"], None)
+            if state is None:
+                if not self._opt_out:
+                    return Verdict(None, "no_consent", _DETAILS["no_consent"])
+                reason = "opt_out_default"
+            else:
+                granted = state.granted()
+                for purpose in required:
+                    if purpose not in granted:
+                        why = _gate._DENIED[purpose]
+                        return Verdict(None, why, f"{purpose.value} is not granted")
+                reason = "granted"
+                try:
+                    strip = self._strips[granted]
+                except KeyError:
+                    strip = self._strips[granted] = _strip_branch(compiled.plan(granted))
+                if strip is _SLOW:
+                    return None
+        # The message is the caller's own new dict: its properties are replaced in place (the
+        # application's properties object itself is never mutated, the walks copy on write).
+        props = message["properties"]
+        removed: tuple[str, ...] = ()
+        if strip is not None:
+            branch, plan = strip
+            hits: list[int] = []
+            stripped = _gate._strip_tree(props, branch, hits)
+            if hits:
+                hits.sort()
+                reason = _gate._STRIPPED[plan.steps[hits[0]][0]]
+                removed = (reason,) * len(hits)
+                message["properties"] = props = stripped
+        branch = self._pseudo_branch
+        if branch is not _NOTHING:
+            lost: list[_pseudo.Removal] = []
+            protected = _pseudo._walk(props, branch, self._hashers, lost)
+            if protected is not props:
+                message["properties"] = protected
+            if lost:
+                if len(lost) > 1:
+                    lost.sort(key=lambda removal: self._rule_order[removal.path])
+                removed += _reported(lost, message["messageId"])
+        return Verdict(message, reason, "", removed)
+
+
+def _reported(removals: Any, message_id: object) -> tuple[str, ...]:
+    for path, why in removals:
+        log.warning(
+            "journeykit: removed %s from event %s (%s): it cannot be pseudonymized",
+            path,
+            message_id,
+            why,
+        )
+    return tuple(why for _, why in removals)
+
+
+# The fused track path reads the compiled forms of journeykit.consent's gate and
+# pseudonymization rules directly: they ship together, and tests/sdk/test_fast_track.py checks
+# that both paths give the same result.
+
+_SLOW: Any = object()  # the configuration can touch more than properties: take apply()
+_NOTHING: Any = ()  # an empty tree: nothing to walk
+_OWN_KEYS = frozenset({"type", "messageId", "timestamp", "userId", "event"})
+
+
+def _branch(tree: Any) -> Any:
+    """The subtree under ``properties``; ``_NOTHING``; or ``_SLOW`` if more could be touched.
+
+    Keys the shape never has (``traits``, ``anonymousId``, ...) are skipped; a path to a key it
+    always has, to the whole ``context`` or ``properties``, or into ``context.library`` means
+    the general path.
+    """
+    found = _NOTHING
+    for key, below in tree:
+        leaf = type(below) is int or type(below) is _pseudo._Leaf
+        if key in _OWN_KEYS:
+            return _SLOW
+        if key == "context":
+            if leaf or any(name == "library" for name, _ in below):
+                return _SLOW
+        elif key == "properties":
+            if leaf:
+                return _SLOW
+            found = below
+    return found
+
+
+def _strip_branch(plan: Any) -> Any:
+    if plan is None:
+        return None
+    if plan.tree is None or plan.others:
+        return _SLOW
+    found = _branch(plan.tree)
+    if found is _SLOW:
+        return _SLOW
+    return None if found is _NOTHING else (found, plan)
+
+
+def _pseudo_branch(settings: ClientSettings) -> Any:
+    tree = settings.pseudonym_rules._tree
+    if tree is None or tree[1]:
+        return None
+    found = _branch(tree[0])
+    return None if found is _SLOW else found
 
 
 def _pseudonymizer(settings: ClientSettings, given: Pseudonymizer | None) -> Pseudonymizer | None:

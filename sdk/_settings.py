@@ -33,6 +33,14 @@ class ClientSettings(BaseModel):
     batch_size: int = Field(
         default=100, ge=1, le=MAX_BATCH_EVENTS, description="Most events in one request."
     )
+    max_backlog_batch: int = Field(
+        default=1_000,
+        ge=1,
+        le=MAX_BATCH_EVENTS,
+        description="Most events in one request while more than batch_size are waiting: a "
+        "backlog drains in fewer, larger requests (never below batch_size, always under "
+        "max_batch_bytes).",
+    )
     max_batch_bytes: int = Field(
         default=475_000,
         ge=1_024,
@@ -79,6 +87,19 @@ class ClientSettings(BaseModel):
         default=5.0,
         description="With a spool: how long a batch is retried in memory before it is "
         "spooled (retries then go on from the spool, with no time limit).",
+    )
+    decision_ttl: Annotated[float, Field(ge=0, le=86_400)] = Field(
+        default=5.0,
+        description="How long decide() reuses a decision before asking the collector again "
+        "(0: never cached).",
+    )
+    decision_timeout: PositiveSeconds = Field(
+        default=1.0,
+        description="Network timeout of one decide() request; past it the answer is "
+        "personalization='unavailable'.",
+    )
+    decision_cache_size: int = Field(
+        default=10_000, ge=1, description="Decisions kept for decide(), least recently used out."
     )
     sync_mode: bool = Field(
         default=False,

@@ -110,10 +110,11 @@ class _Counters:
         with self._lock:
             self.fields_removed.update(reasons)
 
-    def snapshot(self, pending: int) -> ClientStats:
+    def snapshot(self, pending: int, queued: int = 0) -> ClientStats:
+        """The counters now; ``queued`` adds the puts the queue counted itself."""
         with self._lock:
             return ClientStats(
-                queued=self.queued,
+                queued=self.queued + queued,
                 sent=self.sent,
                 pending=pending,
                 retries=self.retries,

@@ -50,9 +50,13 @@ class Worker:
         self._counters = counters
         self._drop = drop
         self._stop = threading.Event()
+        # Read by every call instead of Thread.is_alive() (a lock and four Python calls): set
+        # before the thread starts, cleared by the thread as its last act.
+        self.running = False
         self._thread = threading.Thread(target=self._run, name="journeykit-worker", daemon=True)
 
     def start(self) -> None:
+        self.running = True
         self._thread.start()
 
     def finish(self) -> None:
@@ -74,6 +78,7 @@ class Worker:
 
     def _run(self) -> None:
         s = self._settings
+        backlog = max(s.batch_size, s.max_backlog_batch)
         try:
             while True:
                 idle = _IDLE_POLL
@@ -81,13 +86,18 @@ class Worker:
                     self._replay(self._spool)
                     if self._outage.active:
                         idle = min(idle, max(self._outage.wait(), 0.01))
-                batch = self._buffer.take(s.batch_size, s.max_batch_bytes, s.flush_interval, idle)
+                batch = self._buffer.take(
+                    s.batch_size, s.max_batch_bytes, s.flush_interval, idle, backlog
+                )
                 if batch:
                     self._deliver(batch)
                 elif self._stop.is_set():
                     return
         finally:
-            self._sender.close()
+            try:
+                self._sender.close()
+            finally:
+                self.running = False
 
     def _deliver(self, batch: list[Item]) -> None:
         try:

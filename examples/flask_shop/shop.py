@@ -56,10 +56,10 @@ def cart_total(cart: Mapping[str, int]) -> float:
 
 
 def personalized(decisions: Any) -> dict[str, Any] | None:
-    """What the personalized block shows, from a decision (issue #4), or ``None``.
+    """What the personalized block shows, from a decision (``tracker.decisions()``), or ``None``.
 
-    Reads ``recommendations`` (product ids), ``next_best_action`` and ``segments`` from the
-    decision, as attributes or keys, so the shops need no change when decisions land.
+    Reads ``recommendations`` (product ids), ``next_best_action``, ``segments`` and ``stage``
+    from the decision, as attributes or keys (a ``Decision`` or its JSON).
     """
     if decisions is None:
         return None
@@ -74,6 +74,7 @@ def personalized(decisions: Any) -> dict[str, Any] | None:
         "products": [CATALOGUE[i] for i in ids if isinstance(i, str) and i in CATALOGUE],
         "next_best_action": field("next_best_action"),
         "segments": list(field("segments") or ()),
+        "stage": field("stage"),
     }
     return block if any(block.values()) else None
 

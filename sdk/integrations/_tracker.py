@@ -32,7 +32,10 @@ from journeykit.consent import (
     Source,
     parse_purpose,
 )
+from journeykit.sdk._async_client import AsyncClient
 from journeykit.sdk._calls import Calls, Enqueued
+from journeykit.sdk._client import Client
+from journeykit.sdk._decision import Decision
 from journeykit.sdk.integrations._cookies import (
     CookieOp,
     category_preferences,
@@ -208,16 +211,38 @@ class RequestTracker:
             self._client.alias, previous_id or self.anonymous_id, self.user_id or "", **kw
         )
 
-    def decisions(self) -> Any:
-        """The person's personalization decision, or ``None`` (also without consent for it).
+    def decisions(self) -> Decision | None:
+        """The person's personalization decision, or ``None`` without consent for it.
 
-        Segments, next best action and recommendations come from ``client.decide`` (issue #4).
+        Segments, next best action and recommendations, from ``client.decide`` (cached for a
+        few seconds there); ``None`` also when the collector has no answer
+        (``unavailable``) or nothing is known of the visitor yet, so templates test one thing.
         """
+        subject = self._decision_subject()
+        if subject is None:
+            return None
+        client = self._client
+        if not isinstance(client, Client):
+            raise TypeError("with an AsyncClient, use `await tracker.adecisions()`")
+        decision: Decision = self._call(client.decide, subject)
+        return decision if decision.personalization == "granted" else None
+
+    async def adecisions(self) -> Decision | None:
+        """:meth:`decisions` for an app whose client is an ``AsyncClient``."""
+        subject = self._decision_subject()
+        if subject is None:
+            return None
+        client = self._client
+        if not isinstance(client, AsyncClient):
+            return self.decisions()
+        with bound(self):
+            decision = await client.decide(subject)
+        return decision if decision.personalization == "granted" else None
+
+    def _decision_subject(self) -> str | None:
         if not self.allows(Purpose.PERSONALIZATION):
             return None
-        # ISSUE-4 (lead wires this once Client.decide lands):
-        #     return self._call(self._client.decide, self.user_id or self.anonymous_id)
-        return None
+        return self.user_id or self.anonymous_id or None
 
     # -- for the framework adapters -------------------------------------------------------------
 

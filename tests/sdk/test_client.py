@@ -30,7 +30,7 @@ def make_client(recorder: Recorder, **options: Any) -> Client:
 
 def test_events_arrive_in_order_as_valid_batches() -> None:
     recorder = Recorder()
-    with make_client(recorder, batch_size=10) as client:
+    with make_client(recorder, batch_size=10, max_backlog_batch=10) as client:
         for i in range(25):
             assert client.track("u1", "Step", {"i": i})
         assert client.flush(timeout=5)
@@ -231,6 +231,7 @@ def test_flush_times_out_and_shutdown_reports_what_is_left() -> None:
         "k",
         transport=httpx.MockTransport(hang),
         batch_size=1,
+        max_backlog_batch=1,  # the first event hangs, the other two stay queued
         on_drop=drops.append,
         **DELIVERY_ONLY,
     )

@@ -112,12 +112,15 @@ def test_accepting_the_banner_sends_the_journey(tmp_path: Path) -> None:
         shop_session(driver, url, "accept")
         assert "jk_aid" in {c["name"] for c in driver.get_cookies()}
         events = stored_events(collector, client)
+        # Personalization granted: the collector's decision shows on the next page.
+        driver.get(url + "/")
+        # (The SDK reuses a decision for decision_ttl, so the stage may be the first page's.)
+        block = driver.find_element(By.ID, "personalized")
+        assert "Your journey:" in block.text
     assert events[0] == "Consent Updated"
     for name in ("page", "Product Viewed", "Product Added", "Cart Viewed"):
         assert name in events, events
     assert collector.rejected == []
-    # ISSUE-4 (personalized block): once decisions land, assert here that the page shows it:
-    #     driver.find_element(By.ID, "personalized")
 
 
 def test_declining_the_banner_sends_no_analytics(tmp_path: Path) -> None:
