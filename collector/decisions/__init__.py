@@ -10,6 +10,7 @@ See docs/decisions.md for the rules format and the default rules.
 
 from journeykit.collector.decisions._bucketing import bucket
 from journeykit.collector.decisions._engine import DecisionEngine, UpdateResult, open_store
+from journeykit.collector.decisions._rebuild import RebuildResult, rebuild
 from journeykit.collector.decisions._rules import RulesError, RuleSet, load_rules, parse_rules
 from journeykit.collector.decisions._settings import DecisionSettings
 from journeykit.collector.decisions._store import ProfileStore, StoreUnavailable
@@ -21,6 +22,7 @@ __all__ = [
     "DecisionSettings",
     "NextBestAction",
     "ProfileStore",
+    "RebuildResult",
     "Recommendation",
     "RuleSet",
     "RulesError",
@@ -30,4 +32,5 @@ __all__ = [
     "load_rules",
     "open_store",
     "parse_rules",
+    "rebuild",
 ]

@@ -23,7 +23,7 @@ from journeykit.collector.decisions._recommend import query_for, rank
 from journeykit.collector.decisions._rfm import CutPoints
 from journeykit.collector.decisions._rules import RuleSet, load_rules
 from journeykit.collector.decisions._settings import DecisionSettings
-from journeykit.collector.decisions._store import Doc, ProfileStore, StoreUnavailable
+from journeykit.collector.decisions._store import Doc, ItemLists, ProfileStore, StoreUnavailable
 from journeykit.collector.decisions._traits import Traits
 from journeykit.collector.decisions._writeback import Health, WriteBehind
 from journeykit.sdk._decision import Decision
@@ -162,7 +162,8 @@ class DecisionEngine:
     def _decide(self, wanted: list[str], granted: Mapping[str, bool]) -> dict[str, Decision]:
         now = self._clock()
         asked = [s for s in wanted if granted.get(s, True)]
-        profiles = self._profiles(asked, now) if asked else {}
+        k = self.settings.recommendations
+        profiles, lists = self._read_profiles(asked, now, k) if asked else ({}, {})
         out: dict[str, Decision] = {}
         chosen: list[tuple[str, Profile]] = []
         for subject in wanted:
@@ -175,12 +176,11 @@ class DecisionEngine:
                 self.stats["decisions_not_consented"] += 1
             else:
                 # Unknown yet: a visitor who has just arrived (cold-start recommendations).
-                chosen.append((subject, profile or new_profile(now)))
+                chosen.append((subject, profile or new_profile(int(now))))
         if not chosen:
             return out
         cuts = self._cut_points(now)
-        k = self.settings.recommendations
-        found = self._store.candidates([query_for(p, k) for _, p in chosen]) if k else []
+        found = self._store.candidates([query_for(p, k) for _, p in chosen], lists) if k else []
         for index, (subject, profile) in enumerate(chosen):
             traits = Traits(profile, now, self.rules.currency, cuts)
             outcome = self.rules.evaluate(traits, subject)
@@ -199,7 +199,13 @@ class DecisionEngine:
 
     def _profiles(self, subjects: list[str], now: float) -> dict[str, Profile]:
         """Profiles by the asked id, following aliases (an anonymous id after login)."""
-        docs = self._queue.profiles(subjects, now)
+        return self._read_profiles(subjects, now, 0)[0]
+
+    def _read_profiles(
+        self, subjects: list[str], now: float, k: int
+    ) -> tuple[dict[str, Profile], ItemLists]:
+        """:meth:`_profiles`, and the item lists prefetched for ``k`` recommendations."""
+        docs, lists = self._queue.profiles(subjects, now, k)
 
         def resolve(subject: str) -> Doc | None:
             doc = docs.get(subject)
@@ -209,7 +215,7 @@ class DecisionEngine:
                 doc = docs.get(doc["alias"])
             return None if doc is None or "alias" in doc else doc
 
-        return {s: d for s in subjects if (d := resolve(s)) is not None}
+        return {s: d for s in subjects if (d := resolve(s)) is not None}, lists
 
     def _cut_points(self, now: float) -> CutPoints | None:
         if now >= self._cuts_until:

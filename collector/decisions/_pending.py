@@ -20,7 +20,8 @@ from collections import Counter
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
-from journeykit.collector.decisions._store import Changes
+from journeykit.collector.decisions._store import Changes, ItemStats
+from journeykit.collector.decisions._update import plain_id
 
 __all__ = ["PendingEvents", "PendingStats"]
 
@@ -73,6 +74,55 @@ class PendingEvents:
         self._members.setdefault(root, []).append(index)
         return linked
 
+    def extend(self, events: Iterable[Event], room: int, skipped: Counter[str]) -> tuple[int, int]:
+        """Queue ``events`` while there is ``room``; ``(queued, links)``, ``skipped`` filled in.
+
+        :meth:`add` inlined for the common case (one id, or two ids linked already): this runs
+        for every event on the request path.
+        """
+        queued = linked = 0
+        evs, ids, parent, members, find = (
+            self.events,
+            self._ids,
+            self._parent,
+            self._members,
+            self._find,
+        )
+        for event in events:
+            get = event.get
+            user = get("userId")
+            other = get("previousId") if get("type") == "alias" else get("anonymousId")
+            if type(user) is not str or not user:
+                user = plain_id(user)
+            if other is not None and (type(other) is not str or not other):
+                other = plain_id(other)
+            key = user or other
+            if key is None:
+                skipped["no_subject"] += 1
+                continue
+            if room <= queued:
+                skipped["store_unavailable"] += 1  # the store has been down for long
+                continue
+            queued += 1
+            if user is not None and other is not None and other != user:
+                linked += self.add(event, user, other)
+                continue
+            root = parent.get(key)
+            if root is None:
+                parent[key] = key
+                members[key] = [len(evs)]
+            else:
+                if root != key or parent[root] != root:
+                    root = find(key)
+                found = members.get(root)
+                if found is None:
+                    members[root] = [len(evs)]
+                else:
+                    found.append(len(evs))
+            evs.append(event)
+            ids.append((user, other))
+        return queued, linked
+
     def events_for(self, subjects: Iterable[str]) -> list[Event]:
         """The queued events of ``subjects`` and of every id linked to them, in order."""
         roots = {self._find(s) for s in subjects if s in self._parent}
@@ -108,41 +158,31 @@ class PendingEvents:
 
 
 class PendingStats:
-    """Co-occurrence and popularity increments not written yet (sums: order does not matter)."""
+    """Item-statistic increments not written yet (sums: order does not matter)."""
 
-    __slots__ = ("category_popularity", "pairs", "popularity", "since")
+    __slots__ = ("since", "stats")
 
     def __init__(self) -> None:
-        self.pairs: Counter[tuple[str, str]] = Counter()
-        self.popularity: Counter[str] = Counter()
-        self.category_popularity: Counter[tuple[str, str]] = Counter()
+        self.stats = ItemStats()
         self.since: float | None = None  # monotonic time of the oldest unwritten increment
 
     def __len__(self) -> int:
-        return len(self.pairs) + len(self.popularity) + len(self.category_popularity)
+        return len(self.stats)
 
     def add(self, changes: Changes, now: float) -> None:
-        if not (changes.pairs or changes.popularity or changes.category_popularity):
+        if not len(changes.stats):
             return
-        self.pairs.update(changes.pairs)
-        self.popularity.update(changes.popularity)
-        self.category_popularity.update(changes.category_popularity)
+        self.stats.add(changes.stats)
         if self.since is None:
             self.since = now
 
     def into(self, changes: Changes) -> Changes:
         """A copy of ``changes`` carrying these increments too (``changes`` is left alone)."""
-        out = Changes(docs=changes.docs, customers=changes.customers)
-        out.pairs.update(self.pairs)
-        out.pairs.update(changes.pairs)
-        out.popularity.update(self.popularity)
-        out.popularity.update(changes.popularity)
-        out.category_popularity.update(self.category_popularity)
-        out.category_popularity.update(changes.category_popularity)
-        return out
+        combined = ItemStats()
+        combined.add(self.stats)
+        combined.add(changes.stats)
+        return Changes(docs=changes.docs, stats=combined, customers=changes.customers)
 
     def clear(self) -> None:
-        self.pairs.clear()
-        self.popularity.clear()
-        self.category_popularity.clear()
+        self.stats.clear()
         self.since = None

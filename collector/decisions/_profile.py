@@ -1,75 +1,71 @@
 """A profile document: the traits computed from one subject's events, and how events change it.
 
-A profile is a plain JSON-ready dict so that both stores keep it as one value (one read and one
-write per subject per request) and both compute it with this same code, hence give the same
-answers. Times are Unix seconds. Fields:
+A profile is a plain JSON-ready dict, so that both stores keep it as one value (one read and
+one write per subject per flush) and compute it with this same code, hence give the same
+answers. Times are whole Unix seconds. Fields, each with a bound so that a document stays small
+(typically 0.3-2 KB; see ``docs/decisions.md``) whatever the history:
 
-``first_seen``/``last_seen``, ``h``/``d`` (event counts by name per hour for 48 hours and per
-day for 31 days: the rolling windows), ``n`` (lifetime counts by name), ``views``, ``adds``,
-``units`` (products bought), ``orders``, ``rev`` (revenue per currency), ``first_purchase``,
-``last_purchase``, ``last_add``, ``last_review``, ``reviews``, ``cats`` (category scores),
-``cart`` (product id -> [quantity, unit price, currency]), ``bought`` (product ids, newest last),
-``recent`` (recently viewed [product id, time], newest last), ``consent`` (personalization:
-true, false or absent).
+``first_seen``/``last_seen``; ``c``: event counts by name, ``{name: [lifetime, days, hours]}``
+where ``days``/``hours`` are flat ``[index, count, index, count, ...]`` lists in ascending order
+of day (``ts // 86400``, last 31 days) and hour (``ts // 3600``, last 48 hours), at most
+:data:`MAX_EVENT_NAMES` names (later names count under :data:`OTHER_EVENTS`); ``views``,
+``adds``, ``units`` (products bought), ``orders``, ``reviews``; ``rev`` (revenue per currency);
+``first_purchase``, ``last_purchase``, ``last_add``, ``last_review``; ``cats`` (category
+scores, top :data:`MAX_CATEGORIES`); ``cart`` (product id -> [quantity, unit price, currency],
+at most :data:`MAX_CART` lines); ``bought`` (product ids, newest last, :data:`MAX_BOUGHT`);
+``recent`` (recently viewed ``[product id, time]``, newest last, :data:`MAX_RECENT`);
+``consent`` (personalization: true, false or absent).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping
-from datetime import datetime
 from typing import Any
 
 __all__ = [
+    "DAY_BUCKETS",
     "HOUR_BUCKETS",
+    "MAX_BOUGHT",
+    "MAX_CART",
+    "MAX_CATEGORIES",
+    "MAX_EVENT_NAMES",
+    "MAX_RECENT",
+    "OTHER_EVENTS",
     "Profile",
-    "apply_event",
-    "event_time",
+    "count_event",
     "merge_profiles",
     "new_profile",
     "order_lines",
+    "order_value",
     "product_id",
+    "prune",
 ]
 
 Profile = dict[str, Any]
 
 HOUR_BUCKETS = 48
 DAY_BUCKETS = 31
-MAX_BOUGHT = 200
+MAX_BOUGHT = 100
 MAX_RECENT = 10
 MAX_CATEGORIES = 20
+MAX_CART = 50
+MAX_EVENT_NAMES = 24
+OTHER_EVENTS = "(other)"  # where event names beyond MAX_EVENT_NAMES are counted
 
 # Category interest: a purchase says more than an add, an add more than a view.
-_CATEGORY_WEIGHT = {"Product Viewed": 1.0, "Product Added": 2.0, "Order Completed": 3.0}
+VIEW_WEIGHT, ADD_WEIGHT, PURCHASE_WEIGHT = 1.0, 2.0, 3.0
 
 
-def new_profile(now: float) -> Profile:
-    return {"first_seen": now, "last_seen": now, "h": {}, "d": {}, "n": {}}
-
-
-def event_time(event: Mapping[str, Any], now: float) -> float:
-    """The event's timestamp in Unix seconds; ``now`` when it is missing, unreadable or ahead."""
-    raw = event.get("timestamp")
-    if isinstance(raw, str):
-        try:
-            ts = datetime.fromisoformat(raw).timestamp()
-        except ValueError:
-            return now
-        # A clock ahead of ours must not keep a profile "active" into the future.
-        return ts if math.isfinite(ts) and ts <= now else now
-    return now
-
-
-def event_name(event: Mapping[str, Any]) -> str:
-    kind = event.get("type")
-    if kind == "track":
-        name = event.get("event")
-        return name if isinstance(name, str) else "track"
-    return kind if isinstance(kind, str) else "unknown"
+def new_profile(now: int) -> Profile:
+    return {"first_seen": now, "last_seen": now, "c": {}}
 
 
 def product_id(props: Mapping[str, Any]) -> str | None:
     """The product id of a product or product-event properties (``product_id``, else ``sku``)."""
+    value = props.get("product_id")
+    if type(value) is str and value:  # the common case first: this runs for every product
+        return value
     for key in ("product_id", "sku", "id"):
         value = props.get(key)
         if isinstance(value, str) and value:
@@ -79,25 +75,23 @@ def product_id(props: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _number(value: Any, default: float = 0.0) -> float:
+def number(value: Any) -> float:
+    """A finite number as a float, else 0."""
+    if type(value) is float or type(value) is int:
+        return float(value) if math.isfinite(value) else 0.0
     if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
         return float(value)
-    return default
+    return 0.0
 
 
-def _quantity(props: Mapping[str, Any]) -> int:
+def quantity(props: Mapping[str, Any]) -> int:
     q = props.get("quantity")
-    if isinstance(q, int) and not isinstance(q, bool) and q > 0:
+    if type(q) is int and q > 0:
         return q
     return 1
 
 
-def _props(event: Mapping[str, Any]) -> Mapping[str, Any]:
-    props = event.get("properties")
-    return props if isinstance(props, dict) else {}
-
-
-def _currency(props: Mapping[str, Any], primary: str) -> str:
+def currency(props: Mapping[str, Any], primary: str) -> str:
     cur = props.get("currency")
     return cur.upper() if isinstance(cur, str) and len(cur) == 3 else primary
 
@@ -119,134 +113,117 @@ def order_value(props: Mapping[str, Any]) -> float:
     for key in ("total", "revenue", "value"):
         value = props.get(key)
         if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
-            return float(value)
-    return sum(_number(p.get("price")) * _quantity(p) for _, p in order_lines(props))
+            return float(value) if math.isfinite(value) else 0.0
+    return sum(number(p.get("price")) * quantity(p) for _, p in order_lines(props))
 
 
-def _count(profile: Profile, name: str, ts: float, now: float) -> None:
-    n = profile["n"]
-    n[name] = n.get(name, 0) + 1
-    hour = int(ts // 3600)
-    if hour > int(now // 3600) - HOUR_BUCKETS:
-        bucket = profile["h"].setdefault(str(hour), {})
-        bucket[name] = bucket.get(name, 0) + 1
-    day = int(ts // 86400)
-    if day > int(now // 86400) - DAY_BUCKETS:
-        bucket = profile["d"].setdefault(str(day), {})
-        bucket[name] = bucket.get(name, 0) + 1
+def _bump(series: list[int], index: int) -> None:
+    """Add one at ``index`` of a flat ascending ``[index, count, ...]`` list."""
+    if series:
+        last = series[-2]
+        if last == index:  # the common case: events arrive in time order
+            series[-1] += 1
+            return
+        if last > index:
+            for i in range(len(series) - 2, -1, -2):
+                if series[i] == index:
+                    series[i + 1] += 1
+                    return
+                if series[i] < index:
+                    series[i + 2 : i + 2] = [index, 1]
+                    return
+            series[0:0] = [index, 1]
+            return
+    series.append(index)
+    series.append(1)
 
 
-def prune(profile: Profile, now: float) -> None:
-    """Drop buckets that fell out of every window (called once per profile per write)."""
-    oldest_hour = int(now // 3600) - HOUR_BUCKETS
-    for key in [k for k in profile["h"] if int(k) <= oldest_hour]:
-        del profile["h"][key]
-    oldest_day = int(now // 86400) - DAY_BUCKETS
-    for key in [k for k in profile["d"] if int(k) <= oldest_day]:
-        del profile["d"][key]
+def count_event(counts: dict[str, list[Any]], name: str, ts: int, day0: int, hour0: int) -> None:
+    """Count ``name`` at ``ts``; ``day0``/``hour0`` are the oldest day and hour still kept."""
+    entry = counts.get(name)
+    if entry is None:
+        if len(counts) >= MAX_EVENT_NAMES:
+            name = OTHER_EVENTS
+            entry = counts.get(name)
+        if entry is None:
+            entry = counts[name] = [0, [], []]
+    entry[0] += 1
+    day = ts // 86400
+    if day >= day0:
+        days = entry[1]
+        if days and days[-2] == day:  # inline: the common case, events in time order
+            days[-1] += 1
+        else:
+            _bump(days, day)
+        hour = ts // 3600
+        if hour >= hour0:
+            hours = entry[2]
+            if hours and hours[-2] == hour:
+                hours[-1] += 1
+            else:
+                _bump(hours, hour)
 
 
-def _bump_category(profile: Profile, category: Any, weight: float) -> None:
-    if not isinstance(category, str) or not category:
+def oldest_kept(now: int) -> tuple[int, int]:
+    """The oldest day and hour index inside the rolling windows at ``now``."""
+    return now // 86400 - DAY_BUCKETS + 1, now // 3600 - HOUR_BUCKETS + 1
+
+
+def _drop_before(series: list[int], index: int) -> None:
+    cut = 0
+    while cut < len(series) and series[cut] < index:
+        cut += 2
+    if cut:
+        del series[:cut]
+
+
+def prune(profile: Profile, now: int) -> None:
+    """Drop counts that fell out of every window (called once per profile per write)."""
+    day0, hour0 = oldest_kept(now)
+    for entry in profile["c"].values():
+        if entry[1] and entry[1][0] < day0:
+            _drop_before(entry[1], day0)
+        if entry[2] and entry[2][0] < hour0:
+            _drop_before(entry[2], hour0)
+
+
+def bump_category(profile: Profile, category: Any, weight: float) -> None:
+    if type(category) is not str or not category:
         return
-    cats = profile.setdefault("cats", {})
+    cats = profile.get("cats")
+    if cats is None:
+        cats = profile["cats"] = {}
     cats[category] = cats.get(category, 0.0) + weight
     if len(cats) > MAX_CATEGORIES:
         del cats[min(cats, key=cats.__getitem__)]
 
 
-def _latest(profile: Profile, key: str, ts: float) -> None:
-    if ts > profile.get(key, -math.inf):
-        profile[key] = ts
+def _merge_series(a: list[int], b: list[int]) -> list[int]:
+    merged: dict[int, int] = {}
+    for series in (a, b):
+        for i in range(0, len(series), 2):
+            merged[series[i]] = merged.get(series[i], 0) + series[i + 1]
+    return [x for index in sorted(merged) for x in (index, merged[index])]
 
 
-def apply_event(
-    profile: Profile, event: Mapping[str, Any], ts: float, now: float, primary: str
-) -> None:
-    """Fold one stored event into ``profile`` (co-occurrence and popularity are the caller's)."""
-    name = event_name(event)
-    profile["first_seen"] = min(profile["first_seen"], ts)
-    profile["last_seen"] = max(profile["last_seen"], ts)
-    _count(profile, name, ts, now)
-    if name == "Product Viewed":
-        _viewed(profile, _props(event), ts)
-    elif name == "Product Added":
-        _added(profile, _props(event), ts, primary)
-    elif name == "Product Removed":
-        props = _props(event)
-        pid = product_id(props)
-        cart = profile.get("cart", {})
-        if pid is not None and pid in cart:
-            cart[pid][0] -= _quantity(props)
-            if cart[pid][0] <= 0:
-                del cart[pid]
-    elif name == "Order Completed":
-        _ordered(profile, _props(event), ts, primary)
-    elif name == "Order Refunded":
-        props = _props(event)
-        rev = profile.setdefault("rev", {})
-        cur = _currency(props, primary)
-        rev[cur] = max(0.0, rev.get(cur, 0.0) - order_value(props))
-    elif name == "Product Reviewed":
-        profile["reviews"] = profile.get("reviews", 0) + 1
-        _latest(profile, "last_review", ts)
+def _merge_counts(user: dict[str, list[Any]], anon: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    out = {name: [e[0], list(e[1]), list(e[2])] for name, e in user.items()}
+    for name, entry in anon.items():
+        if name not in out and len(out) >= MAX_EVENT_NAMES:
+            name = OTHER_EVENTS
+        mine = out.get(name)
+        if mine is None:
+            out[name] = [entry[0], list(entry[1]), list(entry[2])]
+        else:
+            out[name] = [
+                mine[0] + entry[0],
+                _merge_series(mine[1], entry[1]),
+                _merge_series(mine[2], entry[2]),
+            ]
+    return out
 
 
-def _viewed(profile: Profile, props: Mapping[str, Any], ts: float) -> None:
-    profile["views"] = profile.get("views", 0) + 1
-    _bump_category(profile, props.get("category"), _CATEGORY_WEIGHT["Product Viewed"])
-    pid = product_id(props)
-    if pid is None:
-        return
-    recent = [r for r in profile.get("recent", []) if r[0] != pid]
-    recent.append([pid, ts])
-    profile["recent"] = recent[-MAX_RECENT:]
-
-
-def _added(profile: Profile, props: Mapping[str, Any], ts: float, primary: str) -> None:
-    profile["adds"] = profile.get("adds", 0) + 1
-    _latest(profile, "last_add", ts)
-    _bump_category(profile, props.get("category"), _CATEGORY_WEIGHT["Product Added"])
-    pid = product_id(props)
-    if pid is None:
-        return
-    cart = profile.setdefault("cart", {})
-    line = cart.get(pid)
-    price = _number(props.get("price"))
-    if line is None:
-        cart[pid] = [_quantity(props), price, _currency(props, primary)]
-    else:
-        line[0] += _quantity(props)
-        line[1] = price or line[1]
-
-
-def _ordered(profile: Profile, props: Mapping[str, Any], ts: float, primary: str) -> None:
-    profile["orders"] = profile.get("orders", 0) + 1
-    rev = profile.setdefault("rev", {})
-    cur = _currency(props, primary)
-    rev[cur] = rev.get(cur, 0.0) + order_value(props)
-    _latest(profile, "last_purchase", ts)
-    if ts < profile.get("first_purchase", math.inf):
-        profile["first_purchase"] = ts
-    cart = profile.get("cart", {})
-    bought = profile.setdefault("bought", [])
-    for pid, item in order_lines(props):
-        qty = _quantity(item)
-        profile["units"] = profile.get("units", 0) + qty
-        _bump_category(profile, item.get("category"), _CATEGORY_WEIGHT["Order Completed"])
-        if pid in bought:
-            bought.remove(pid)
-        bought.append(pid)
-        line = cart.get(pid)
-        if line is not None:
-            line[0] -= qty
-            if line[0] <= 0:
-                del cart[pid]
-    if len(bought) > MAX_BOUGHT:
-        del bought[: len(bought) - MAX_BOUGHT]
-
-
-def _add_counts(into: dict[str, Any], other: Mapping[str, Any]) -> None:
+def _add_amounts(into: dict[str, Any], other: Mapping[str, Any]) -> None:
     for key, value in other.items():
         into[key] = into.get(key, 0) + value
 
@@ -256,14 +233,13 @@ def merge_profiles(user: Profile, anon: Profile) -> Profile:
     out: Profile = dict(user)
     out["first_seen"] = min(user["first_seen"], anon["first_seen"])
     out["last_seen"] = max(user["last_seen"], anon["last_seen"])
-    for grid in ("h", "d"):
-        merged = {k: dict(v) for k, v in user[grid].items()}
-        for key, counts in anon[grid].items():
-            _add_counts(merged.setdefault(key, {}), counts)
-        out[grid] = merged
-    for key in ("n", "rev", "cats"):
+    out["c"] = _merge_counts(user["c"], anon["c"])
+    for key in ("rev", "cats"):
         combined = dict(user.get(key, {}))
-        _add_counts(combined, anon.get(key, {}))
+        _add_amounts(combined, anon.get(key, {}))
+        if key == "cats":
+            top = sorted(combined, key=lambda c: (-combined[c], c))[:MAX_CATEGORIES]
+            combined = {c: combined[c] for c in top}
         if combined:
             out[key] = combined
     for key in ("views", "adds", "units", "orders", "reviews"):
@@ -281,7 +257,7 @@ def merge_profiles(user: Profile, anon: Profile) -> Profile:
         else:
             cart[pid] = list(line)
     if cart:
-        out["cart"] = cart
+        out["cart"] = dict(list(cart.items())[-MAX_CART:])
     bought = [p for p in anon.get("bought", []) if p not in user.get("bought", [])]
     if bought or "bought" in user:
         out["bought"] = (bought + user.get("bought", []))[-MAX_BOUGHT:]

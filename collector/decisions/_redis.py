@@ -6,7 +6,8 @@ of the batch's subjects (again only to follow an alias that points outside the b
 that applies every co-occurrence and popularity increment. If another process changed one of
 the watched subjects meanwhile, the transaction fails and the update is recomputed from fresh
 reads (optimistic locking), so concurrent writers never lose one another's events. A decision
-costs two round trips (documents and cut points, then recommendation candidates).
+costs one round trip: the ``_DECIDE`` script returns the documents, aliases followed, with
+the item lists their recommendations need.
 
 Keys, under the configured prefix ``P``: ``P p:<subject>`` (JSON document), ``P co:<item>``
 (sorted set of related items), ``P pop`` and ``P cat:<category>`` (popularity), ``P rfm:r``,
@@ -26,12 +27,17 @@ from redis.exceptions import RedisError, WatchError
 
 from journeykit.collector.decisions._rfm import CutPoints, cut_points
 from journeykit.collector.decisions._store import (
+    MAX_ALIAS_HOPS,
+    RELATED_KEEP,
     CandidateQuery,
     Candidates,
     Changes,
     Doc,
+    ItemLists,
+    ItemStats,
     Reader,
     StoreUnavailable,
+    from_lists,
 )
 
 __all__ = ["RedisStore"]
@@ -39,14 +45,21 @@ __all__ = ["RedisStore"]
 MAX_ATTEMPTS = 20
 _LOCK_SECONDS = 60
 
-# ARGV: prefix, then three runs, each a count followed by that many tuples:
-# (item, related item, weight), (item, weight), (category, item, weight).
+# ARGV: prefix, the neighbours kept per item, then three runs, each a count then that many
+# groups: (item, m, then m (related item, weight)), (item, weight), (category, m, then m
+# (item, weight)). Each item's neighbours are cut to the heaviest after its increments.
 _INCREMENTS = """
 local p = ARGV[1]
-local i = 2
+local keep = tonumber(ARGV[2])
+local i = 3
 local n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do
-  redis.call('ZINCRBY', p .. 'co:' .. ARGV[i], ARGV[i + 2], ARGV[i + 1]); i = i + 3
+  local key = p .. 'co:' .. ARGV[i]
+  local m = tonumber(ARGV[i + 1]); i = i + 2
+  for _ = 1, m do
+    redis.call('ZINCRBY', key, ARGV[i + 1], ARGV[i]); i = i + 2
+  end
+  redis.call('ZREMRANGEBYRANK', key, 0, -keep - 1)
 end
 n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do
@@ -54,22 +67,114 @@ for _ = 1, n do
 end
 n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do
-  redis.call('ZINCRBY', p .. 'cat:' .. ARGV[i], ARGV[i + 2], ARGV[i + 1]); i = i + 3
+  local key = p .. 'cat:' .. ARGV[i]
+  local m = tonumber(ARGV[i + 1]); i = i + 2
+  for _ = 1, m do
+    redis.call('ZINCRBY', key, ARGV[i + 1], ARGV[i]); i = i + 2
+  end
 end
 return 1
 """
 
 
-def _increments(prefix: str, ch: Changes) -> list[Any]:
-    args: list[Any] = [prefix, len(ch.pairs)]
-    for (a, b), w in ch.pairs.items():
-        args += (a, b, w)
-    args.append(len(ch.popularity))
-    for item, w in ch.popularity.items():
+# ARGV: prefix, K, alias hops, then counted runs of ids, extra seeds and extra categories.
+# Reads the ids' documents following aliases, gathers their recommendation seeds (5 latest
+# views, cart) and top 2 categories, and returns {limit, {id, doc, ...}, {list key, items}}
+# with each list read from the top (ZREVRANGE ... WITHSCORES) to the limit that rank() would
+# ask of a document like these: one round trip per decision.
+_DECIDE = """
+local p, k, hops = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local i = 4
+local ids = {}
+local n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do ids[#ids + 1] = ARGV[i]; i = i + 1 end
+local seeds, seedlist, cats, catlist = {}, {}, {}, {}
+local function seed(s)
+  if type(s) == 'string' and not seeds[s] then seeds[s] = true; seedlist[#seedlist + 1] = s end
+end
+local function cat(c)
+  if not cats[c] then cats[c] = true; catlist[#catlist + 1] = c end
+end
+n = tonumber(ARGV[i]); i = i + 1
+local excluded = n
+for _ = 1, n do seed(ARGV[i]); i = i + 1 end
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do cat(ARGV[i]); i = i + 1 end
+local docs, seen = {}, {}
+for _ = 0, hops do
+  local nxt = {}
+  for _, id in ipairs(ids) do
+    if not seen[id] then
+      seen[id] = true
+      local raw = redis.call('GET', p .. 'p:' .. id)
+      if raw then
+        docs[#docs + 1] = id
+        docs[#docs + 1] = raw
+        local doc = cjson.decode(raw)
+        if doc.alias then
+          nxt[#nxt + 1] = doc.alias
+        else
+          local recent = doc.recent
+          if type(recent) == 'table' then
+            for j = #recent, math.max(1, #recent - 4), -1 do seed(recent[j][1]) end
+          end
+          if type(doc.cart) == 'table' then
+            for pid in pairs(doc.cart) do seed(pid); excluded = excluded + 1 end
+          end
+          if type(doc.bought) == 'table' then excluded = excluded + #doc.bought end
+          if type(doc.cats) == 'table' then
+            local a, b
+            for name, w in pairs(doc.cats) do
+              if a == nil or w > doc.cats[a] or (w == doc.cats[a] and name < a) then
+                b = a; a = name
+              elseif b == nil or w > doc.cats[b] or (w == doc.cats[b] and name < b) then
+                b = name
+              end
+            end
+            if a then cat(a) end
+            if b then cat(b) end
+          end
+        end
+      end
+    end
+  end
+  if #nxt == 0 then break end
+  ids = nxt
+end
+local limit = k + math.min(excluded + #seedlist, 50)
+local lists = {}
+for _, s in ipairs(seedlist) do
+  lists[#lists + 1] = 'co:' .. s
+  lists[#lists + 1] = redis.call('ZREVRANGE', p .. 'co:' .. s, 0, limit - 1, 'WITHSCORES')
+end
+for _, c in ipairs(catlist) do
+  lists[#lists + 1] = 'cat:' .. c
+  lists[#lists + 1] = redis.call('ZREVRANGE', p .. 'cat:' .. c, 0, limit - 1, 'WITHSCORES')
+end
+lists[#lists + 1] = 'pop'
+lists[#lists + 1] = redis.call('ZREVRANGE', p .. 'pop', 0, limit - 1, 'WITHSCORES')
+return {limit, docs, lists}
+"""
+
+
+def _flat_pairs(flat: list[bytes]) -> list[tuple[str, float]]:
+    return [(flat[j].decode(), float(flat[j + 1])) for j in range(0, len(flat), 2)]
+
+
+def _increments(prefix: str, stats: ItemStats) -> list[Any]:
+    args: list[Any] = [prefix, RELATED_KEEP, len(stats.related)]
+    for item, related in stats.related.items():
+        args += (item, len(related))
+        for other, w in related.items():
+            args += (other, w)
+    args.append(len(stats.popularity))
+    for item, w in stats.popularity.items():
         args += (item, w)
-    args.append(len(ch.category_popularity))
-    for (cat, item), w in ch.category_popularity.items():
-        args += (cat, item, w)
+    args.append(len(stats.category_popularity))
+    for cat, items in stats.category_popularity.items():
+        args += (cat, len(items))
+        for item, w in items.items():
+            args += (item, w)
     return args
 
 
@@ -80,11 +185,15 @@ def _pairs(rows: list[tuple[bytes, float]]) -> list[tuple[str, float]]:
 class RedisStore:
     """:class:`ProfileStore` on one Redis server (redis-py's thread-safe connection pool)."""
 
+    # One script of 20,000 increments stays far under the socket timeout.
+    stats_batch_limit = 20_000
+
     def __init__(self, url: str, prefix: str = "jk:", timeout: float = 0.5) -> None:
         self._r = redis.Redis.from_url(
             url, socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=30
         )
         self._p = prefix
+        self._decide = self._r.register_script(_DECIDE)
 
     def close(self) -> None:
         self._r.close()
@@ -128,11 +237,11 @@ class RedisStore:
         if kept:
             for index, dim in enumerate("rfm"):
                 pipe.zadd(f"{p}rfm:{dim}", {s: v[index] for s, v in kept.items()})
-        if ch.pairs or ch.popularity or ch.category_popularity:
+        if len(ch.stats):
             # EVAL, not EVALSHA: a NOSCRIPT error inside EXEC would leave the rest applied, and
             # redis-py's script loading costs a round trip per transaction; the server caches
             # the compiled script by its hash either way.
-            pipe.eval(_INCREMENTS, 0, *_increments(p, ch))
+            pipe.eval(_INCREMENTS, 0, *_increments(p, ch.stats))
 
     def fetch(self, subjects: Collection[str]) -> dict[str, Doc]:
         ids = list(subjects)
@@ -142,29 +251,60 @@ class RedisStore:
             raise StoreUnavailable(f"redis profile store: {exc}") from exc
         return {s: orjson.loads(v) for s, v in zip(ids, values, strict=True) if v}
 
-    def candidates(self, queries: Sequence[CandidateQuery]) -> list[Candidates]:
-        p = self._p
-        pipe = self._r.pipeline(transaction=False)
-        for q in queries:
-            for seed in q.seeds:
-                pipe.zrevrange(f"{p}co:{seed}", 0, q.limit - 1, withscores=True)
-            for cat in q.categories:
-                pipe.zrevrange(f"{p}cat:{cat}", 0, q.limit - 1, withscores=True)
-            pipe.zrevrange(f"{p}pop", 0, q.limit - 1, withscores=True)
+    def fetch_for_decisions(
+        self, subjects: Collection[str], seeds: Collection[str], categories: Collection[str], k: int
+    ) -> tuple[dict[str, Doc], ItemLists]:
+        ids = list(subjects)
+        args: list[str | int] = [self._p, k, MAX_ALIAS_HOPS, len(ids), *ids, len(seeds), *seeds]
+        args += [len(categories), *categories]
         try:
-            results = iter(pipe.execute())
+            limit, flat_docs, flat_lists = self._decide(args=args)
         except RedisError as exc:
             raise StoreUnavailable(f"redis profile store: {exc}") from exc
+        docs = {
+            flat_docs[j].decode(): orjson.loads(flat_docs[j + 1])
+            for j in range(0, len(flat_docs), 2)
+        }
+        lists: ItemLists = {
+            flat_lists[j].decode(): (int(limit), _flat_pairs(flat_lists[j + 1]))
+            for j in range(0, len(flat_lists), 2)
+        }
+        return docs, lists
+
+    def candidates(
+        self, queries: Sequence[CandidateQuery], lists: ItemLists | None = None
+    ) -> list[Candidates]:
+        p, have = self._p, lists or {}
+        found: dict[tuple[str, int], list[tuple[str, float]]] = {}
+        pipe = self._r.pipeline(transaction=False)
+        wanted: list[tuple[str, int]] = []
+        for q in queries:
+            keys = [f"co:{seed}" for seed in q.seeds] + [f"cat:{c}" for c in q.categories]
+            for key in [*keys, "pop"]:
+                if (key, q.limit) in found or (key, q.limit) in wanted:
+                    continue
+                items = from_lists(have, key, q.limit)
+                if items is not None:
+                    found[key, q.limit] = items
+                else:
+                    wanted.append((key, q.limit))
+                    pipe.zrevrange(f"{p}{key}", 0, q.limit - 1, withscores=True)
+        if wanted:  # not prefetched (a seed only the queue's merge brought in): one more trip
+            try:
+                results = pipe.execute()
+            except RedisError as exc:
+                raise StoreUnavailable(f"redis profile store: {exc}") from exc
+            found.update(zip(wanted, map(_pairs, results), strict=True))
         out = []
         for q in queries:
             related: dict[str, float] = {}
-            for _ in q.seeds:
-                for item, w in _pairs(next(results)):
+            for seed in q.seeds:
+                for item, w in found[f"co:{seed}", q.limit]:
                     related[item] = related.get(item, 0.0) + w
             in_category: list[tuple[str, float]] = []
-            for _ in q.categories:
-                in_category.extend(_pairs(next(results)))
-            out.append(Candidates(list(related.items()), in_category, _pairs(next(results))))
+            for c in q.categories:
+                in_category.extend(found[f"cat:{c}", q.limit])
+            out.append(Candidates(list(related.items()), in_category, found["pop", q.limit]))
         return out
 
     def cut_points(self) -> CutPoints | None:
@@ -204,6 +344,23 @@ class RedisStore:
         except RedisError as exc:
             raise StoreUnavailable(f"redis profile store: {exc}") from exc
         return fresh
+
+    def clear(self) -> None:
+        # Profile and item keys only: the dedup window (``d:``) shares the prefix and is
+        # not derived from the event files.
+        p = self._p
+        try:
+            for pattern in (f"{p}p:*", f"{p}co:*", f"{p}cat:*", f"{p}rfm:*", f"{p}pop"):
+                batch: list[bytes] = []
+                for key in self._r.scan_iter(match=pattern, count=1_000):
+                    batch.append(key)
+                    if len(batch) == 1_000:
+                        self._r.unlink(*batch)
+                        batch.clear()
+                if batch:
+                    self._r.unlink(*batch)
+        except RedisError as exc:
+            raise StoreUnavailable(f"redis profile store: {exc}") from exc
 
     def forget(self, subjects: Collection[str]) -> int:
         ids = list(subjects)

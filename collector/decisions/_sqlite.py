@@ -13,17 +13,21 @@ import sqlite3
 import threading
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 from journeykit.collector.decisions._rfm import CutPoints, cut_points
 from journeykit.collector.decisions._store import (
+    MAX_ALIAS_HOPS,
     CandidateQuery,
     Candidates,
     Changes,
     Doc,
+    ItemLists,
     Reader,
     StoreUnavailable,
+    top_neighbours,
 )
 
 __all__ = ["SqliteStore"]
@@ -37,9 +41,7 @@ CREATE TABLE IF NOT EXISTS customers (
 CREATE INDEX IF NOT EXISTS customers_r ON customers(r);
 CREATE INDEX IF NOT EXISTS customers_f ON customers(f);
 CREATE INDEX IF NOT EXISTS customers_m ON customers(m);
-CREATE TABLE IF NOT EXISTS related (
-    a TEXT NOT NULL, b TEXT NOT NULL, w REAL NOT NULL, PRIMARY KEY (a, b)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS related_top ON related(a, w DESC);
+CREATE TABLE IF NOT EXISTS neighbours (item TEXT PRIMARY KEY, top BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS popular (item TEXT PRIMARY KEY, w REAL NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS popular_top ON popular(w DESC);
 CREATE TABLE IF NOT EXISTS category_popular (
@@ -53,6 +55,10 @@ _MAX_VARS = 500  # well under SQLite's bound variable limit
 
 class SqliteStore:
     """:class:`ProfileStore` on SQLite; one connection, used under a lock (threads share it)."""
+
+    # Local and without a socket timeout: fewer, larger item-statistic writes rewrite each
+    # product's neighbour list less often.
+    stats_batch_limit = 1_000_000
 
     def __init__(self, path: Path, busy_timeout: float = 5.0) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -114,21 +120,39 @@ class SqliteStore:
             "INSERT OR REPLACE INTO customers(subject, r, f, m) VALUES (?, ?, ?, ?)",
             [(s, *v) for s, v in ch.customers.items() if v is not None],
         )
-        db.executemany(
-            "INSERT INTO related(a, b, w) VALUES (?, ?, ?)"
-            " ON CONFLICT(a, b) DO UPDATE SET w = w + excluded.w",
-            [(a, b, w) for (a, b), w in ch.pairs.items()],
-        )
+        stats = ch.stats
+        if stats.related:
+            stored = self._neighbours(stats.related)
+            db.executemany(
+                "INSERT OR REPLACE INTO neighbours(item, top) VALUES (?, ?)",
+                [
+                    (item, orjson.dumps(top_neighbours(stored.get(item), more)))
+                    for item, more in stats.related.items()
+                ],
+            )
         db.executemany(
             "INSERT INTO popular(item, w) VALUES (?, ?)"
             " ON CONFLICT(item) DO UPDATE SET w = w + excluded.w",
-            ch.popularity.items(),
+            stats.popularity.items(),
         )
         db.executemany(
             "INSERT INTO category_popular(category, item, w) VALUES (?, ?, ?)"
             " ON CONFLICT(category, item) DO UPDATE SET w = w + excluded.w",
-            [(c, i, w) for (c, i), w in ch.category_popularity.items()],
+            [(c, i, w) for c, items in stats.category_popularity.items() for i, w in items.items()],
         )
+
+    def _neighbours(self, items: Collection[str]) -> dict[str, list[list[Any]]]:
+        out: dict[str, list[list[Any]]] = {}
+        ids = list(items)
+        for start in range(0, len(ids), _MAX_VARS):
+            chunk = ids[start : start + _MAX_VARS]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                f"SELECT item, top FROM neighbours WHERE item IN ({marks})",  # noqa: S608
+                chunk,
+            )
+            out.update((item, orjson.loads(top)) for item, top in rows)
+        return out
 
     def fetch(self, subjects: Collection[str]) -> dict[str, Doc]:
         with self._lock:
@@ -137,7 +161,21 @@ class SqliteStore:
             except sqlite3.Error as exc:
                 raise StoreUnavailable(f"profile store {self.path}: {exc}") from exc
 
-    def candidates(self, queries: Sequence[CandidateQuery]) -> list[Candidates]:
+    def fetch_for_decisions(
+        self, subjects: Collection[str], seeds: Collection[str], categories: Collection[str], k: int
+    ) -> tuple[dict[str, Doc], ItemLists]:
+        # Local reads cost microseconds: candidates() reads the lists it needs afterwards.
+        docs = self.fetch(subjects)
+        for _ in range(MAX_ALIAS_HOPS):
+            missing = {d["alias"] for d in docs.values() if "alias" in d} - set(docs)
+            if not missing:
+                break
+            docs.update(self.fetch(missing))
+        return docs, {}
+
+    def candidates(
+        self, queries: Sequence[CandidateQuery], lists: ItemLists | None = None
+    ) -> list[Candidates]:
         with self._lock:
             try:
                 return [self._candidates(q) for q in queries]
@@ -147,22 +185,21 @@ class SqliteStore:
     def _candidates(self, q: CandidateQuery) -> Candidates:
         db = self._db
         related: dict[str, float] = {}
-        for seed in q.seeds:
-            for item, w in db.execute(
-                "SELECT b, w FROM related WHERE a = ? ORDER BY w DESC LIMIT ?", (seed, q.limit)
-            ):
+        for top in self._neighbours(q.seeds).values():
+            for item, w in top[: q.limit]:
                 related[item] = related.get(item, 0.0) + w
         in_category: list[tuple[str, float]] = []
         for category in q.categories:
             in_category.extend(
                 db.execute(
                     "SELECT item, w FROM category_popular WHERE category = ?"
-                    " ORDER BY w DESC, item LIMIT ?",
+                    " ORDER BY w DESC, item DESC LIMIT ?",
                     (category, q.limit),
                 )
             )
+        # Ties in Redis's order (member descending), so both stores pick the same items.
         popular = db.execute(
-            "SELECT item, w FROM popular ORDER BY w DESC, item LIMIT ?", (q.limit,)
+            "SELECT item, w FROM popular ORDER BY w DESC, item DESC LIMIT ?", (q.limit,)
         ).fetchall()
         return Candidates(list(related.items()), in_category, popular)
 
@@ -201,6 +238,15 @@ class SqliteStore:
             except sqlite3.Error as exc:
                 raise StoreUnavailable(f"profile store {self.path}: {exc}") from exc
         return current
+
+    def clear(self) -> None:
+        def erase(_: Reader) -> Changes:
+            for table in ("profiles", "customers", "neighbours", "popular", "category_popular"):
+                self._db.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed names
+            self._db.execute("DELETE FROM meta WHERE key = 'rfm'")
+            return Changes()
+
+        self.transact(erase)
 
     def forget(self, subjects: Collection[str]) -> int:
         ids = [(s,) for s in subjects]

@@ -9,7 +9,6 @@ when another process changed the same subjects meanwhile (so the function must b
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -17,13 +16,21 @@ from typing import Any, Protocol
 from journeykit.collector.decisions._rfm import CutPoints
 
 __all__ = [
+    "MAX_ALIAS_HOPS",
+    "RELATED_KEEP",
     "CandidateQuery",
     "Candidates",
     "Changes",
     "Doc",
+    "ItemLists",
+    "ItemStats",
     "ProfileStore",
     "Reader",
     "StoreUnavailable",
+    "Weights",
+    "add_weights",
+    "from_lists",
+    "top_neighbours",
 ]
 
 Doc = dict[str, Any]
@@ -35,14 +42,72 @@ class StoreUnavailable(RuntimeError):
     """The store cannot be reached or is locked past its timeout; decisions say unavailable."""
 
 
+Weights = dict[str, dict[str, int]]
+"""``{key: {item: weight}}``: co-occurrence by item, popularity by category."""
+
+
+def add_weights(into: Weights, other: Weights) -> None:
+    """Sum ``other``'s nested weights into ``into``."""
+    for key, items in other.items():
+        mine = into.get(key)
+        if mine is None:
+            into[key] = dict(items)
+        else:
+            for item, w in items.items():
+                mine[item] = mine.get(item, 0) + w
+
+
+MAX_ALIAS_HOPS = 4  # an id merged into one merged into another...: followed this far
+
+RELATED_KEEP = 100
+"""Neighbours kept per product: its heaviest co-occurring products (see docs/decisions.md)."""
+
+
+def top_neighbours(stored: list[list[Any]] | None, more: dict[str, int]) -> list[list[Any]]:
+    """``stored`` ``[[item, weight], ...]`` plus ``more``, heaviest first, cut to the bound.
+
+    Ties go by item, descending: the order of a Redis sorted set read from the top, so both
+    stores keep and return the same neighbours.
+    """
+    merged: dict[str, float] = dict(more)
+    for item, w in stored or ():
+        merged[item] = merged.get(item, 0) + w
+    ranked = sorted(merged.items(), key=lambda p: (p[1], p[0]), reverse=True)
+    return [[item, w] for item, w in ranked[:RELATED_KEEP]]
+
+
+@dataclass(slots=True)
+class ItemStats:
+    """Item statistics: sums, so increments aggregate in any order before they are written."""
+
+    related: Weights = field(default_factory=dict)  # item -> {co-occurring item: weight}
+    popularity: dict[str, int] = field(default_factory=dict)
+    category_popularity: Weights = field(default_factory=dict)  # category -> {item: weight}
+
+    def __len__(self) -> int:
+        """Increments to write: one per related pair, popular item, category item."""
+        related = sum(map(len, self.related.values()))
+        return related + len(self.popularity) + sum(map(len, self.category_popularity.values()))
+
+    def add(self, other: ItemStats) -> None:
+        add_weights(self.related, other.related)
+        add_weights(self.category_popularity, other.category_popularity)
+        pop = self.popularity
+        for item, w in other.popularity.items():
+            pop[item] = pop.get(item, 0) + w
+
+    def clear(self) -> None:
+        self.related.clear()
+        self.popularity.clear()
+        self.category_popularity.clear()
+
+
 @dataclass(slots=True)
 class Changes:
-    """What one request's events change, applied in one transaction."""
+    """What one flush's events change, applied in one transaction."""
 
     docs: dict[str, Doc] = field(default_factory=dict)
-    pairs: Counter[tuple[str, str]] = field(default_factory=Counter)  # co-occurrence (a, b)
-    popularity: Counter[str] = field(default_factory=Counter)
-    category_popularity: Counter[tuple[str, str]] = field(default_factory=Counter)  # (cat, item)
+    stats: ItemStats = field(default_factory=ItemStats)
     # subject -> (last purchase time, orders, revenue in the primary currency); None: remove.
     customers: dict[str, tuple[float, int, float] | None] = field(default_factory=dict)
 
@@ -63,8 +128,27 @@ class Candidates:
     popular: list[tuple[str, float]] = field(default_factory=list)
 
 
+ItemLists = dict[str, tuple[int, list[tuple[str, float]]]]
+"""Prefetched item lists, ``"co:<item>"``, ``"cat:<category>"`` or ``"pop"`` -> (the length
+asked, the heaviest items first): a list shorter than asked is complete."""
+
+
+def from_lists(lists: ItemLists, key: str, limit: int) -> list[tuple[str, float]] | None:
+    """The first ``limit`` items of a prefetched list, or ``None`` if it cannot say them."""
+    found = lists.get(key)
+    if found is None:
+        return None
+    asked, items = found
+    if asked < limit and len(items) == asked:
+        return None  # fetched shorter than needed and there may be more
+    return items[:limit]
+
+
 class ProfileStore(Protocol):
     """Profiles and item statistics (module docstring); methods raise ``StoreUnavailable``."""
+
+    stats_batch_limit: int
+    """Pending item-statistic increments written early, before ``stats_flush_seconds``."""
 
     def transact(self, update: Callable[[Reader], Changes]) -> Changes:
         """Run ``update`` with a reader and apply its changes atomically; returns them."""
@@ -74,7 +158,19 @@ class ProfileStore(Protocol):
         """The documents of ``subjects`` (aliases not followed); absent ids are left out."""
         ...
 
-    def candidates(self, queries: Sequence[CandidateQuery]) -> list[Candidates]: ...
+    def fetch_for_decisions(
+        self, subjects: Collection[str], seeds: Collection[str], categories: Collection[str], k: int
+    ) -> tuple[dict[str, Doc], ItemLists]:
+        """The documents of ``subjects`` and of the ids their aliases point to, and item lists
+        the recommendations will likely need (the documents' seeds and top categories, plus
+        ``seeds`` and ``categories``): one round trip where the store is remote."""
+        ...
+
+    def candidates(
+        self, queries: Sequence[CandidateQuery], lists: ItemLists | None = None
+    ) -> list[Candidates]:
+        """Recommendation candidates; what ``lists`` holds already is not read again."""
+        ...
 
     def cut_points(self) -> CutPoints | None:
         """The RFM cut points every process scores against, if computed yet."""
@@ -86,6 +182,10 @@ class ProfileStore(Protocol):
 
     def forget(self, subjects: Collection[str]) -> int:
         """Erase these subjects' documents and RFM entries; returns how many existed."""
+        ...
+
+    def clear(self) -> None:
+        """Erase every profile, item statistic and RFM entry (before a rebuild)."""
         ...
 
     def close(self) -> None: ...

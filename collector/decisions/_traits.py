@@ -153,17 +153,20 @@ class Traits:
         if match is None:
             raise KeyError(name)
         event = match[4]
+        counts: Mapping[str, list[Any]] = self._p.get("c", {})
+        entries = counts.values() if event == "*" else [counts[event]] if event in counts else []
         if match[1] == "total":
-            counts: Mapping[str, int] = self._p.get("n", {})
-            return sum(counts.values()) if event == "*" else counts.get(event, 0)
+            return sum(entry[0] for entry in entries)
         amount, unit = int(match[2]), match[3]
-        size = 3600 if unit == "h" else 86400
-        grid = self._p.get("h" if unit == "h" else "d", {})
-        current = int(self._now // size)
+        size, column = (3600, 2) if unit == "h" else (86400, 1)
+        oldest = int(self._now // size) - amount + 1
         total = 0
-        for key, bucket in grid.items():
-            if current - int(key) < amount:
-                total += sum(bucket.values()) if event == "*" else bucket.get(event, 0)
+        for entry in entries:
+            series = entry[column]
+            for i in range(len(series) - 2, -1, -2):  # newest last: stop at the window's start
+                if series[i] < oldest:
+                    break
+                total += series[i + 1]
         return total
 
 

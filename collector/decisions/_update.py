@@ -1,36 +1,56 @@
-"""One request's events -> the :class:`Changes` to the store: profiles, identity, item stats.
+"""Queued events -> the :class:`Changes` to the store: profiles, identity, item statistics.
 
-Pure given what the reader returns, so a store may run it again after a write conflict.
+One pass per event: its time (parsed once per distinct second), its subject (aliases followed),
+its counts, then a small function chosen by event name in :data:`_HANDLERS` that updates the
+profile and the item statistics together. Pure given what the reader returns, so a store may
+run it again after a write conflict.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from journeykit.collector.decisions._profile import (
+    ADD_WEIGHT,
+    MAX_BOUGHT,
+    MAX_CART,
+    MAX_RECENT,
+    PURCHASE_WEIGHT,
+    VIEW_WEIGHT,
     Profile,
-    apply_event,
-    event_time,
+    bump_category,
+    count_event,
+    currency,
     merge_profiles,
     new_profile,
+    number,
+    oldest_kept,
     order_lines,
+    order_value,
     product_id,
     prune,
+    quantity,
 )
-from journeykit.collector.decisions._store import Changes, Doc, Reader
+from journeykit.collector.decisions._store import (
+    MAX_ALIAS_HOPS,
+    Changes,
+    Doc,
+    ItemStats,
+    Reader,
+    Weights,
+)
+from journeykit.collector.decisions._timestamps import TimeParser
 from journeykit.collector.decisions._traits import Currency
 from journeykit.consent import InvalidConsentSignal, Purpose, parse_message
 
-__all__ = ["UpdateCounts", "build_changes", "event_ids", "fold"]
+__all__ = ["UpdateCounts", "build_changes", "event_ids", "fold", "plain_id"]
 
-MAX_ALIAS_HOPS = 4
 RELATED_RECENT = 5  # a view is paired with at most this many earlier views of the session
 VIEW_PAIR, BOUGHT_PAIR = 1, 3
-_POPULARITY = {"Product Viewed": 1, "Product Added": 2}
-PURCHASE_POPULARITY = 3
+VIEW_POPULARITY, ADD_POPULARITY, PURCHASE_POPULARITY = 1, 2, 3
 
 
 @dataclass(slots=True)
@@ -40,9 +60,8 @@ class UpdateCounts:
     merged: int = 0
 
 
-def _id(value: Any) -> str | None:
-    if type(value) is str:  # the common case first: this runs for every event
-        return value or None
+def plain_id(value: Any) -> str | None:
+    """A subject id as a non-empty string (numbers become strings), else ``None``."""
     if isinstance(value, str) and value:
         return value
     if isinstance(value, int) and not isinstance(value, bool):
@@ -53,19 +72,194 @@ def _id(value: Any) -> str | None:
 def event_ids(event: Mapping[str, Any]) -> tuple[str | None, str | None]:
     """``(user id, id to merge into it or use alone)`` of an event."""
     get = event.get
+    user = get("userId")
     other = get("previousId") if get("type") == "alias" else get("anonymousId")
-    return _id(get("userId")), _id(other)
+    # The common case first: plain non-empty strings (this runs for every queued event).
+    if type(user) is not str or not user:
+        user = plain_id(user)
+    if other is not None and (type(other) is not str or not other):
+        other = plain_id(other)
+    return user, other
+
+
+class _Fold:
+    """What the handlers share during one fold: settings, time windows, item statistics."""
+
+    __slots__ = (
+        "category_popularity",
+        "day0",
+        "hour0",
+        "popularity",
+        "primary",
+        "related",
+        "session",
+        "stats",
+    )
+
+    def __init__(self, primary: str, session: float, now: int, stats: ItemStats) -> None:
+        self.primary = primary
+        self.session = session
+        self.day0, self.hour0 = oldest_kept(now)
+        self.stats = stats
+        self.related = stats.related
+        self.popularity = stats.popularity
+        self.category_popularity = stats.category_popularity
+
+    def popular(self, pid: str, category: Any, weight: int) -> None:
+        pop = self.popularity
+        pop[pid] = pop.get(pid, 0) + weight
+        if type(category) is str and category:
+            _add(self.category_popularity, category, pid, weight)
+
+
+def _add(weights: Weights, key: str, item: str, w: int) -> None:
+    inner = weights.get(key)
+    if inner is None:
+        weights[key] = {item: w}
+    else:
+        inner[item] = inner.get(item, 0) + w
+
+
+def _viewed(p: Profile, props: dict[str, Any], ts: int, f: _Fold) -> None:
+    p["views"] = p.get("views", 0) + 1
+    category = props.get("category")
+    if type(category) is not str or not category:
+        category = None
+    else:
+        bump_category(p, category, VIEW_WEIGHT)
+    pid = props.get("product_id")
+    if type(pid) is not str or not pid:
+        pid = product_id(props)
+        if pid is None:
+            return
+    pop = f.popularity
+    pop[pid] = pop.get(pid, 0) + VIEW_POPULARITY
+    if category is not None:
+        _add(f.category_popularity, category, pid, VIEW_POPULARITY)
+    recent: list[list[Any]] | None = p.get("recent")
+    if recent is None:
+        p["recent"] = [[pid, ts]]
+        return
+    # Co-occurrence with the session's earlier views, before this view joins them.
+    related, session, taken, index = f.related, f.session, 0, -1
+    for i in range(len(recent) - 1, -1, -1):
+        other, seen = recent[i]
+        if other == pid:
+            index = i
+        elif taken < RELATED_RECENT and ts - seen <= session:
+            _add(related, pid, other, VIEW_PAIR)
+            _add(related, other, pid, VIEW_PAIR)
+            taken += 1
+    if index >= 0:
+        del recent[index]
+    recent.append([pid, ts])
+    if len(recent) > MAX_RECENT:
+        del recent[0]
+
+
+def _added(p: Profile, props: dict[str, Any], ts: int, f: _Fold) -> None:
+    p["adds"] = p.get("adds", 0) + 1
+    if ts > p.get("last_add", -1):
+        p["last_add"] = ts
+    category = props.get("category")
+    bump_category(p, category, ADD_WEIGHT)
+    pid = product_id(props)
+    if pid is None:
+        return
+    f.popular(pid, category, ADD_POPULARITY)
+    cart = p.get("cart")
+    if cart is None:
+        cart = p["cart"] = {}
+    line = cart.get(pid)
+    price = number(props.get("price"))
+    if line is None:
+        cart[pid] = [quantity(props), price, currency(props, f.primary)]
+        if len(cart) > MAX_CART:  # the line added longest ago goes
+            del cart[next(iter(cart))]
+    else:
+        line[0] += quantity(props)
+        line[1] = price or line[1]
+
+
+def _removed(p: Profile, props: dict[str, Any], ts: int, f: _Fold) -> None:
+    pid = product_id(props)
+    cart = p.get("cart")
+    if pid is not None and cart is not None and pid in cart:
+        cart[pid][0] -= quantity(props)
+        if cart[pid][0] <= 0:
+            del cart[pid]
+
+
+def _ordered(p: Profile, props: dict[str, Any], ts: int, f: _Fold) -> None:
+    p["orders"] = p.get("orders", 0) + 1
+    rev = p.get("rev")
+    if rev is None:
+        rev = p["rev"] = {}
+    cur = currency(props, f.primary)
+    rev[cur] = rev.get(cur, 0.0) + order_value(props)
+    if ts > p.get("last_purchase", -1):
+        p["last_purchase"] = ts
+    if ts < p.get("first_purchase", ts + 1):
+        p["first_purchase"] = ts
+    cart = p.get("cart", {})
+    bought = p.get("bought")
+    if bought is None:
+        bought = p["bought"] = []
+    lines = list(order_lines(props))
+    distinct = dict(lines)  # a product on two lines of one order is bought together once
+    for pid, item in distinct.items():
+        f.popular(pid, item.get("category"), PURCHASE_POPULARITY)
+        for other in distinct:
+            if other != pid:
+                _add(f.related, pid, other, BOUGHT_PAIR)
+    for pid, item in lines:
+        qty = quantity(item)
+        p["units"] = p.get("units", 0) + qty
+        bump_category(p, item.get("category"), PURCHASE_WEIGHT)
+        if pid in bought:
+            bought.remove(pid)
+        bought.append(pid)
+        line = cart.get(pid)
+        if line is not None:
+            line[0] -= qty
+            if line[0] <= 0:
+                del cart[pid]
+    if len(bought) > MAX_BOUGHT:
+        del bought[: len(bought) - MAX_BOUGHT]
+
+
+def _refunded(p: Profile, props: dict[str, Any], ts: int, f: _Fold) -> None:
+    rev = p.get("rev")
+    if rev is None:
+        rev = p["rev"] = {}
+    cur = currency(props, f.primary)
+    rev[cur] = max(0.0, rev.get(cur, 0.0) - order_value(props))
+
+
+def _reviewed(p: Profile, props: dict[str, Any], ts: int, f: _Fold) -> None:
+    p["reviews"] = p.get("reviews", 0) + 1
+    if ts > p.get("last_review", -1):
+        p["last_review"] = ts
+
+
+_HANDLERS: dict[str, Callable[[Profile, dict[str, Any], int, _Fold], None]] = {
+    "Product Viewed": _viewed,
+    "Product Added": _added,
+    "Product Removed": _removed,
+    "Order Completed": _ordered,
+    "Order Refunded": _refunded,
+    "Product Reviewed": _reviewed,
+}
+_EMPTY: dict[str, Any] = {}
 
 
 class _Batch:
-    def __init__(self, read: Reader, money: Currency, now: float, session: float) -> None:
+    def __init__(self, read: Reader) -> None:
         self.read = read
-        self.money = money
-        self.now = now
-        self.session = session
         self.docs: dict[str, Doc] = {}
         self.loaded: set[str] = set()
-        self.changes = Changes()
+        self.changed: dict[str, Doc] = {}
+        self.customers: dict[str, tuple[float, int, float] | None] = {}
 
     def load(self, ids: set[str]) -> None:
         for _ in range(MAX_ALIAS_HOPS):
@@ -85,30 +279,23 @@ class _Batch:
             subject = doc["alias"]
         return subject
 
-    def profile(self, subject: str, ts: float) -> Profile:
-        doc = self.docs.get(subject)
-        if doc is None:
-            doc = new_profile(ts)
-            self.docs[subject] = doc
-        self.changes.docs[subject] = doc
-        return doc
-
-    def merge(self, user: str, other: str, ts: float) -> bool:
+    def merge(self, user: str, other: str, ts: int) -> bool:
         """Fold ``other``'s profile into ``user``'s and point ``other`` at ``user``."""
         source = self.resolve(other)
         if source == user:
             return False
-        anon = self.docs.get(source)
-        target = self.profile(user, ts)
+        docs, changed = self.docs, self.changed
+        anon = docs.get(source)
+        target = docs.get(user)
+        if target is None:
+            target = docs[user] = new_profile(ts)
         if anon is not None and "alias" not in anon:
-            self.docs[user] = merge_profiles(target, anon)
-            self.changes.docs[user] = self.docs[user]
-            self.changes.customers[source] = None
-        self.docs[source] = {"alias": user}
-        self.changes.docs[source] = self.docs[source]
+            target = docs[user] = merge_profiles(target, anon)
+            self.customers[source] = None
+        changed[user] = target
+        docs[source] = changed[source] = {"alias": user}
         if other != source:
-            self.docs[other] = {"alias": user}
-            self.changes.docs[other] = self.docs[other]
+            docs[other] = changed[other] = {"alias": user}
         return True
 
 
@@ -133,88 +320,79 @@ def fold(
     session: float,
     counts: UpdateCounts,
     subjects: Sequence[tuple[str | None, str | None]] | None = None,
+    times: TimeParser | None = None,
 ) -> tuple[Changes, dict[str, Doc]]:
     """:func:`build_changes`, and every document it read or wrote, events applied.
 
     The documents let a decision follow aliases through the events' own identity merges.
-    ``subjects`` are the events' :func:`event_ids` when the caller has them already.
+    ``subjects`` are the events' :func:`event_ids` when the caller has them already; ``times``
+    a parser whose cache outlives this call.
     """
     counts.applied, counts.merged = 0, 0
     counts.skipped.clear()
-    batch = _Batch(read, money, now, session)
-    ids: set[str] = set()
+    batch = _Batch(read)
     pairs = [event_ids(e) for e in events] if subjects is None else subjects
+    ids: set[str] = set()
     for user, other in pairs:
-        ids.update(i for i in (user, other) if i is not None)
+        ids.add(user or other or "")
+        if other is not None:
+            ids.add(other)
+    ids.discard("")
     batch.load(ids)
+    today = int(now)
+    f = _Fold(money.primary, session, today, ItemStats())
+    parse = (times or TimeParser()).parse
+    docs, changed, resolve, handlers = batch.docs, batch.changed, batch.resolve, _HANDLERS
+    applied = 0
     for event, (user, other) in zip(events, pairs, strict=True):
-        if user is None and other is None:
-            counts.skipped["no_subject"] += 1
+        if user is None:
+            if other is None:
+                counts.skipped["no_subject"] += 1
+                continue
+            user, other = other, None
+        get = event.get
+        ts = parse(get("timestamp"), today)
+        doc = docs.get(user)
+        if doc is not None and "alias" in doc:
+            user = resolve(user)
+            doc = docs.get(user)
+        if other is not None and other != user and batch.merge(user, other, ts):
+            counts.merged += 1
+            doc = docs[user]
+        kind = get("type")
+        applied += 1
+        if kind == "alias":
             continue
-        ts = event_time(event, now)
-        if user is not None:
-            subject = batch.resolve(user)
-            if other is not None and batch.merge(subject, other, ts):
-                counts.merged += 1
-        else:
-            subject = batch.resolve(other or "")
-        if event.get("type") == "alias":
-            counts.applied += 1
-            continue
-        profile = batch.profile(subject, ts)
-        _item_stats(batch, profile, event, ts)
-        apply_event(profile, event, ts, now, money.primary)
-        _consent(profile, event)
-        counts.applied += 1
-    changes = batch.changes
-    for subject, doc in changes.docs.items():
+        if doc is None:
+            doc = docs[user] = new_profile(ts)
+        changed[user] = doc
+        if ts < doc["first_seen"]:
+            doc["first_seen"] = ts
+        if ts > doc["last_seen"]:
+            doc["last_seen"] = ts
+        name = get("event") if kind == "track" else kind
+        if type(name) is not str:
+            name = "track" if kind == "track" else "unknown"
+        count_event(doc["c"], name, ts, f.day0, f.hour0)
+        handler = handlers.get(name)
+        if handler is not None and kind == "track":
+            props = get("properties")
+            handler(doc, props if type(props) is dict else _EMPTY, ts, f)
+        context = get("context")
+        if name == "Consent Updated" or (
+            type(context) is dict and ("consent" in context or "consentManagement" in context)
+        ):
+            _consent(doc, event)
+    counts.applied = applied
+    customers = batch.customers
+    for subject, doc in changed.items():
         if "alias" in doc:
             continue
-        prune(doc, now)
+        prune(doc, today)
         if doc.get("orders"):
             monetary = money.convert(doc.get("rev", {}))
-            changes.customers[subject] = (doc["last_purchase"], doc["orders"], monetary)
-    return changes, batch.docs
-
-
-def _item_stats(batch: _Batch, profile: Profile, event: Mapping[str, Any], ts: float) -> None:
-    """Co-occurrence and popularity, computed before the event changes ``recent``."""
-    if event.get("type") != "track":
-        return
-    name = event.get("event")
-    props = event.get("properties")
-    if not isinstance(props, dict):
-        return
-    changes = batch.changes
-    if name in _POPULARITY:
-        pid = product_id(props)
-        if pid is None:
-            return
-        weight = _POPULARITY[name]
-        changes.popularity[pid] += weight
-        category = props.get("category")
-        if isinstance(category, str) and category:
-            changes.category_popularity[(category, pid)] += weight
-        if name == "Product Viewed":
-            pairs = changes.pairs
-            taken = 0
-            for other, seen in reversed(profile.get("recent", ())):
-                if other != pid and ts - seen <= batch.session:
-                    pairs[(pid, other)] += VIEW_PAIR
-                    pairs[(other, pid)] += VIEW_PAIR
-                    taken += 1
-                    if taken == RELATED_RECENT:
-                        break
-    elif name == "Order Completed":
-        lines = list(dict(order_lines(props)).items())
-        for pid, item in lines:
-            changes.popularity[pid] += PURCHASE_POPULARITY
-            category = item.get("category")
-            if isinstance(category, str) and category:
-                changes.category_popularity[(category, pid)] += PURCHASE_POPULARITY
-            for other, _ in lines:
-                if other != pid:
-                    changes.pairs[(pid, other)] += BOUGHT_PAIR
+            customers[subject] = (doc["last_purchase"], doc["orders"], monetary)
+    return Changes(docs=changed, stats=f.stats, customers=customers), docs
 
 
 def _consent(profile: Profile, event: Mapping[str, Any]) -> None:

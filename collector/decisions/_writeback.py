@@ -27,8 +27,16 @@ from typing import Any
 
 from journeykit.collector.decisions._flusher import Flusher
 from journeykit.collector.decisions._pending import PendingEvents, PendingStats
+from journeykit.collector.decisions._profile import order_lines, product_id
 from journeykit.collector.decisions._settings import DecisionSettings
-from journeykit.collector.decisions._store import Changes, Doc, ProfileStore, StoreUnavailable
+from journeykit.collector.decisions._store import (
+    MAX_ALIAS_HOPS,
+    Changes,
+    Doc,
+    ItemLists,
+    ProfileStore,
+    StoreUnavailable,
+)
 from journeykit.collector.decisions._traits import Currency
 from journeykit.collector.decisions._update import UpdateCounts, build_changes, event_ids, fold
 
@@ -39,7 +47,6 @@ log = logging.getLogger("journeykit.collector")
 # Pending item-stat keys: written early past this (one Redis script of 20,000 increments stays
 # far under the socket timeout), dropped and counted past 10x while the store is down.
 STATS_MAX_KEYS = 20_000
-MAX_ALIAS_HOPS = 4
 
 
 class Health:
@@ -102,21 +109,10 @@ class WriteBehind:
     def queue(self, events: Sequence[Mapping[str, Any]]) -> tuple[int, int, Counter[str]]:
         """``(queued, merges, skipped by reason)``; flushes at once when the queue is full."""
         self._check_fork()
-        queued = merged = 0
         skipped: Counter[str] = Counter()
         with self._lock:
             room = self.settings.pending_limit - len(self._events)
-            add = self._events.add
-            for event in events:
-                user, other = event_ids(event)
-                if user is None and other is None:
-                    skipped["no_subject"] += 1
-                elif room <= 0:
-                    skipped["store_unavailable"] += 1  # the store has been down for long
-                else:
-                    room -= 1
-                    queued += 1
-                    merged += add(event, user, other)
+            queued, merged = self._events.extend(events, room, skipped)
             if queued and self._oldest is None:
                 self._oldest = time.monotonic()
             size = len(self._events)
@@ -131,7 +127,8 @@ class WriteBehind:
 
     def _stats_due(self, now: float) -> bool:
         since, every = self._stats.since, self.settings.stats_flush_seconds
-        return len(self._stats) >= STATS_MAX_KEYS or (since is not None and now - since >= every)
+        early = len(self._stats) >= self.store.stats_batch_limit
+        return early or (since is not None and now - since >= every)
 
     def flush_due(self) -> None:
         """Flush when the oldest queued event or item statistic waited a full interval."""
@@ -208,42 +205,63 @@ class WriteBehind:
             stats[f"events_skipped_{reason}"] += n
         return True
 
-    def profiles(self, subjects: list[str], now: float) -> dict[str, Doc]:
-        """Stored documents of ``subjects`` (aliases followed) with the queue folded in."""
+    def profiles(
+        self, subjects: list[str], now: float, k: int = 0
+    ) -> tuple[dict[str, Doc], ItemLists]:
+        """Stored documents of ``subjects`` (aliases followed) with the queue folded in, and
+        the item lists prefetched for ``k`` recommendations each (see ``candidates``)."""
         self._check_fork()
         for _ in range(3):
             with self._lock:
                 gen = self._gen
-                ids = self._linked_ids(subjects)
+                ids, hints = self._linked_ids(subjects, k)
             if gen % 2:  # a flush is writing: wait for it, then read again
                 with self._flush_lock:
                     pass
                 continue
-            docs = self._fetch(ids)
+            docs, lists = self._fetch(ids, hints, k)
             with self._lock:
                 if self._gen == gen:
                     events = self._events.events_for(set(ids) | _targets(docs))
-                    return self._merge(docs, events, now)
+                    return self._merge(docs, events, now), lists
         with self._flush_lock:  # no flush can start while we hold this
-            docs = self._fetch(self._linked_ids(subjects))
+            with self._lock:
+                ids, hints = self._linked_ids(subjects, k)
+            docs, lists = self._fetch(ids, hints, k)
             with self._lock:
                 events = self._events.events_for(set(docs) | set(subjects) | _targets(docs))
-            return self._merge(docs, events, now)
+            return self._merge(docs, events, now), lists
 
-    def _linked_ids(self, subjects: list[str]) -> list[str]:
+    def _linked_ids(
+        self, subjects: list[str], k: int
+    ) -> tuple[list[str], tuple[dict[str, None], dict[str, None]]]:
+        """The ids linked to ``subjects`` in the queue, and the queued events' products and
+        categories (likely recommendation seeds, prefetched with the documents when ``k``)."""
         ids = dict.fromkeys(subjects)
+        seeds: dict[str, None] = {}
+        cats: dict[str, None] = {}
         for event in self._events.events_for(subjects):
             ids.update(dict.fromkeys(i for i in event_ids(event) if i is not None))
-        return list(ids)
+            props = event.get("properties")
+            if k and type(props) is dict:
+                for item in [props, *(p for _, p in order_lines(props))]:
+                    pid, cat = product_id(item), item.get("category")
+                    if pid is not None:
+                        seeds[pid] = None
+                    if isinstance(cat, str) and cat:
+                        cats[cat] = None
+        return list(ids), (seeds, cats)
 
-    def _fetch(self, ids: list[str]) -> dict[str, Doc]:
-        docs = self.store.fetch(ids)
+    def _fetch(
+        self, ids: list[str], hints: tuple[dict[str, None], dict[str, None]], k: int
+    ) -> tuple[dict[str, Doc], ItemLists]:
+        docs, lists = self.store.fetch_for_decisions(ids, list(hints[0]), list(hints[1]), k)
         for _ in range(MAX_ALIAS_HOPS):
             missing = _targets(docs) - set(docs)
             if not missing:
                 break
             docs.update(self.store.fetch(missing))
-        return docs
+        return docs, lists
 
     def _merge(
         self, docs: dict[str, Doc], events: list[Mapping[str, Any]], now: float
