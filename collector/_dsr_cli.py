@@ -2,8 +2,9 @@
 
 ``suppress`` and ``unsuppress`` edit the suppression list of a data dir, which running
 collectors pick up within :data:`~journeykit.collector.suppression.REFRESH_SECONDS`;
-``suppressions`` lists it. Each command is one ``_command(name, help, handler)`` call, so the
-access export, erasure and request log of later releases join the same group. The
+``suppressions`` lists it; ``export``, ``erase`` and ``requests`` (in ``_dsr_requests_cli``)
+answer access and erasure requests and show their log. Each command is one
+``command(name, help, handler)`` call. The
 pseudonymization key comes from the same places as the collector's (``--config``,
 ``JOURNEYKIT_PSEUDONYM_KEY``, ...), so that subjects match what the collector computes.
 """
@@ -17,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from journeykit.collector._dsr_requests_cli import add_request_commands
+
 __all__ = ["add_commands", "run"]
 
 _Handler = Callable[[argparse.Namespace], int]
@@ -24,7 +27,9 @@ _Handler = Callable[[argparse.Namespace], int]
 
 def add_commands(subparsers: Any) -> None:
     """Register the ``dsr`` command and its subcommands on ``subparsers``."""
-    dsr = subparsers.add_parser("dsr", help="data-subject requests: suppression")
+    dsr = subparsers.add_parser(
+        "dsr", help="data-subject requests: access export, erasure, suppression, request log"
+    )
     actions = dsr.add_subparsers(dest="action", required=True, metavar="ACTION")
 
     def command(name: str, text: str, handler: _Handler) -> argparse.ArgumentParser:
@@ -44,6 +49,7 @@ def add_commands(subparsers: Any) -> None:
     unsuppress.add_argument("subject", metavar="SUBJECT", help=subject_help)
     listing = command("suppressions", "list the suppression list (pseudonyms)", _list)
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    add_request_commands(command)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,13 +8,19 @@ the wire names (camelCase where Segment uses it).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from journeykit.sdk._decision import Decision
 
 __all__ = [
     "AdminStatus",
     "BatchAnswer",
+    "DsrErasureAnswer",
+    "DsrListedRequest",
+    "DsrRequestEntry",
+    "DsrRequestList",
     "ErrorAnswer",
     "ErrorDetail",
     "EventError",
@@ -74,6 +80,11 @@ class BatchAnswer(_Answer):
         "accepted and dropped, not to be resent.",
     )
     rejected: list[RejectedEvent] = Field(description="Invalid events, in batch order.")
+    decisions: dict[str, Decision] = Field(
+        description="Personalization decisions of the batch's subjects (userId, else "
+        "anonymousId), keyed by subject; at most `inline_decisions` of them, and empty when the "
+        "collector keeps no profiles. See GET /v1/decisions/{subject}."
+    )
 
 
 class ErrorDetail(_Answer):
@@ -135,3 +146,38 @@ class SuppressionPage(_Answer):
     next: str | None = Field(
         description="Pass as ?after= for the next page; null on the last page."
     )
+
+
+class DsrRequestEntry(_Answer):
+    """One data-subject request as the request log holds it."""
+
+    id: str = Field(description="dsr-YYYYMMDD-<hex>; also the X-Request-Id of an export.")
+    kind: Literal["access", "erasure", "suppression", "unsuppression"]
+    subject_ref: str = Field(description="The subject's pseudonym under the current key.")
+    law: Literal["gdpr", "ccpa"]
+    received_at: str = Field(description="ISO 8601 UTC.")
+    deadline: str = Field(description="One calendar month (GDPR) or 45 days (CCPA) later.")
+    status: Literal["received", "completed", "failed"]
+    reference: str | None = Field(description="The officer's ticket number.")
+    completed_at: str | None
+    detail: dict[str, Any] | None = Field(description="What was done: counts, or the error.")
+
+
+class DsrErasureAnswer(_Answer):
+    """The receipt of an erasure request."""
+
+    ok: Literal[True] = True
+    request: DsrRequestEntry
+
+
+class DsrListedRequest(DsrRequestEntry):
+    """A logged request and whether its deadline has passed without completion."""
+
+    overdue: bool
+
+
+class DsrRequestList(_Answer):
+    """The request log, oldest first."""
+
+    ok: Literal[True] = True
+    requests: list[DsrListedRequest]

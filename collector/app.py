@@ -25,17 +25,22 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from journeykit.collector.admin import AdminGate, admin_routes
+from journeykit.collector.admin_dsr import dsr_routes
 from journeykit.collector.admin_suppressions import suppression_routes
 from journeykit.collector.body import BodyError, inflate, read_limited
 from journeykit.collector.client_ip import client_ip
 from journeykit.collector.compress import Compressor, finish_interrupted
-from journeykit.collector.dedup import Deduplicator
+from journeykit.collector.cors import TrackingCors
+from journeykit.collector.decisions_api import decision_routes
+from journeykit.collector.dedup import Deduplicator, DedupWindow
+from journeykit.collector.dsr.service import DsrService
 from journeykit.collector.errors import HttpError, error_body
 from journeykit.collector.ingest import Ingestor, parse_envelope
 from journeykit.collector.keys import KeyRing, load_pseudonymizer
 from journeykit.collector.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from journeykit.collector.metrics import Metrics
 from journeykit.collector.openapi import openapi_route
+from journeykit.collector.personalize import Personalizer
 from journeykit.collector.privacy import PrivacyStep
 from journeykit.collector.ratelimit import TokenBucket, retry_after_header
 from journeykit.collector.recovery import closed_files, recent_message_ids, repair_torn_tails
@@ -43,9 +48,10 @@ from journeykit.collector.settings import CollectorSettings
 from journeykit.collector.sink import NdjsonSink
 from journeykit.collector.suppression import SuppressionList
 from journeykit.consent import ConsentLedger, Regime
+from journeykit.sdk._decision import Decision
 from journeykit.sdk.protocol import MESSAGE_TYPES
 
-__all__ = ["app_from_env", "create_app"]
+__all__ = ["CollectorCore", "app_from_env", "create_app"]
 
 log = logging.getLogger("journeykit.collector")
 
@@ -61,7 +67,19 @@ def _json(
     return Response(orjson.dumps(body), status, headers, media_type="application/json")
 
 
-class _Collector:
+def _deduplicator(settings: CollectorSettings) -> DedupWindow:
+    window, entries = settings.dedup_window_seconds, settings.dedup_max_entries
+    if settings.profile_store == "redis" and settings.redis_url is not None:
+        # Shared by every worker and host, so a resend that reaches another one is still caught.
+        from journeykit.collector.decisions._redis_dedup import RedisDeduplicator
+
+        return RedisDeduplicator.from_url(settings.redis_url.get_secret_value(), window)
+    return Deduplicator(window, entries)
+
+
+class CollectorCore:
+    """One process's collector: sinks, dedup, privacy, decisions, and the request handling."""
+
     def __init__(self, settings: CollectorSettings) -> None:
         self.settings = settings
         self.metrics = Metrics()
@@ -86,7 +104,7 @@ class _Collector:
             for name in ("events", "rejected"):
                 for path in closed_files(settings.data_dir / name):
                     self.compressor.submit(path)
-        dedup = Deduplicator(settings.dedup_window_seconds, settings.dedup_max_entries)
+        dedup = self.dedup = _deduplicator(settings)
         dedup.commit(
             recent_message_ids(
                 settings.data_dir / "events",
@@ -104,6 +122,15 @@ class _Collector:
             suppression=self.suppression,
         )
         self.ingestor = Ingestor(settings, self.events, self.rejected, dedup, self.privacy)
+        self.personalizer = Personalizer(settings, self.privacy) if settings.decisions else None
+        self.dsr = DsrService(
+            settings.data_dir,
+            pseudonymizer,
+            self.suppression,
+            self.privacy.ledger,
+            self.personalizer,
+            via="api",
+        )
         self._writer_limit: anyio.CapacityLimiter | None = None
 
     def _sink(self, name: str) -> NdjsonSink:
@@ -130,7 +157,10 @@ class _Collector:
             raise HttpError(415, "unsupported_media_type", "send Content-Type: application/json")
         try:
             raw = await read_limited(
-                request.stream(), request.headers.get("content-length"), s.max_request_bytes
+                request.stream(),
+                request.headers.get("content-length"),
+                s.max_request_bytes,
+                s.request_timeout_seconds,
             )
             body = inflate(raw, request.headers.get("content-encoding"), s.max_request_bytes)
         except BodyError as exc:
@@ -174,7 +204,23 @@ class _Collector:
         m.consent_records.inc(result.consent_records)
         for reason, n in result.fields_removed.items():
             m.fields_removed.labels(reason).inc(n)
-        return _json(result.as_json())
+        answer = result.as_json()
+        decided: dict[str, Decision] = {}
+        personalizer = self.personalizer
+        if personalizer is not None:
+            personalizer.update(result.stored)
+            if s.inline_decisions and result.stored:
+                decided = await anyio.to_thread.run_sync(personalizer.for_batch, result.stored)
+        answer["decisions"] = {k: d.model_dump(mode="json") for k, d in decided.items()}
+        return _json(answer)
+
+    def authenticate(self, request: Request, *, events: int) -> int:
+        """The write key of a request without a body (HTTP Basic), its rate limit charged."""
+        key_index = self.keys.find(KeyRing.from_basic_auth(request.headers.get("authorization")))
+        if key_index is None:
+            raise _unauthorized()
+        self._limit(key_index, events, take=True)
+        return key_index
 
     def _writers(self) -> anyio.CapacityLimiter:
         # Made on first use: a limiter belongs to the event loop that runs the app.
@@ -206,9 +252,14 @@ class _Collector:
         return os.access(root, os.W_OK)
 
     def close(self) -> None:
+        if self.personalizer is not None:
+            self.personalizer.close()  # writes the profile updates still queued
         self.events.close()
         self.rejected.close()
         self.privacy.close()
+        close_dedup = getattr(self.dedup, "close", None)
+        if close_dedup is not None:
+            close_dedup()
         if self.compressor is not None:
             self.compressor.close()
 
@@ -224,7 +275,7 @@ def _unauthorized() -> HttpError:
 
 def create_app(settings: CollectorSettings) -> Starlette:
     """Build the collector ASGI app for ``settings``; files are closed at lifespan shutdown."""
-    collector = _Collector(settings)
+    collector = CollectorCore(settings)
 
     async def ingest(request: Request, type_: str | None) -> Response:
         started = time.perf_counter()
@@ -254,6 +305,9 @@ def create_app(settings: CollectorSettings) -> Starlette:
         return _json({"ok": True})
 
     async def metrics(request: Request) -> Response:
+        if collector.personalizer is not None:
+            engine = collector.personalizer.engine
+            collector.metrics.observe_decisions(engine.stats, engine.pending, engine.available)
         return Response(collector.metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
     async def readyz(request: Request) -> Response:
@@ -279,8 +333,9 @@ def create_app(settings: CollectorSettings) -> Starlette:
 
     routes = [Route("/v1/batch", batch, methods=["POST"])]
     routes += [Route(f"/v1/{t}", single(t), methods=["POST"]) for t in MESSAGE_TYPES]
+    routes += decision_routes()
     routes += [Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", metrics)]
-    routes += admin_routes() + suppression_routes()
+    routes += admin_routes() + suppression_routes() + dsr_routes()
     routes += [openapi_route(settings)]
     app = Starlette(
         routes=routes,
@@ -290,6 +345,9 @@ def create_app(settings: CollectorSettings) -> Starlette:
     app.state.collector = collector
     app.state.admin = AdminGate(settings, collector.keys)
     app.state.suppression = collector.suppression
+    app.state.dsr = collector.dsr
+    if settings.cors_origins:
+        app.add_middleware(TrackingCors, origins=settings.cors_origins)
     return app
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import zlib
 from collections.abc import AsyncIterator
 
+import anyio
+
 __all__ = ["BodyError", "inflate", "read_limited"]
 
 
@@ -27,9 +29,16 @@ def _too_large(limit: int, what: str) -> BodyError:
 
 
 async def read_limited(
-    chunks: AsyncIterator[bytes], content_length: str | None, limit: int
+    chunks: AsyncIterator[bytes],
+    content_length: str | None,
+    limit: int,
+    timeout: float | None = None,
 ) -> bytes:
-    """Collect a request body, refusing one over ``limit`` bytes without reading it all."""
+    """Collect a request body, refusing one over ``limit`` bytes without reading it all.
+
+    ``timeout`` bounds the whole read in seconds: a client that trickles its body (slowloris)
+    gets 408 ``request_timeout`` instead of holding a connection for ever. ``None``: no bound.
+    """
     if content_length is not None:
         try:
             declared = int(content_length)
@@ -37,6 +46,15 @@ async def read_limited(
             raise BodyError(400, "bad_request", "Content-Length is not a number") from None
         if declared > limit:
             raise _too_large(limit, "request body")
+    try:
+        with anyio.fail_after(timeout):
+            return await _collect(chunks, limit)
+    except TimeoutError:
+        message = f"the request body was not received within {timeout:g} s"
+        raise BodyError(408, "request_timeout", message) from None
+
+
+async def _collect(chunks: AsyncIterator[bytes], limit: int) -> bytes:
     parts: list[bytes] = []
     size = 0
     async for chunk in chunks:

@@ -6,8 +6,19 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
+from typing import Protocol
 
-__all__ = ["Deduplicator"]
+__all__ = ["DedupWindow", "Deduplicator"]
+
+
+class DedupWindow(Protocol):
+    """What the ingest step needs of a dedup window: this process's, or one shared in Redis."""
+
+    def reserve(self, ids: Iterable[str]) -> list[bool]: ...
+
+    def commit(self, ids: Iterable[str]) -> None: ...
+
+    def release(self, ids: Iterable[str]) -> None: ...
 
 
 class Deduplicator:

@@ -45,6 +45,8 @@ ERROR_CODES: Final[dict[int, dict[str, str]]] = {
         "forbidden": "a write key was sent to an admin endpoint",
         "admin_disabled": "no admin key is configured",
     },
+    404: {"decisions_disabled": "GET /v1/decisions: this collector keeps no profiles"},
+    408: {"request_timeout": "the body was not received within request_timeout_seconds"},
     413: {"payload_too_large": "the body, or the inflated body, is over the limit"},
     415: {
         "unsupported_media_type": "Content-Type is neither application/json nor text/plain",

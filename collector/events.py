@@ -22,7 +22,12 @@ from journeykit.collector.errors import validation_errors
 from journeykit.collector.settings import CollectorSettings
 from journeykit.sdk.protocol import MESSAGE_ADAPTER, Message, correct_clock_skew
 
-__all__ = ["IsoTimes", "Rejection", "enrich", "screen", "validate"]
+__all__ = ["MAX_EVENT_DEPTH", "IsoTimes", "Rejection", "enrich", "screen", "validate"]
+
+MAX_EVENT_DEPTH = 254
+"""Nesting levels an event may have: what ``orjson.dumps`` can write back (the event included)."""
+
+_IDS = ("userId", "anonymousId", "groupId", "previousId")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,9 +63,17 @@ class IsoTimes:
         self.text(received_at)
 
     def text(self, value: datetime) -> str:
+        """``value`` in UTC; one whose UTC form leaves years 1-9999 keeps its own offset.
+
+        ``0001-01-01T00:00:00+01:00`` is year 0 in UTC, which ``datetime`` cannot hold: such a
+        client time is stored as the client wrote it rather than lost or turned into a 500.
+        """
         found = self._known.get(value)
         if found is None:
-            found = value.astimezone(UTC).isoformat(timespec="milliseconds")
+            try:
+                found = value.astimezone(UTC).isoformat(timespec="milliseconds")
+            except OverflowError:
+                return value.isoformat(timespec="milliseconds")
             found = found.replace("+00:00", "Z")
             if len(self._known) < 64:  # a batch's shared times; per-event ones are not kept
                 self._known[value] = found
@@ -87,7 +100,13 @@ def screen(
     own_context = raw.get("context")
     if context and (own_context is None or isinstance(own_context, dict)):
         raw["context"] = {**context, **(own_context or {})}
-    size = len(orjson.dumps(raw))
+    try:
+        size = len(orjson.dumps(raw))
+    except orjson.JSONEncodeError:
+        # The parser accepts 1,024 levels, the serializer only 254; parsed JSON holds nothing
+        # else it could refuse (lone surrogates and bad bytes were refused with the body).
+        message = f"the event nests deeper than {MAX_EVENT_DEPTH} levels"
+        return Rejection(index, _message_id(raw), [_err("", message, "nesting_too_deep")])
     if size > settings.max_event_bytes:
         message = f"the event is {size:,} bytes; the limit is {settings.max_event_bytes:,}"
         return Rejection(index, _message_id(raw), [_err("", message, "event_too_large")])
@@ -151,5 +170,22 @@ def enrich(
         event["originalTimestamp"] = times.text(client_time)
     if sent is not None:
         event["sentAt"] = times.text(sent)
-    event["timestamp"] = times.text(correct_clock_skew(client_time, sent, received_at))
+    event["timestamp"] = times.text(_corrected(client_time, sent, received_at))
+    for key in _IDS:
+        # Ids may be sent as numbers; the model made them strings, and strings are stored.
+        if key in event and type(event[key]) is not str:
+            event[key] = getattr(model, key, None)
     return event
+
+
+def _corrected(client: datetime | None, sent: datetime | None, received_at: datetime) -> datetime:
+    """The clock-skew-corrected time, or ``received_at`` when that leaves the calendar.
+
+    A client whose times are thousands of years apart (``0009-...`` sent at ``8192-...``) has a
+    clock too wrong to correct, and the receive time is the best estimate left; its own times
+    stay in ``originalTimestamp`` and ``sentAt``.
+    """
+    try:
+        return correct_clock_skew(client, sent, received_at).astimezone(UTC)
+    except OverflowError:
+        return received_at

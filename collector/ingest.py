@@ -13,9 +13,16 @@ from typing import Any
 import orjson
 from pydantic import TypeAdapter, ValidationError
 
-from journeykit.collector.dedup import Deduplicator
+from journeykit.collector.dedup import DedupWindow
 from journeykit.collector.errors import HttpError
-from journeykit.collector.events import IsoTimes, Rejection, enrich, screen, validate
+from journeykit.collector.events import (
+    MAX_EVENT_DEPTH,
+    IsoTimes,
+    Rejection,
+    enrich,
+    screen,
+    validate,
+)
 from journeykit.collector.privacy import PrivacyStep
 from journeykit.collector.settings import CollectorSettings
 from journeykit.collector.sink import NdjsonSink
@@ -50,6 +57,9 @@ class IngestResult:
     fields_removed: dict[str, int] = field(default_factory=dict)
     consent_records: int = 0
     suppressed: int = 0  # events of subjects on the suppression list, dropped
+    # The events as written to disk (pseudonymized), for the decision engine; not in the
+    # answer. Filled by ``Ingestor.commit`` once they are written, empty before.
+    stored: list[dict[str, Any]] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         """The 200 answer, shaped as ``answers.BatchAnswer`` (tests hold the two equal).
@@ -102,6 +112,46 @@ def _text(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _rejected_record(
+    received: str, rejection: Rejection, raw: Any, privacy: PrivacyStep | None
+) -> bytes:
+    """The ``rejected/`` line of an event: its errors and the event, protected as if accepted.
+
+    The privacy step's pseudonymization rules apply to the raw event too, so ``rejected/`` is
+    no way around them; a field that cannot be protected is removed and listed in
+    ``"removed"``. An event too deep to write back is kept down to ``MAX_EVENT_DEPTH - 1``
+    levels (the record adds one), deeper values replaced by ``"…"``, and ``"clipped": true``.
+    """
+    record: dict[str, Any] = {
+        "receivedAt": received,
+        "index": rejection.index,
+        "messageId": rejection.message_id,
+        "errors": rejection.errors,
+        "event": raw,
+    }
+    if privacy is not None and isinstance(raw, dict):
+        # The step's own rules and keys (privacy.py has no public accessor for them yet).
+        protected = privacy.protect(raw)
+        record["event"] = protected.message
+        if protected.removed:
+            record["removed"] = [{"path": r.path, "reason": r.reason} for r in protected.removed]
+    try:
+        return orjson.dumps(record, default=repr)
+    except orjson.JSONEncodeError:
+        record["event"] = _clip(record["event"], MAX_EVENT_DEPTH - 1)
+        record["clipped"] = True
+        return orjson.dumps(record, default=repr)
+
+
+def _clip(value: Any, levels: int) -> Any:
+    """``value`` with objects and arrays below ``levels`` levels replaced by ``"…"``."""
+    if isinstance(value, dict):
+        return {k: _clip(v, levels - 1) for k, v in value.items()} if levels > 0 else "…"
+    if isinstance(value, list):
+        return [_clip(v, levels - 1) for v in value] if levels > 0 else "…"
+    return value
+
+
 @dataclass(slots=True)
 class Prepared:
     """A request's events, checked and serialized, waiting for :meth:`Ingestor.commit`."""
@@ -110,6 +160,7 @@ class Prepared:
     received_at: datetime
     changes: list[ConsentChange]  # for the consent ledger
     lines: list[bytes]  # accepted events
+    kept: list[dict[str, Any]]  # the same events as dicts, for ``IngestResult.stored``
     rejected_lines: list[bytes]
     fresh_ids: list[str]  # messageIds reserved in the dedup memory
     stored_ids: list[str]  # the ones that will be stored
@@ -123,7 +174,7 @@ class Ingestor:
         settings: CollectorSettings,
         events: NdjsonSink,
         rejected: NdjsonSink,
-        dedup: Deduplicator,
+        dedup: DedupWindow,
         privacy: PrivacyStep | None = None,
     ) -> None:
         self._settings = settings
@@ -196,20 +247,13 @@ class Ingestor:
         result.rejected = rejections
         received = times.text(received_at)
         rejected_lines = [
-            orjson.dumps(
-                {
-                    "receivedAt": received,
-                    "index": r.index,
-                    "messageId": r.message_id,
-                    "errors": r.errors,
-                    "event": envelope.events[r.index],
-                },
-                default=repr,
-            )
+            _rejected_record(received, r, envelope.events[r.index], self._privacy)
             for r in rejections
         ]
         stored_ids = [e["messageId"] for e in kept]
-        return Prepared(result, received_at, changes, lines, rejected_lines, fresh_ids, stored_ids)
+        return Prepared(
+            result, received_at, changes, lines, kept, rejected_lines, fresh_ids, stored_ids
+        )
 
     def commit(self, prepared: Prepared) -> IngestResult:
         """The blocking part: ledger, events, rejections to disk; then settle the messageIds.
@@ -231,6 +275,7 @@ class Ingestor:
         self._dedup.release(set(p.fresh_ids) - set(p.stored_ids))
         self._dedup.commit(p.stored_ids)
         p.result.accepted = len(p.stored_ids)
+        p.result.stored = p.kept
         # Written after the accepted events: if this fails the client retries, the accepted
         # events come back as duplicates, and the rejections are written again.
         if p.rejected_lines:

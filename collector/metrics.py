@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 __all__ = ["CONTENT_TYPE", "Metrics"]
@@ -69,6 +69,30 @@ class Metrics:
             "Partial last lines cut off NDJSON files at start (kept under torn/).",
             registry=self.registry,
         )
+        self.decision_stats = Gauge(
+            "journeykit_decisions",
+            "The decision engine's counters since start, by name (events_queued, flushes, "
+            "flush_errors, decisions_granted, ...), as a gauge read at each scrape.",
+            ["name"],
+            registry=self.registry,
+        )
+        self.decision_pending = Gauge(
+            "journeykit_decisions_pending_events",
+            "Stored events queued for profiles and not yet written to the profile store.",
+            registry=self.registry,
+        )
+        self.decision_store_up = Gauge(
+            "journeykit_decisions_store_available",
+            "1 while the profile store answers, 0 while decisions report 'unavailable'.",
+            registry=self.registry,
+        )
+
+    def observe_decisions(self, stats: Mapping[str, int], pending: int, available: bool) -> None:
+        """Copy the decision engine's state in, just before a scrape renders it."""
+        for name, value in stats.items():
+            self.decision_stats.labels(name).set(value)
+        self.decision_pending.set(pending)
+        self.decision_store_up.set(1 if available else 0)
 
     def count_events(self, outcome: str, reasons: Mapping[str, int]) -> None:
         for reason, n in reasons.items():

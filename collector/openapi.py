@@ -28,6 +28,12 @@ from journeykit.collector.answers import (
     SuppressionPage,
 )
 from journeykit.collector.errors import ERROR_CODES
+from journeykit.collector.openapi_paths import (
+    SUBJECT_PARAMETER,
+    TEXT_SCHEMA,
+    decision_paths,
+    dsr_paths,
+)
 from journeykit.collector.settings import CollectorSettings
 from journeykit.sdk.protocol import MESSAGE_TYPES, Batch
 
@@ -78,6 +84,13 @@ _ERRORS: Final[dict[str, tuple[int, list[str], tuple[str, ...], str]]] = {
         "The subject, body or query cannot be used; nothing was changed",
     ),
     "Unauthorized": (401, ["unauthorized"], _CHALLENGE, "No write key, or a wrong one"),
+    "DecisionsDisabled": (404, ["decisions_disabled"], (), "This collector keeps no profiles"),
+    "RequestTimeout": (
+        408,
+        ["request_timeout"],
+        (),
+        "The body did not arrive within {s.request_timeout_seconds:g} s; nothing was stored",
+    ),
     "PayloadTooLarge": (
         413,
         ["payload_too_large"],
@@ -134,7 +147,14 @@ def _refs(*names: str) -> dict[str, Any]:
 _INGEST_ERRORS: Final = [
     n
     for n in _ERRORS
-    if n not in ("NotReady", "AdminUnauthorized", "AdminForbidden", "AdminBadRequest")
+    if n
+    not in (
+        "NotReady",
+        "AdminUnauthorized",
+        "AdminForbidden",
+        "AdminBadRequest",
+        "DecisionsDisabled",
+    )
 ]
 _ADMIN_SECURITY: Final[list[dict[str, list[str]]]] = [{"adminBearer": []}, {"adminBasic": []}]
 
@@ -257,6 +277,14 @@ def openapi_document(settings: CollectorSettings) -> dict[str, Any]:
     )
     paths["/admin/v1/status"]["get"]["security"] = _ADMIN_SECURITY
     paths.update(_suppression_paths(schemas))
+    paths.update(
+        decision_paths(
+            schemas, _refs("Unauthorized", "DecisionsDisabled", "RateLimited", "InternalError")
+        )
+    )
+    admin_errors = ("AdminBadRequest", "AdminUnauthorized", "AdminForbidden")
+    dsr_errors = _refs(*admin_errors, "RequestTimeout", "StorageUnavailable", "InternalError")
+    paths.update(dsr_paths(schemas, dsr_errors))
     document = {"description": "This document.", "content": _json_content({"type": "object"})}
     paths["/openapi.json"] = _get("openapi", "operations", "This OpenAPI document", document)
     return {
@@ -269,6 +297,7 @@ def openapi_document(settings: CollectorSettings) -> dict[str, Any]:
         },
         "tags": [
             {"name": "tracking", "description": "Segment's HTTP Tracking API"},
+            {"name": "personalization", "description": "Decisions computed from profiles"},
             {"name": "operations", "description": "Health, readiness, metrics"},
             {"name": "admin", "description": "Needs the admin key; a write key is 403"},
         ],
@@ -334,12 +363,9 @@ def _suppression_paths(schemas: _Schemas) -> dict[str, Any]:
     answer = _json_content(schemas.model(SuppressionAnswer, answer=True))
     page = _json_content(schemas.model(SuppressionPage, answer=True))
     subject = {
-        "name": "subject",
-        "in": "path",
-        "required": True,
+        **SUBJECT_PARAMETER,
         "description": "A raw userId or anonymousId (URL-encoded), or its pseudonym; 1 to 512 "
-        "characters, no control characters.",
-        "schema": {"type": "string", "minLength": 1, "maxLength": 512},
+        "characters, not only white space, no control characters.",
     }
     one = {"description": "The subject's state.", "content": answer}
     put = _admin_operation("suppress", "Suppress a subject: later events are dropped", one)
@@ -350,7 +376,7 @@ def _suppression_paths(schemas: _Schemas) -> dict[str, Any]:
         "content": _json_content(
             {
                 "type": "object",
-                "properties": {"reason": {"type": "string", "maxLength": 200}},
+                "properties": {"reason": {**TEXT_SCHEMA, "maxLength": 200}},
                 "additionalProperties": False,
             }
         ),

@@ -29,6 +29,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from journeykit.collector.suppression import SuppressionList
 from journeykit.consent import (
     Action,
@@ -39,6 +41,8 @@ from journeykit.consent import (
     FieldKind,
     GatePolicy,
     InvalidConsentSignal,
+    LedgerRecord,
+    Pseudonymized,
     Pseudonymizer,
     PseudonymRules,
     Purpose,
@@ -46,11 +50,11 @@ from journeykit.consent import (
     SignalMapping,
     Source,
     decide,
+    may_personalize,
     parse_gpc,
     parse_message,
     pseudonymize_message,
 )
-from journeykit.consent.history import iter_records
 
 __all__ = ["ConsentStore", "PrivacyOutcome", "PrivacyStep"]
 
@@ -71,6 +75,8 @@ class ConsentStore:
         self._regime = regime
         self._states: dict[str, ConsentState] = {}
         self._lock = threading.Lock()
+        self._follow_lock = threading.Lock()
+        self._offset = 0  # how far into the ledger file this store has read
 
     def __len__(self) -> int:
         return len(self._states)
@@ -103,23 +109,47 @@ class ConsentStore:
 
     def rebuild(self, ledger: Path) -> int:
         """Replay the ledger's consent records; returns how many were read."""
-        if not ledger.exists():
+        return self.follow(ledger)
+
+    def follow(self, ledger: Path) -> int:
+        """Apply the consent records appended since the last call, by any process; how many.
+
+        Workers of one data dir share the ledger but each holds its state in memory: a consent
+        recorded through one worker must govern the next event even when another worker
+        receives it. One ``stat`` per request finds out whether anything was appended.
+        """
+        try:
+            size = ledger.stat().st_size
+        except FileNotFoundError:
             return 0
-        count = 0
-        for record in iter_records(ledger):
-            if record.kind != "consent":
-                continue
-            purposes = {Purpose(p): True for p in record.granted}
-            purposes.update({Purpose(p): False for p in record.denied})
-            update = ConsentUpdate(
-                purposes=purposes,
-                source=Source(record.source),
-                timestamp=datetime.fromisoformat(record.at),
-                notice_version=record.notice_version,
-            )
-            self.apply([record.subject, *record.linked_ids], update)
-            count += 1
-        return count
+        with self._follow_lock:
+            if size == self._offset:
+                return 0
+            if size < self._offset:  # repaired or replaced: start again from its beginning
+                with self._lock:
+                    self._states.clear()
+                self._offset = 0
+            with ledger.open("rb") as handle:
+                handle.seek(self._offset)
+                data = handle.read(size - self._offset)
+            end = data.rfind(b"\n") + 1  # a line still being written waits for the next call
+            self._offset += end
+            count = 0
+            for line in data[:end].splitlines():
+                record = LedgerRecord.from_json(orjson.loads(line), 0)
+                if record.kind != "consent":
+                    continue
+                purposes = {Purpose(p): True for p in record.granted}
+                purposes.update({Purpose(p): False for p in record.denied})
+                update = ConsentUpdate(
+                    purposes=purposes,
+                    source=Source(record.source),
+                    timestamp=datetime.fromisoformat(record.at),
+                    notice_version=record.notice_version,
+                )
+                self.apply([record.subject, *record.linked_ids], update)
+                count += 1
+            return count
 
 
 @dataclass(slots=True)
@@ -163,10 +193,34 @@ class PrivacyStep:
         if replayed:
             log.info("journeykit collector: consent of %d subjects rebuilt", len(self.store))
 
+    def protect(self, event: dict[str, Any]) -> Pseudonymized:
+        """``event`` with its configured fields pseudonymized (a copy), and what was removed."""
+        return pseudonymize_message(event, self._rules, self._pseudonymizer)
+
+    @property
+    def ledger(self) -> ConsentLedger:
+        """The consent ledger this step appends to (also for erasure receipts)."""
+        return self._ledger
+
     def close(self) -> None:
         self._ledger.close()
         if self.suppression is not None:
             self.suppression.close()
+
+    def personalization_granted(self, ids: list[str]) -> bool:
+        """Whether decisions may use the data of the person known by ``ids`` (user id first).
+
+        The same consent record the gate reads, under the collector's regime; a suppressed
+        subject never is.
+        """
+        pseudonyms = [self._pseudonymizer.pseudonymize(i, _ID) for i in ids]
+        self.store.follow(self._ledger.path)
+        suppression = self.suppression
+        if suppression is not None:
+            suppression.refresh()
+            if suppression.is_suppressed(ids, pseudonyms):
+                return False
+        return may_personalize(self.store.state(pseudonyms), self._policy)
 
     def _ids(self, event: Mapping[str, Any]) -> list[str]:
         out = []
@@ -192,6 +246,7 @@ class PrivacyStep:
         changes: list[ConsentChange] = []
         # The header speaks for every event of the request: read it once, not per event.
         gpc = parse_gpc(headers, now=received_at)
+        self.store.follow(self._ledger.path)  # what other workers recorded since
         suppression = self.suppression
         if suppression is not None:
             suppression.refresh()

@@ -35,6 +35,8 @@ __all__ = [
     "MAX_REASON_CHARS",
     "MAX_SUBJECT_CHARS",
     "REFRESH_SECONDS",
+    "SUBJECT_PATTERN",
+    "TEXT_PATTERN",
     "InvalidSubject",
     "Suppression",
     "SuppressionList",
@@ -60,6 +62,13 @@ CREATE TABLE IF NOT EXISTS suppressions (
     created_at TEXT NOT NULL   -- ISO 8601, UTC
 ) WITHOUT ROWID
 """
+
+
+# check_subject and check_reason as regular expressions, for schemas (JSON Schema, ECMA-262 and
+# Python agree on these): no control characters, and a subject is not only white space.
+_NO_CONTROL: Final = r"[^\x00-\x1f\x7f-\x9f]"
+SUBJECT_PATTERN: Final = rf"^{_NO_CONTROL}*[^\s\x00-\x1f\x7f-\x9f]{_NO_CONTROL}*$"
+TEXT_PATTERN: Final = rf"^{_NO_CONTROL}*$"
 
 
 class InvalidSubject(ValueError):

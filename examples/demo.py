@@ -22,7 +22,7 @@ from pydantic import SecretStr
 from simulate_traffic import simulate
 
 from journeykit.consent import Pseudonymizer, PseudonymKey, verify_ledger
-from journeykit.sdk import Client
+from journeykit.sdk import Client, Decision
 
 
 def _port_free(port: int) -> bool:
@@ -78,6 +78,43 @@ def _count_lines(root: Path) -> tuple[int, Counter[str], list[Path]]:
     return lines, types, files
 
 
+def _decisions(client: Client, subjects: list[str]) -> list[Decision]:
+    """Everyone's decision, once the collector has written its first item statistics.
+
+    Profiles are written behind the answers and the "viewed/bought together" counts every few
+    seconds; the demo waits (at most 10 s) until recommendations appear, as a page would show
+    them a moment later.
+    """
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        probe = [client.decide(s, fresh=True) for s in subjects[:25]]
+        if any(d.recommendations for d in probe):
+            break
+        time.sleep(0.5)
+    return [client.decide(subject, fresh=True) for subject in subjects]
+
+
+def _print_decisions(decisions: list[Decision]) -> None:
+    """How the people were personalized, and a few of them with different outcomes."""
+    granted = [d for d in decisions if d.personalization == "granted"]
+    others = Counter(d.personalization for d in decisions if d.personalization != "granted")
+    print(f"  decisions              {len(granted)} personalized, {dict(others) or 'none other'}")
+    stages = Counter(d.stage for d in granted)
+    print(f"    stages               {', '.join(f'{k} {v}' for k, v in stages.most_common())}")
+    segments = Counter(s for d in granted for s in d.segments)
+    print(f"    segments             {', '.join(f'{k} {v}' for k, v in segments.most_common(8))}")
+    shown: set[tuple[str | None, str | None]] = set()
+    for d in granted:
+        action = d.next_best_action.action if d.next_best_action else None
+        if (d.stage, action) in shown or len(shown) >= 5:
+            continue
+        shown.add((d.stage, action))
+        recs = ", ".join(r.product_id for r in d.recommendations[:3]) or "-"
+        reason = f" ({d.next_best_action.reason})" if d.next_best_action else ""
+        print(f"    {d.subject[:20]:20} {d.stage}: {', '.join(d.segments) or '-'}")
+        print(f"    {'':20} next: {action or '-'}{reason}; recommended: {recs}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=200, help="shop sessions to simulate")
@@ -116,7 +153,8 @@ def main() -> int:
             summary = simulate(client, args.users)
             delivered = client.flush(timeout=60)
             stats = client.stats()
-        elapsed = time.perf_counter() - started
+            elapsed = time.perf_counter() - started
+            decisions = _decisions(client, summary.subjects)
     finally:
         _stop(process)
     after, types, files = _count_lines(args.data_dir / "events")
@@ -141,6 +179,7 @@ def main() -> int:
         report = verify_ledger(ledger)
         state = "intact" if report.ok else f"FAILED: {report.first_problem}"
         print(f"  consent ledger         {report.records} records, {state} ({ledger})")
+    _print_decisions(decisions)
     print("  collector              stopped")
     ok = delivered and stats.dropped_total == 0 and stored == stats.sent == summary.events
     if not ok:

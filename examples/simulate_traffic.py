@@ -1,8 +1,9 @@
 """Realistic shop sessions sent through the journeykit SDK.
 
-Each simulated user answers the consent banner (analytics granted, marketing sometimes
-denied), browses, searches, views products, adds to cart, and then abandons, buys, or buys and
-returns. Property names follow Segment's e-commerce spec v2; emails are pseudonymized by the SDK.
+Each simulated user answers the consent banner (analytics granted; personalization and
+marketing granted by most, denied by some), browses, searches, views products, adds to cart,
+and then abandons, buys, or buys and returns. Property names follow Segment's e-commerce spec
+v2; emails are pseudonymized by the SDK.
 
     python examples/simulate_traffic.py --users 100 --host http://127.0.0.1:8787 --write-key KEY
 """
@@ -52,6 +53,8 @@ class Summary:
     users: int = 0
     calls: Counter[str] = field(default_factory=Counter)
     refused: int = 0
+    subjects: list[str] = field(default_factory=list)
+    """Each session's person: the user id after login, else the device's anonymous id."""
 
     @property
     def events(self) -> int:
@@ -84,11 +87,15 @@ def simulate(client: Client, users: int, seed: int = 7) -> Summary:
             return clock
 
         ids = {"anonymous_id": anonymous_id}
+        summary.subjects.append(user_id or anonymous_id)
         ads = ["marketing"] if rng.random() < 0.7 else []  # the rest deny marketing
+        tailored = ["personalization"] if rng.random() < 0.8 else []
         consent = client.consent(
             user_id,
-            granted=["analytics", *ads],
-            denied=[] if ads else ["marketing"],
+            granted=["analytics", *ads, *tailored],
+            denied=[
+                p for p, given in (("marketing", ads), ("personalization", tailored)) if not given
+            ],
             notice_version="notice-2025-02",
             timestamp=at(0),
             **ids,

@@ -197,6 +197,13 @@ class DecisionEngine:
             self.stats["decisions_granted"] += 1
         return out
 
+    def profile(self, subject: str) -> Profile | None:
+        """The profile of ``subject`` as decisions see it (stored plus queued; aliases followed).
+
+        For an access request; ``None`` when nothing is known of the subject.
+        """
+        return self._profiles([subject], self._clock()).get(subject)
+
     def _profiles(self, subjects: list[str], now: float) -> dict[str, Profile]:
         """Profiles by the asked id, following aliases (an anonymous id after login)."""
         return self._read_profiles(subjects, now, 0)[0]

@@ -34,6 +34,8 @@ class _TraitView(dict[str, Any]):
         value = self._traits.get(key)
         if isinstance(value, float) and math.isfinite(value):
             return f"{value:,.2f}".rstrip("0").rstrip(".")
+        if value is None or value == "":
+            return "n/a"  # e.g. no RFM score below rfm_min_customers: say so, not a blank
         return value
 
 

@@ -167,7 +167,7 @@ class RequestLog:
                 except (orjson.JSONDecodeError, KeyError, ValueError, TypeError):
                     continue  # a torn last line from a crash; the earlier lines stand
                 latest[request.id] = request
-        return sorted(latest.values(), key=lambda r: (r.received_at, r.id))
+        return list(latest.values())  # in the order they were received (first line of each)
 
     def _append(self, request: DsrRequest) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -26,34 +26,17 @@ from typing import Any
 import orjson
 
 from journeykit.collector.dsr._scan import data_files, line_chunks, open_data
+from journeykit.collector.suppression import check_subject
 from journeykit.consent import ConsentError, FieldKind, LedgerError, Pseudonymizer, history
 from journeykit.consent._paths import LedgerPaths
 
-__all__ = ["MAX_SUBJECT", "Subject", "SubjectError", "check_subject", "resolve"]
+__all__ = ["IDENTITY_FIELDS", "Subject", "resolve"]
 
 log = logging.getLogger("journeykit.collector")
-
-MAX_SUBJECT = 256
-"""Longest subject a request may name; Segment's ids are far shorter."""
 
 IDENTITY_FIELDS = ("userId", "anonymousId", "previousId")
 
 _MAX_PASSES = 8  # each pass may add ids linked to the last ones; real chains are 2-3 long
-
-
-class SubjectError(ValueError):
-    """The subject named in a request is not a usable id."""
-
-
-def check_subject(subject: str) -> str:
-    """``subject`` if it is a plausible id: non-empty, bounded, no control characters."""
-    if not subject or not subject.strip():
-        raise SubjectError("the subject is empty")
-    if len(subject) > MAX_SUBJECT:
-        raise SubjectError(f"the subject is longer than {MAX_SUBJECT} characters")
-    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in subject):
-        raise SubjectError("the subject contains control characters")
-    return subject
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +172,11 @@ def _linked_in_ledger(ledger: Path, subject: Subject) -> set[str]:
 
 
 def resolve(data_dir: Path, query: str, pseudonymizer: Pseudonymizer | None) -> Subject:
-    """The subject of ``query`` with every id linked to it in the data and the consent ledger."""
+    """The subject of ``query`` with every id linked to it in the data and the consent ledger.
+
+    Raises:
+        InvalidSubject: ``query`` is empty, over 512 characters or has control characters.
+    """
     check_subject(query)
     subject = Subject(
         query,

@@ -1,16 +1,19 @@
-"""The collector's building blocks alone: body limits, dedup window, NDJSON sink."""
+"""The collector's building blocks alone: body limits and timeout, dedup window, NDJSON sink."""
 
 from __future__ import annotations
 
 import gzip
 import json
 import threading
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import anyio
+import orjson
 import pytest
 
-from journeykit.collector.body import BodyError, inflate
+from journeykit.collector.body import BodyError, inflate, read_limited
 from journeykit.collector.dedup import Deduplicator
 from journeykit.collector.sink import NdjsonSink
 
@@ -113,3 +116,58 @@ def test_write_failure_raises_and_the_next_write_works(tmp_path: Path) -> None:
     path = sink.write([b'{"n":2}'], datetime.now(UTC))
     sink.close()
     assert path.read_bytes() == b'{"n":2}\n'
+
+
+async def _trickle(first: bytes) -> AsyncIterator[bytes]:
+    yield first
+    await anyio.sleep_forever()  # a client that stops sending and keeps the connection
+
+
+def test_a_body_that_stalls_ends_in_408() -> None:
+    async def read() -> bytes:
+        return await read_limited(_trickle(b'{"batch": ['), None, 1_000, timeout=0.05)
+
+    with pytest.raises(BodyError) as caught:
+        anyio.run(read)
+    assert (caught.value.status, caught.value.code) == (408, "request_timeout")
+
+
+def test_a_body_within_the_timeout_is_read_whole() -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        for part in (b'{"batch"', b": []}"):
+            yield part
+
+    async def read() -> bytes:
+        return await read_limited(chunks(), "13", 1_000, timeout=30)
+
+    assert anyio.run(read) == b'{"batch": []}'
+
+
+def test_sink_escapes_what_other_readers_take_for_line_ends(tmp_path: Path) -> None:
+    value = {"s": "a\u2028b\u2029c\x85d \u2019 \u201c\u00e9\n"}  # quotes and é stay raw
+    sink = NdjsonSink(tmp_path, fsync="never")
+    path = sink.write([orjson.dumps(value), orjson.dumps({"plain": 1})], datetime.now(UTC))
+    sink.close()
+    data = path.read_bytes()
+    for raw in (b"\xe2\x80\xa8", b"\xe2\x80\xa9", b"\xc2\x85"):
+        assert raw not in data
+    assert b"\xe2\x80\x99" in data
+    text = data.decode()
+    assert len(text.splitlines()) == 2
+    assert [json.loads(line) for line in text.splitlines()] == [value, {"plain": 1}]
+
+
+def test_sink_reopens_its_file_after_an_erasure_replaced_it(tmp_path: Path) -> None:
+    """What ``dsr erase`` does to a file a collector writes: copy, rename over, or remove."""
+    sink = NdjsonSink(tmp_path, fsync="always")
+    now = datetime.now(UTC)
+    path = sink.write([b'{"n":1}', b'{"n":2}'], now)
+    copy = path.with_name(".copy")
+    copy.write_bytes(b'{"n":2}\n')  # "n":1 erased
+    copy.replace(path)
+    assert sink.write([b'{"n":3}'], now) == path
+    assert path.read_bytes() == b'{"n":2}\n{"n":3}\n'
+    path.unlink()
+    assert sink.write([b'{"n":4}'], now) == path
+    sink.close()
+    assert path.read_bytes() == b'{"n":4}\n'

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import sys
@@ -25,7 +26,16 @@ def test_demo_prints_the_summary_and_leaves_no_server(tmp_path: Path) -> None:
     stored = ndjson_lines(tmp_path / "data" / "events")
     assert f"stored by collector    {len(stored)} " in result.stdout
     assert len(stored) > 20
+    # Decisions for the simulated people: most granted personalization, some did not.
+    decided = re.search(r"decisions +(\d+) personalized, \{'not_consented': (\d+)\}", result.stdout)
+    assert decided is not None, result.stdout
+    assert int(decided[1]) + int(decided[2]) == 20
+    assert int(decided[1]) > 0
+    assert "next: " in result.stdout
     with socket.socket() as sock:  # the port is free again: no server left running
+        # SO_REUSEADDR: connections the server closed linger in TIME_WAIT, which is not a
+        # server; a socket still listening on the port would make this bind fail.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", port))
 
 

@@ -1,0 +1,122 @@
+"""The last steps of a request: update profiles from the stored events, then decide.
+
+Stored events (after the consent gate and pseudonymization) are queued for the decision engine,
+which folds them into profiles in the background (write-behind, see docs/decisions.md). The
+answer to a batch carries the decisions of its subjects, at most ``inline_decisions`` of them,
+each computed only when the subject granted personalization under the collector's own consent
+record (the same one the gate uses) and is not suppressed. ``GET /v1/decisions/{subject}``
+answers one subject the same way.
+
+A subject is the event's ``userId``, else its ``anonymousId``, as stored.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from journeykit.collector.decisions import Decision, DecisionEngine, DecisionSettings
+from journeykit.collector.privacy import PrivacyStep
+from journeykit.collector.settings import CollectorSettings
+
+__all__ = ["EngineProfiles", "Personalizer", "decision_settings", "subject_of"]
+
+log = logging.getLogger("journeykit.collector")
+
+
+def subject_of(event: Mapping[str, Any]) -> str | None:
+    """Whom an event is about: its user id, else its anonymous id."""
+    for key in ("userId", "anonymousId"):
+        value = event.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def decision_settings(settings: CollectorSettings) -> DecisionSettings:
+    return DecisionSettings(
+        enabled=settings.decisions,
+        backend=settings.profile_store,
+        redis_url=settings.redis_url,
+        rules_file=settings.rules_file,
+    )
+
+
+class Personalizer:
+    """Feeds the decision engine and asks it for the decisions of one request."""
+
+    def __init__(self, settings: CollectorSettings, privacy: PrivacyStep) -> None:
+        self.engine = DecisionEngine.open(decision_settings(settings), settings.data_dir)
+        self._privacy = privacy
+        self._inline = settings.inline_decisions
+
+    def update(self, stored: list[dict[str, Any]]) -> None:
+        """Queue the stored events for their profiles (cheap; written by the engine's flush)."""
+        if stored:
+            self.engine.update(stored)
+
+    def for_batch(self, stored: Iterable[Mapping[str, Any]]) -> dict[str, Decision]:
+        """Decisions for the first ``inline_decisions`` subjects of the stored events."""
+        ids: dict[str, list[str]] = {}
+        for event in stored:
+            subject = subject_of(event)
+            if subject is None:
+                continue
+            known = ids.get(subject)
+            if known is None:
+                if len(ids) >= self._inline:
+                    continue
+                known = ids[subject] = [subject]
+            anonymous = event.get("anonymousId")
+            if isinstance(anonymous, str) and anonymous and anonymous not in known:
+                known.append(anonymous)
+        if not ids:
+            return {}
+        granted = {s: self._privacy.personalization_granted(linked) for s, linked in ids.items()}
+        return self.engine.decide_many(list(ids), granted)
+
+    def one(self, subject: str) -> Decision:
+        """``GET /v1/decisions/{subject}``."""
+        granted = self._privacy.personalization_granted([subject])
+        return self.engine.decide(subject, personalization_granted=granted)
+
+    def profile(self, subject: str) -> dict[str, Any] | None:
+        """The stored profile of ``subject`` (an access request)."""
+        return self.engine.profile(subject)
+
+    def decision(self, subject: str) -> dict[str, Any] | None:
+        """The decision in force for ``subject`` (an access request); None if not granted."""
+        decision = self.one(subject)
+        return decision.model_dump(mode="json") if decision.personalization == "granted" else None
+
+    def forget(self, subjects: Iterable[str]) -> int:
+        """Delete the profiles of ``subjects`` (an erasure request); how many there were."""
+        return self.engine.forget(list(subjects))
+
+    def close(self) -> None:
+        self.engine.close()
+
+
+class EngineProfiles:
+    """The decision engine as a data-subject request sees it: one person's profile and decision.
+
+    ``decision`` judges consent from the profile's own record of it, as the CLI has no consent
+    store of its own; the collector's endpoint uses the consent store instead.
+    """
+
+    def __init__(self, engine: DecisionEngine) -> None:
+        self.engine = engine
+
+    def profile(self, subject: str) -> dict[str, Any] | None:
+        return self.engine.profile(subject)
+
+    def decision(self, subject: str) -> dict[str, Any] | None:
+        decision = self.engine.decide(subject)
+        return None if decision.personalization != "granted" else decision.model_dump(mode="json")
+
+    def forget(self, subjects: Iterable[str]) -> int:
+        return self.engine.forget(list(subjects))
+
+    def close(self) -> None:
+        self.engine.close()

@@ -1,0 +1,135 @@
+"""Inputs at the edges: deep nesting, times off the calendar, PII in rejected events, ``stored``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+from helpers import RunningCollector
+from pydantic import SecretStr
+
+from journeykit.collector.dedup import Deduplicator
+from journeykit.collector.events import MAX_EVENT_DEPTH
+from journeykit.collector.ingest import Envelope, Ingestor
+from journeykit.collector.settings import CollectorSettings
+from journeykit.collector.sink import NdjsonSink
+
+
+def nested(levels: int) -> str:
+    """JSON text of ``levels`` objects nested in each other."""
+    return '{"a":' * levels + "1" + "}" * levels
+
+
+def post_raw(c: RunningCollector, events: list[str]) -> httpx.Response:
+    body = '{"batch": [' + ",".join(events) + "]}"
+    headers = {**c.auth(), "Content-Type": "application/json"}
+    return httpx.post(c.url + "/v1/batch", content=body.encode(), headers=headers, timeout=30)
+
+
+def test_too_deep_an_event_is_rejected_alone_and_kept_clipped(
+    collector: RunningCollector,
+) -> None:
+    # The event object is one level, properties the rest: 255 levels in all, one too many.
+    deep = '{"type":"track","userId":"u","event":"E","properties":%s}'
+    answer = post_raw(
+        collector,
+        [deep % nested(MAX_EVENT_DEPTH), '{"type":"track","userId":"u","event":"Fine"}'],
+    )
+    result = answer.json()
+    assert result["accepted"] == 1
+    assert [e["type"] for r in result["rejected"] for e in r["errors"]] == ["nesting_too_deep"]
+    [record] = collector.rejected
+    assert record["clipped"] is True
+    assert record["event"]["userId"] == "u"
+    # Kept as deep as a record line can hold: 254 levels, the record itself included.
+    depth, node = 3, record["event"]["properties"]  # the record, the event, properties
+    while isinstance(node, dict):
+        depth, node = depth + 1, node["a"]
+    assert (node, depth) == ("…", MAX_EVENT_DEPTH + 1)
+
+
+def test_an_event_just_deep_enough_is_stored(collector: RunningCollector) -> None:
+    deep = '{"type":"track","userId":"u","event":"E","properties":%s}'
+    answer = post_raw(collector, [deep % nested(MAX_EVENT_DEPTH - 1)])
+    assert answer.json()["accepted"] == 1
+
+
+def test_a_deep_invalid_event_is_kept_clipped(collector: RunningCollector) -> None:
+    # Deep enough to be checked, one level too deep for its rejected record: no "event" name.
+    deep = '{"type":"track","userId":"u","properties":%s}'
+    answer = post_raw(collector, [deep % nested(MAX_EVENT_DEPTH - 1)])
+    assert answer.json()["rejected"][0]["errors"][0]["path"] == "event"
+    [record] = collector.rejected
+    assert record["clipped"] is True
+
+
+def test_times_off_the_calendar_fall_back_to_the_receive_time(
+    collector: RunningCollector,
+) -> None:
+    events = [
+        {
+            "type": "track",
+            "userId": "u",
+            "event": "Year 0",
+            "timestamp": "0001-01-01T00:00:00+01:00",
+        },
+        {
+            "type": "track",
+            "userId": "u",
+            "event": "Far apart",
+            "timestamp": "0001-01-01T00:00:00Z",
+            "sentAt": "9999-12-31T23:59:59Z",
+        },
+    ]
+    answer = httpx.post(
+        collector.url + "/v1/batch", json={"batch": events}, headers=collector.auth()
+    )
+    assert answer.json()["accepted"] == 2
+    by_name = {e["event"]: e for e in collector.events}
+    for event in by_name.values():
+        assert event["timestamp"] == event["receivedAt"]
+    # The client's own times are kept: in UTC when it can say them, else with their offset.
+    assert by_name["Year 0"]["originalTimestamp"] == "0001-01-01T00:00:00.000+01:00"
+    assert by_name["Far apart"]["originalTimestamp"] == "0001-01-01T00:00:00.000Z"
+    assert by_name["Far apart"]["sentAt"] == "9999-12-31T23:59:59.000Z"
+
+
+def test_rejected_events_are_pseudonymized_and_removals_noted(
+    collector: RunningCollector,
+) -> None:
+    bad = {
+        "type": "track",
+        "userId": "u",
+        "properties": {"email": "Jane@Example.com", "phone": {"not": "a string"}},
+        "context": {"ip": "203.0.113.9"},
+    }
+    answer = httpx.post(
+        collector.url + "/v1/batch", json={"batch": [bad]}, headers=collector.auth()
+    )
+    assert len(answer.json()["rejected"]) == 1
+    [record] = collector.rejected
+    properties = record["event"]["properties"]
+    assert properties["email"].startswith("hmac-sha256:")
+    assert "phone" not in properties
+    assert record["removed"] == [{"path": "properties.phone", "reason": "not_a_string"}]
+    assert record["event"]["context"]["ip"] == "203.0.113.0"
+
+
+def test_stored_holds_the_events_as_written(tmp_path: Path) -> None:
+    settings = CollectorSettings(data_dir=tmp_path, write_keys=(SecretStr("k"),))
+    events = NdjsonSink(tmp_path / "events", fsync="never")
+    rejected = NdjsonSink(tmp_path / "rejected", fsync="never")
+    ingestor = Ingestor(settings, events, rejected, Deduplicator(60, 1_000))
+    batch = [
+        {"type": "track", "messageId": "m1", "userId": 7, "event": "E"},
+        {"type": "track", "messageId": "m1", "userId": "7", "event": "E"},  # a duplicate
+        {"type": "track", "userId": "u"},  # invalid
+    ]
+    result = ingestor.ingest(Envelope(batch), datetime.now(UTC))
+    events.close()
+    rejected.close()
+    assert [(e["messageId"], e["userId"]) for e in result.stored] == [("m1", "7")]
+    assert "stored" not in result.as_json()
+    [line] = (tmp_path / "events").rglob("*.ndjson")
+    assert line.read_text().count("\n") == 1
