@@ -8,12 +8,17 @@ per call. Redis expires keys itself, so memory is bounded by the traffic of one 
 
 If Redis cannot be reached, calls fall back to an in-process window (counted in
 ``fallbacks``): duplicates are then caught per worker only, and ingestion never stops for it.
+The ids committed meanwhile are kept (bounded) and written to Redis, for what is left of their
+window, by the first call that reaches it again, before it answers: so a batch stored during
+the outage and resent afterwards, to this worker or another, is still a duplicate.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 
 import redis
@@ -49,6 +54,11 @@ class RedisDeduplicator:
         self._window_ms = int(window * 1000)
         self._prefix = f"{prefix}d:"
         self._local = Deduplicator(window, max_local_entries, clock)
+        self._clock = clock
+        self._max_backlog = max_local_entries
+        # Ids committed while Redis was away, with when: written to Redis once it is back.
+        self._backlog: OrderedDict[str, float] = OrderedDict()
+        self._backlog_lock = threading.Lock()
         self.fallbacks = 0
 
     @classmethod
@@ -70,6 +80,23 @@ class RedisDeduplicator:
             log.warning("journeykit dedup: Redis unavailable, deduplicating per worker: %s", exc)
         self.fallbacks += 1
 
+    def _flush_backlog(self) -> None:
+        """Write the ids committed during an outage to Redis; raises RedisError if it is away."""
+        with self._backlog_lock:
+            if not self._backlog:
+                return
+            pending = list(self._backlog.items())
+        now = self._clock()
+        pipe = self._r.pipeline(transaction=False)
+        for mid, at in pending:
+            left = self._window_ms - int((now - at) * 1000)
+            if left > 0:
+                pipe.set(self._prefix + mid, b"seen", px=left)
+        pipe.execute()
+        with self._backlog_lock:
+            for mid, _ in pending:
+                self._backlog.pop(mid, None)
+
     def reserve(self, ids: Iterable[str]) -> list[bool]:
         """For each id in order: ``True`` if it is new (and now reserved), ``False`` if seen."""
         wanted = list(ids)
@@ -79,6 +106,7 @@ class RedisDeduplicator:
         for mid in wanted:
             pipe.set(self._prefix + mid, b"pending", nx=True, ex=PENDING_SECONDS)
         try:
+            self._flush_backlog()
             answers = pipe.execute()
         except RedisError as exc:
             self._failed(exc)
@@ -98,6 +126,14 @@ class RedisDeduplicator:
         except RedisError as exc:
             self._failed(exc)
             self._local.commit(wanted)
+            now = self._clock()
+            with self._backlog_lock:
+                for mid in wanted:
+                    self._backlog[mid] = now
+                while len(self._backlog) > self._max_backlog:
+                    self._backlog.popitem(last=False)  # the oldest: closest to leaving anyway
+        else:
+            self._local.release(wanted)  # reserved here during the outage, committed in Redis
 
     def release(self, ids: Iterable[str]) -> None:
         wanted = list(ids)

@@ -1,0 +1,59 @@
+"""Fixtures for the fault-injection tests: collector and Redis processes they can kill."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+
+def _load_processes() -> None:
+    # tests/ is shared by every team, so the process wrappers live beside these tests and are
+    # registered under a name of their own (as tests/collector/decisions does).
+    path = Path(__file__).with_name("processes.py")
+    spec = importlib.util.spec_from_file_location("reliability_processes", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["reliability_processes"] = module
+    spec.loader.exec_module(module)
+
+
+_load_processes()
+from reliability_processes import CollectorProcess, RedisProcess  # noqa: E402
+
+REDIS_SERVER = os.environ.get("JOURNEYKIT_REDIS_SERVER", "redis-server")
+
+
+@pytest.fixture
+def collector_process() -> Iterator[Callable[..., CollectorProcess]]:
+    """``collector_process(data_dir, env)``: a collector not started yet; all stopped at the end."""
+    made: list[CollectorProcess] = []
+
+    def make(data_dir: Path, env: dict[str, str] | None = None) -> CollectorProcess:
+        made.append(CollectorProcess(data_dir, env or {}))
+        return made[-1]
+
+    yield make
+    for running in made:
+        running.stop()
+
+
+@pytest.fixture
+def redis_process(tmp_path: Path) -> Iterator[RedisProcess]:
+    """A redis-server of our own, not started yet; stopped at the end of the test."""
+    binary = shutil.which(REDIS_SERVER)
+    if binary is None:
+        if os.environ.get("JOURNEYKIT_SKIP_REDIS") == "1":
+            pytest.skip("redis-server not installed and JOURNEYKIT_SKIP_REDIS=1")
+        pytest.fail("redis-server is not installed (apt-get install redis-server)")
+    workdir = tmp_path / "redis"
+    workdir.mkdir()
+    server = RedisProcess(binary, workdir)
+    yield server
+    server.stop()
