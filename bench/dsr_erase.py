@@ -13,6 +13,7 @@ the erasure allocated (tracemalloc), which must not grow with the data.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import tempfile
 import time
@@ -79,6 +80,19 @@ def main() -> None:
         size, expected = write_data(root, int(args.gigabytes * 1024**3))
         mb = size / 1024**2
         print(f"data: {mb:,.0f} MB written in {time.perf_counter() - start:.1f} s")
+
+        # Baseline, same run: copying every file (read, write, fsync) is what a rewrite can
+        # at best cost, since erasure rewrites each file that holds the subject.
+        start = time.perf_counter()
+        for path in sorted((root / "events").rglob("*.ndjson")):
+            copy = path.with_name(".baseline-copy")
+            with path.open("rb") as source, copy.open("wb") as target:
+                shutil.copyfileobj(source, target, 4 * 1024 * 1024)
+                target.flush()
+                os.fsync(target.fileno())
+            copy.unlink()
+        took = time.perf_counter() - start
+        print(f"baseline: {took:6.2f} s  {mb / took:8.1f} MB/s  (copy + fsync of every file)")
 
         start = time.perf_counter()
         subject = resolve(root, "alice", None)
