@@ -24,15 +24,13 @@ from journeykit.collector.answers import (
     BatchAnswer,
     ErrorAnswer,
     HealthAnswer,
-    SuppressionAnswer,
-    SuppressionPage,
 )
 from journeykit.collector.errors import ERROR_CODES
 from journeykit.collector.openapi_paths import (
-    SUBJECT_PARAMETER,
-    TEXT_SCHEMA,
+    ADMIN_SECURITY,
     decision_paths,
     dsr_paths,
+    suppression_paths,
 )
 from journeykit.collector.settings import CollectorSettings
 from journeykit.sdk.protocol import MESSAGE_TYPES, Batch
@@ -156,7 +154,6 @@ _INGEST_ERRORS: Final = [
         "DecisionsDisabled",
     )
 ]
-_ADMIN_SECURITY: Final[list[dict[str, list[str]]]] = [{"adminBearer": []}, {"adminBasic": []}]
 
 
 def _ingest(
@@ -275,14 +272,15 @@ def openapi_document(settings: CollectorSettings) -> dict[str, Any]:
         "AdminUnauthorized",
         "AdminForbidden",
     )
-    paths["/admin/v1/status"]["get"]["security"] = _ADMIN_SECURITY
-    paths.update(_suppression_paths(schemas))
+    paths["/admin/v1/status"]["get"]["security"] = ADMIN_SECURITY
+    admin_errors = ("AdminBadRequest", "AdminUnauthorized", "AdminForbidden")
+    admin_refs = _refs(*admin_errors, "StorageUnavailable", "InternalError")
+    paths.update(suppression_paths(schemas, admin_refs))
     paths.update(
         decision_paths(
             schemas, _refs("Unauthorized", "DecisionsDisabled", "RateLimited", "InternalError")
         )
     )
-    admin_errors = ("AdminBadRequest", "AdminUnauthorized", "AdminForbidden")
     dsr_errors = _refs(*admin_errors, "RequestTimeout", "StorageUnavailable", "InternalError")
     paths.update(dsr_paths(schemas, dsr_errors))
     document = {"description": "This document.", "content": _json_content({"type": "object"})}
@@ -343,71 +341,6 @@ def openapi_document(settings: CollectorSettings) -> dict[str, Any]:
                 },
             },
         },
-    }
-
-
-def _admin_operation(
-    operation_id: str, summary: str, ok: dict[str, Any], *, status: str = "200"
-) -> dict[str, Any]:
-    errors = ("AdminBadRequest", "AdminUnauthorized", "AdminForbidden", "StorageUnavailable")
-    return {
-        "operationId": operation_id,
-        "tags": ["admin"],
-        "summary": summary,
-        "security": _ADMIN_SECURITY,
-        "responses": {status: ok, **_refs(*errors, "InternalError")},
-    }
-
-
-def _suppression_paths(schemas: _Schemas) -> dict[str, Any]:
-    answer = _json_content(schemas.model(SuppressionAnswer, answer=True))
-    page = _json_content(schemas.model(SuppressionPage, answer=True))
-    subject = {
-        **SUBJECT_PARAMETER,
-        "description": "A raw userId or anonymousId (URL-encoded), or its pseudonym; 1 to 512 "
-        "characters, not only white space, no control characters.",
-    }
-    one = {"description": "The subject's state.", "content": answer}
-    put = _admin_operation("suppress", "Suppress a subject: later events are dropped", one)
-    put["responses"]["201"] = {"description": "Added to the list.", "content": answer}
-    put["responses"]["200"] = {"description": "Already on the list.", "content": answer}
-    put["requestBody"] = {
-        "required": False,
-        "content": _json_content(
-            {
-                "type": "object",
-                "properties": {"reason": {**TEXT_SCHEMA, "maxLength": 200}},
-                "additionalProperties": False,
-            }
-        ),
-    }
-    listing = _admin_operation(
-        "listSuppressions",
-        "A page of the suppression list",
-        {"description": "The page.", "content": page},
-    )
-    listing["parameters"] = [
-        {
-            "name": "limit",
-            "in": "query",
-            "required": False,
-            "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
-        },
-        {
-            "name": "after",
-            "in": "query",
-            "required": False,
-            "description": "The `next` of the previous page.",
-            "schema": {"type": "string"},
-        },
-    ]
-    get = _admin_operation("getSuppression", "Whether a subject is suppressed", one)
-    delete = _admin_operation("unsuppress", "Lift a subject's suppression", one)
-    for operation in (get, put, delete):
-        operation["parameters"] = [subject]
-    return {
-        "/admin/v1/suppressions": {"get": listing},
-        "/admin/v1/suppressions/{subject}": {"get": get, "put": put, "delete": delete},
     }
 
 

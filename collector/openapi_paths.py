@@ -1,4 +1,4 @@
-"""OpenAPI operations beyond ingestion: decisions and data-subject requests.
+"""OpenAPI operations beyond ingestion: decisions, suppressions and data-subject requests.
 
 Split from ``openapi`` to keep each module about one thing; ``openapi_document`` merges these
 paths into the document and the same tests cover them (every route documented, real answers
@@ -10,11 +10,23 @@ from __future__ import annotations
 from typing import Any, Final, Protocol
 
 from journeykit.collector.admin_dsr import DsrBody
-from journeykit.collector.answers import DsrErasureAnswer, DsrRequestList
+from journeykit.collector.answers import (
+    DsrErasureAnswer,
+    DsrRequestList,
+    SuppressionAnswer,
+    SuppressionPage,
+)
 from journeykit.collector.suppression import SUBJECT_PATTERN, TEXT_PATTERN
 from journeykit.sdk._decision import Decision
 
-__all__ = ["SUBJECT_PARAMETER", "TEXT_SCHEMA", "decision_paths", "dsr_paths"]
+__all__ = [
+    "ADMIN_SECURITY",
+    "SUBJECT_PARAMETER",
+    "TEXT_SCHEMA",
+    "decision_paths",
+    "dsr_paths",
+    "suppression_paths",
+]
 
 TEXT_SCHEMA: Final[dict[str, Any]] = {"type": "string", "pattern": TEXT_PATTERN}
 """Free text without control characters (a suppression reason, a ticket reference)."""
@@ -39,6 +51,21 @@ class _Schemas(Protocol):
 
 def _json(schema: dict[str, Any]) -> dict[str, Any]:
     return {"application/json": {"schema": schema}}
+
+
+ADMIN_SECURITY: Final[list[dict[str, list[str]]]] = [{"adminBearer": []}, {"adminBasic": []}]
+
+
+def _admin_operation(
+    operation_id: str, summary: str, ok: dict[str, Any], refs: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "operationId": operation_id,
+        "tags": ["admin"],
+        "summary": summary,
+        "security": ADMIN_SECURITY,
+        "responses": {"200": ok, **refs},
+    }
 
 
 def decision_paths(schemas: _Schemas, refs: dict[str, Any]) -> dict[str, Any]:
@@ -74,16 +101,9 @@ def decision_paths(schemas: _Schemas, refs: dict[str, Any]) -> dict[str, Any]:
 def dsr_paths(schemas: _Schemas, refs: dict[str, Any]) -> dict[str, Any]:
     """The data-subject request endpoints; ``refs`` are the admin error responses by status."""
     body = {"required": True, "content": _json(schemas.model(DsrBody))}
-    security: list[dict[str, list[str]]] = [{"adminBearer": []}, {"adminBasic": []}]
 
     def operation(operation_id: str, summary: str, ok: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "operationId": operation_id,
-            "tags": ["admin"],
-            "summary": summary,
-            "security": security,
-            "responses": {"200": ok, **refs},
-        }
+        return _admin_operation(operation_id, summary, ok, refs)
 
     zip_file = {"schema": {"type": "string", "contentMediaType": "application/zip"}}
     export = operation(
@@ -120,4 +140,58 @@ def dsr_paths(schemas: _Schemas, refs: dict[str, Any]) -> dict[str, Any]:
         "/admin/v1/dsr/export": {"post": export},
         "/admin/v1/dsr/erase": {"post": erase},
         "/admin/v1/dsr/requests": {"get": listing},
+    }
+
+
+def suppression_paths(schemas: _Schemas, refs: dict[str, Any]) -> dict[str, Any]:
+    """The suppression list's admin endpoints; ``refs`` are the admin error responses."""
+    answer = _json(schemas.model(SuppressionAnswer, answer=True))
+    page = _json(schemas.model(SuppressionPage, answer=True))
+    subject = {
+        **SUBJECT_PARAMETER,
+        "description": "A raw userId or anonymousId (URL-encoded), or its pseudonym; 1 to 512 "
+        "characters, not only white space, no control characters.",
+    }
+    one = {"description": "The subject's state.", "content": answer}
+    put = _admin_operation("suppress", "Suppress a subject: later events are dropped", one, refs)
+    put["responses"]["201"] = {"description": "Added to the list.", "content": answer}
+    put["responses"]["200"] = {"description": "Already on the list.", "content": answer}
+    put["requestBody"] = {
+        "required": False,
+        "content": _json(
+            {
+                "type": "object",
+                "properties": {"reason": {**TEXT_SCHEMA, "maxLength": 200}},
+                "additionalProperties": False,
+            }
+        ),
+    }
+    listing = _admin_operation(
+        "listSuppressions",
+        "A page of the suppression list",
+        {"description": "The page.", "content": page},
+        refs,
+    )
+    listing["parameters"] = [
+        {
+            "name": "limit",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+        },
+        {
+            "name": "after",
+            "in": "query",
+            "required": False,
+            "description": "The `next` of the previous page.",
+            "schema": {"type": "string"},
+        },
+    ]
+    get = _admin_operation("getSuppression", "Whether a subject is suppressed", one, refs)
+    delete = _admin_operation("unsuppress", "Lift a subject's suppression", one, refs)
+    for operation in (get, put, delete):
+        operation["parameters"] = [subject]
+    return {
+        "/admin/v1/suppressions": {"get": listing},
+        "/admin/v1/suppressions/{subject}": {"get": get, "put": put, "delete": delete},
     }
