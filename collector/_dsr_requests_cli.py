@@ -43,9 +43,10 @@ def add_request_commands(command: _Command) -> None:
     erase = command("erase", "erasure request: delete SUBJECT's data and suppress them", _erase)
     request_options(erase)
     erase.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    listing = command("requests", "the request log, with status and legal deadline", _requests)
-    listing.add_argument("--open", action="store_true", help="only requests not completed")
-    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    for name in ("requests", "list"):  # `dsr list` is the name privacy officers look for
+        listing = command(name, "the request log, with status and legal deadline", _requests)
+        listing.add_argument("--open", action="store_true", help="only requests not completed")
+        listing.add_argument("--json", action="store_true", help="one JSON object per line")
 
 
 def _say(line: str) -> None:

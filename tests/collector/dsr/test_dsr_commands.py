@@ -68,6 +68,11 @@ def test_cli_export_erase_and_request_log(shop: Shop, tmp_path: Path) -> None:
     ]
     assert requests[0]["reference"] == "T-7"
     assert "alice" not in listed.stdout  # the log names subjects by pseudonym only
+    table = dsr(shop.data_dir, "list").stdout.splitlines()  # the same log, for people
+    assert [line.split()[1:3] for line in table] == [
+        ["access", "completed"],
+        ["erasure", "completed"],
+    ]
 
     receipts = [
         r
