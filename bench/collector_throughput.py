@@ -1,6 +1,6 @@
 """Collector throughput against a floor measured in the same run.
 
-    python bench/collector_throughput.py [--seconds 10] [--connections 16]
+    python bench/collector_throughput.py [--seconds 10] [--connections 16] [--decisions both]
 
 Needs ``wrk`` (Debian: ``apt-get install wrk``). For each server (the bare floor endpoint of
 ``bench/_floor_app.py`` without and with an fsync per request, then the collector with
@@ -8,6 +8,11 @@ Needs ``wrk`` (Debian: ``apt-get install wrk``). For each server (the bare floor
 127.0.0.1 for ``--seconds``. Printed: requests/s and events/s, p50/p99 latency, server CPU
 time per event (from /proc), and the ratios to the floor. Then the collector again at a fifth
 of the connections, for latency below saturation.
+
+``--decisions both`` (the default) runs the collector twice, with decisions off
+(``JOURNEYKIT_DECISIONS=false``) and on (the default settings: profiles updated and up to
+``inline_decisions`` subjects decided per batch), and prints the CPU per event of "on" over
+"off"; ``on`` or ``off`` runs only one of them.
 """
 
 from __future__ import annotations
@@ -163,6 +168,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument(
+        "--inline-decisions",
+        type=int,
+        default=None,
+        help="the collector's inline_decisions (subjects decided per batch answer)",
+    )
+    parser.add_argument(
+        "--decisions",
+        choices=("both", "on", "off"),
+        default="both",
+        help="run the collector with decisions off, on (the default settings), or both",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install wrk")
@@ -199,41 +216,63 @@ def main() -> None:
             c,
         )
         collector_env = {**env, "JOURNEYKIT_PSEUDONYM_KEY": PSEUDONYM_KEY}
-        collector = [
-            sys.executable,
-            "-m",
-            "journeykit.collector",
-            "collector",
-            "serve",
-            "--data-dir",
-            str(Path(tmp) / "data"),
-            "--write-key",
-            KEY,
-            "--consent-regime",
-            "opt_out",
-            "--fsync",
-            "always",
-            "--log-level",
-            "warning",
-        ]
-        full = _run("collector, fsync=always", collector, collector_env, args, script, c)
-        light = _run(
-            f"collector, fsync=always, {max(c // 5, 1)} connections",
-            collector,
-            collector_env,
-            args,
-            script,
-            max(c // 5, 1),
+
+        def collector(data: str) -> list[str]:
+            # A data dir per run: wrk's messageIds repeat from run to run, and a shared dir
+            # would answer the later runs' events as duplicates.
+            return [
+                sys.executable,
+                "-m",
+                "journeykit.collector",
+                "collector",
+                "serve",
+                "--data-dir",
+                str(Path(tmp) / data),
+                "--write-key",
+                KEY,
+                "--consent-regime",
+                "opt_out",
+                "--fsync",
+                "always",
+                "--log-level",
+                "warning",
+            ]
+
+        modes = ("off", "on") if args.decisions == "both" else (args.decisions,)
+        runs: dict[str, tuple[dict[str, float], dict[str, float]]] = {}
+        light_c = max(c // 5, 1)
+        for mode in modes:
+            mode_env = {
+                **collector_env,
+                "JOURNEYKIT_DECISIONS": "true" if mode == "on" else "false",
+            }
+            if args.inline_decisions is not None:
+                mode_env["JOURNEYKIT_INLINE_DECISIONS"] = str(args.inline_decisions)
+            name = f"collector, fsync=always, decisions {mode}"
+            full = _run(name, collector(f"{mode}-full"), mode_env, args, script, c)
+            light_name = f"{name}, {light_c} conn."
+            light = _run(light_name, collector(f"{mode}-light"), mode_env, args, script, light_c)
+            runs[mode] = (full, light)
+    for mode, (full, light) in runs.items():
+        print(
+            f"\ndecisions {mode}: collector events/s: {full['rps'] * 100:,.0f} "
+            f"({full['rps'] / floor['rps']:.2f}x the floor's requests/s, "
+            f"{full['rps'] / floor_sync['rps']:.2f}x the fsync floor's)\n"
+            f"CPU per accepted event: {full['cpu_per_event_us'] / floor['cpu_per_event_us']:.1f}x "
+            f"the floor's at {c} connections, "
+            f"{light['cpu_per_event_us'] / floor['cpu_per_event_us']:.1f}x at {light_c}\n"
+            f"p99 at {light_c} connections ({light['rps'] * 100:,.0f} events/s, "
+            f"{light['rps'] / full['rps']:.0%} of the saturated rate): {light['p99']:.1f} ms"
         )
-    print(
-        f"\ncollector events/s: {full['rps'] * 100:,.0f} "
-        f"({full['rps'] / floor['rps']:.2f}x the floor's requests/s, "
-        f"{full['rps'] / floor_sync['rps']:.2f}x the fsync floor's)\n"
-        f"CPU per accepted event: {full['cpu_per_event_us'] / floor['cpu_per_event_us']:.1f}x "
-        f"the floor's\n"
-        f"p99 at {max(c // 5, 1)} connections ({light['rps'] * 100:,.0f} events/s, "
-        f"{light['rps'] / full['rps']:.0%} of the saturated rate): {light['p99']:.1f} ms"
-    )
+    if len(runs) == 2:
+        (off, off_light), (on, on_light) = runs["off"], runs["on"]
+        print(
+            f"\ndecisions on / off, CPU per event: "
+            f"{on['cpu_per_event_us'] / off['cpu_per_event_us']:.2f} at {c} connections, "
+            f"{on_light['cpu_per_event_us'] / off_light['cpu_per_event_us']:.2f} at {light_c} "
+            f"(target <= 1.20); events/s {on['rps'] / off['rps']:.2f} "
+            f"and {on_light['rps'] / off_light['rps']:.2f}"
+        )
 
 
 if __name__ == "__main__":

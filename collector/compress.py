@@ -20,7 +20,7 @@ import threading
 from pathlib import Path
 from typing import Final
 
-__all__ = ["Compressor", "finish_interrupted", "gzip_file"]
+__all__ = ["Compressor", "finish_interrupted", "gzip_file", "pid_alive"]
 
 log = logging.getLogger("journeykit.collector")
 
@@ -72,7 +72,8 @@ def _tmp_pid(path: Path) -> int | None:
     return int(pid) if pid.isdigit() else None
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this host (this process counts; another user's too)."""
     if pid == os.getpid():
         return True
     try:
@@ -95,7 +96,7 @@ def finish_interrupted(root: Path) -> int:
     count = 0
     for temp in sorted(root.rglob("*.ndjson.gz.*.tmp")):
         pid = _tmp_pid(temp)
-        if pid is None or not _pid_alive(pid):
+        if pid is None or not pid_alive(pid):
             temp.unlink(missing_ok=True)
             count += 1
     for done in sorted(root.rglob("*.ndjson.gz")):

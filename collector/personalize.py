@@ -73,7 +73,7 @@ class Personalizer:
                 known.append(anonymous)
         if not ids:
             return {}
-        granted = {s: self._privacy.personalization_granted(linked) for s, linked in ids.items()}
+        granted = self._privacy.personalization_granted_many(ids)
         return self.engine.decide_many(list(ids), granted)
 
     def one(self, subject: str) -> Decision:

@@ -24,6 +24,7 @@ from typing import BinaryIO
 
 import orjson
 
+from journeykit.collector.compress import pid_alive
 from journeykit.collector.sink import host_tag
 
 __all__ = ["TornTail", "closed_files", "recent_message_ids", "repair_torn_tails"]
@@ -49,16 +50,7 @@ def _writer_alive(path: Path, host: str) -> bool:
         return False
     if "-".join(parts[:-3]) != host:
         return True  # another host's file: not ours to judge
-    pid = int(parts[-3])
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    return True
+    return pid_alive(int(parts[-3]))
 
 
 def _last_newline(handle: BinaryIO, size: int) -> int:

@@ -142,9 +142,10 @@ class CollectorSettings(BaseModel):
         default=None, description="Decision rules (TOML); none: the packaged default rules."
     )
     inline_decisions: int = Field(
-        default=50,
+        default=1,
         ge=0,
-        description="Most subjects of one batch whose decisions come back in its answer; 0: none.",
+        description="Most subjects of one batch whose decisions come back in its answer (a "
+        "browser or app batch is one person); 0: none. Each costs CPU: see docs/decisions.md.",
     )
     demo_keys: bool = Field(
         default=False,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import importlib.util
 import json
 import os
 import signal
@@ -19,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import httpx
@@ -171,3 +173,19 @@ class Recorder:
     @property
     def events(self) -> list[dict[str, Any]]:
         return [e for body in self.bodies for e in body["batch"]]
+
+
+def load_beside(anchor: str, name: str) -> ModuleType:
+    """Import ``<name>.py`` from the folder of ``anchor`` (a conftest's ``__file__``) as ``name``.
+
+    tests/ is shared by every area, so a folder's own support code lives beside its tests and is
+    registered under a name of its own; with importlib mode a plain import would not find it.
+    """
+    path = Path(anchor).with_name(f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

@@ -47,7 +47,10 @@ def send(running: RunningCollector, batch: list[dict[str, Any]]) -> dict[str, An
 
 @pytest.fixture
 def opt_in(tmp_path: Path) -> Iterator[RunningCollector]:
-    with running_collector(tmp_path / "data", consent_regime="opt_in") as running:
+    # Several people per batch in these tests: their decisions all come back inline.
+    with running_collector(
+        tmp_path / "data", consent_regime="opt_in", inline_decisions=10
+    ) as running:
         yield running
 
 
@@ -151,3 +154,10 @@ def test_inline_decisions_are_capped(tmp_path: Path) -> None:
     with running_collector(tmp_path / "data", inline_decisions=2) as running:
         answer = send(running, [e for u in ("f1", "f2", "f3") for e in shopping(u)])
         assert sorted(answer["decisions"]) == ["f1", "f2"]
+
+
+def test_by_default_the_batchs_first_person_is_decided(tmp_path: Path) -> None:
+    # A browser or app batch is one person; a server's batch of many asks GET per person.
+    with running_collector(tmp_path / "data") as running:
+        answer = send(running, [e for u in ("h1", "h2") for e in shopping(u)])
+        assert list(answer["decisions"]) == ["h1"]

@@ -50,9 +50,10 @@ def test_segment_docs_batch_lands_one_line_per_event(collector: RunningCollector
         "rejected": [],
     }
     events = collector.events
-    # Opt-out: the batch's people may be personalized, and their decisions come back with it.
-    assert set(decisions) == {e.get("userId") or e.get("anonymousId") for e in events}
-    assert {d["personalization"] for d in decisions.values()} == {"granted"}
+    # Opt-out: the batch's first person may be personalized, and the decision comes back.
+    first = events[0].get("userId") or events[0].get("anonymousId")
+    assert list(decisions) == [first]
+    assert decisions[first]["personalization"] == "granted"
     assert [e["type"] for e in events] == ["identify", "track", "identify", "track"]
     # Batch-level context is merged into each event; ids and receive time are added.
     assert all(e["context"]["device"]["name"] == "Apple iPhone 6" for e in events)

@@ -2,29 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from helpers import load_beside
 
-
-def _load_processes() -> None:
-    # tests/ is shared by every team, so the process wrappers live beside these tests and are
-    # registered under a name of their own (as tests/collector/decisions does).
-    path = Path(__file__).with_name("processes.py")
-    spec = importlib.util.spec_from_file_location("reliability_processes", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["reliability_processes"] = module
-    spec.loader.exec_module(module)
-
-
-_load_processes()
+load_beside(__file__, "reliability_processes")
 from reliability_processes import CollectorProcess, RedisProcess  # noqa: E402
 
 REDIS_SERVER = os.environ.get("JOURNEYKIT_REDIS_SERVER", "redis-server")

@@ -2,33 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import free_port
+from helpers import free_port, load_beside
 
 from journeykit.collector.decisions import DecisionEngine, DecisionSettings, RuleSet, load_rules
 from journeykit.collector.decisions._engine import open_store
 
-
-def _load_helpers() -> None:
-    # The event builders live beside these tests (tests/ itself is shared by every team);
-    # registered under a plain name so that test modules `import decisions_helpers`.
-    path = Path(__file__).with_name("decisions_helpers.py")
-    spec = importlib.util.spec_from_file_location("decisions_helpers", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["decisions_helpers"] = module
-    spec.loader.exec_module(module)
-
-
-_load_helpers()
+load_beside(__file__, "decisions_helpers")
 from decisions_helpers import Clock, EngineFactory, start_redis, stop  # noqa: E402
 
 REDIS_SERVER = os.environ.get("JOURNEYKIT_REDIS_SERVER", "redis-server")

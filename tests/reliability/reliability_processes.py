@@ -3,7 +3,7 @@
 ``helpers.serve`` picks a new port each start; these tests need to SIGKILL a collector and
 start it again **on the same port and data dir** (the SDK's host is fixed), and to stop and
 restart a redis-server on its port. ``conftest.py`` makes them as fixtures and stops every one
-when the test ends. Loaded by ``conftest.py`` as ``reliability_processes``.
+when the test ends. Loaded by ``conftest.py`` (``helpers.load_beside``).
 """
 
 from __future__ import annotations
