@@ -243,13 +243,20 @@ class CollectorCore:
                 {"Retry-After": after},
             )
 
-    def ready(self) -> bool:
+    def not_ready(self) -> str | None:
+        """Why this process cannot store events now, or None when it can."""
         root = self.settings.data_dir
         try:
             root.mkdir(parents=True, exist_ok=True)
         except OSError:
-            return False
-        return os.access(root, os.W_OK)
+            return "the data directory cannot be created"
+        if not os.access(root, os.W_OK):
+            return "the data directory is not writable"
+        # Permissions say little to root, and nothing of a full disk: the last write does.
+        for sink in (self.events, self.rejected):
+            if sink.last_error is not None:
+                return f"the last write failed ({sink.last_error.strerror}); retrying on the next"
+        return None
 
     def close(self) -> None:
         if self.personalizer is not None:
@@ -311,9 +318,10 @@ def create_app(settings: CollectorSettings) -> Starlette:
         return Response(collector.metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
     async def readyz(request: Request) -> Response:
-        if collector.ready():
+        reason = collector.not_ready()
+        if reason is None:
             return _json({"ok": True})
-        return _json(error_body("not_ready", "the data directory is not writable"), 503)
+        return _json(error_body("not_ready", reason), 503)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         if not isinstance(exc, HttpError):  # registered for HttpError only

@@ -101,6 +101,8 @@ class NdjsonSink:
         self._last_sync = 0.0
         self._prefix = f"{host_tag()}-{os.getpid()}-{int(time.time())}"
         self.fsyncs = 0
+        self.last_error: OSError | None = None
+        """Why the latest write failed; None once a write succeeds again."""
 
     def write(self, lines: list[bytes], received_at: datetime) -> Path:
         """Append ``lines`` (each without its newline) and return the file they went to.
@@ -224,8 +226,9 @@ class NdjsonSink:
     def _needs_new_file(self, partition: str) -> bool:
         return self._fd is None or partition != self._partition or self._size >= self._rotate_bytes
 
-    @staticmethod
-    def _settle(tickets: list[_Ticket], error: OSError | None) -> None:
+    def _settle(self, tickets: list[_Ticket], error: OSError | None) -> None:
+        # The outcome of the latest write: /readyz reports a disk that refuses until one works.
+        self.last_error = error
         for ticket in tickets:
             ticket.error = error
             ticket.done = True

@@ -86,6 +86,10 @@ def test_a_full_disk_answers_503_and_the_sdk_delivers_everything_once_it_recover
         assert not {e["messageId"] for e in during} & {f"probe-full-{i}" for i in range(250)}
         assert set(tracked[:50]) <= {e["messageId"] for e in during}
         assert written.stat().st_size <= limit
+        # Readiness says so too, so a load balancer can take this collector out.
+        ready = httpx.get(collector.url + "/readyz")
+        assert ready.status_code == 503
+        assert "last write failed" in ready.json()["error"]["message"]
 
         deadline = time.monotonic() + 60
         while client.stats().retries < 3:  # the outage outlasts a few of the SDK's retries
@@ -99,6 +103,7 @@ def test_a_full_disk_answers_503_and_the_sdk_delivers_everything_once_it_recover
         assert client.flush(timeout=90), client.stats()
         accepted, probe_ids = _probe(collector.url, "after")
         assert accepted.status_code == 200, accepted.text
+        assert httpx.get(collector.url + "/readyz").status_code == 200
     finally:
         client.shutdown(timeout=10)
     stats = client.stats()
