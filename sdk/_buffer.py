@@ -42,14 +42,16 @@ class Buffer:
         return len(self._items)
 
     def put(self, item: Item) -> bool:
+        items = self._items
         with self._lock:  # the condition's own lock, without Condition.__enter__'s Python call
-            if self._closed or len(self._items) >= self._maxsize:
+            count = len(items)
+            if count >= self._maxsize or self._closed:
                 return False
-            self._items.append(item)
-            self._bytes += len(item[1])
+            items.append(item)
+            self._bytes = size = self._bytes + len(item[1])
             self._unfinished += 1
             self.accepted += 1
-            if len(self._items) >= self._wake_count or self._bytes >= self._wake_bytes:
+            if count >= self._wake_count - 1 or size >= self._wake_bytes:
                 self._cond.notify()
             return True
 

@@ -20,7 +20,7 @@ from journeykit.consent import (
     parse_purpose,
 )
 from journeykit.sdk._decide import DecisionCache
-from journeykit.sdk._events import TrackEvent, track_fields
+from journeykit.sdk._events import PLAIN_EVENTS, TrackEvent, track_fields
 from journeykit.sdk._message import InvalidMessage
 from journeykit.sdk._privacy import Privacy
 
@@ -89,10 +89,20 @@ class Calls:
         ``track("u1", OrderCompleted, {"order_id": "o1"})`` raises :class:`InvalidMessage` in
         ``strict`` mode and otherwise drops the event with reason ``invalid``.
         """
-        try:
-            name, props = track_fields(event, properties)
-        except InvalidMessage as exc:
-            return self._invalid(message_id if isinstance(message_id, str) else None, str(exc), exc)
+        cls = type(event)
+        own = False  # whether props is a new dict of this call's own, free to change
+        if cls is str:  # track_fields(event, properties), for the two usual cases
+            name, props = event, properties or {}
+        elif properties is None and cls in PLAIN_EVENTS:
+            own = True
+            name = cls.event_name
+            props = cls.__pydantic_serializer__.to_python(event, mode="json", exclude_none=True)
+        else:
+            try:
+                name, props = track_fields(event, properties)
+            except InvalidMessage as exc:
+                mid = message_id if isinstance(message_id, str) else None
+                return self._invalid(mid, str(exc), exc)
         if (
             anonymous_id is None
             and context is None
@@ -100,7 +110,7 @@ class Calls:
             and message_id is None
             and integrations is None
         ):
-            return self._track(user_id, name, props)  # the common case
+            return self._track(user_id, name, props, own)  # the common case
         return self._enqueue(
             "track",
             user_id,
@@ -315,8 +325,12 @@ class Calls:
     ) -> Enqueued:
         raise NotImplementedError
 
-    def _track(self, user_id: object, name: object, props: object) -> Enqueued:
-        """A track with only a user id, an event and properties: a client may fuse its path."""
+    def _track(self, user_id: object, name: object, props: object, own: bool = False) -> Enqueued:
+        """A track with only a user id, an event and properties: a client may fuse its path.
+
+        ``own``: ``props`` is a new dict made by this call (a typed event's dump), which the
+        path may change in place instead of copying.
+        """
         return self._enqueue(
             "track",
             user_id,

@@ -20,18 +20,23 @@ from journeykit.consent import (
     ConsentUpdate,
     Decision,
     GatePolicy,
+    Purpose,
     decide,
     is_consent_event,
 )
 
-__all__ = ["ConsentBook", "ConsentResolver"]
+__all__ = ["USER", "ConsentBook", "ConsentResolver", "Entry"]
 
 log = logging.getLogger("journeykit")
 
 ConsentResolver = Callable[[str | None, str | None], ConsentState | None]
 """``(user_id, anonymous_id) -> ConsentState | None``, called for every message."""
 
-_USER: Final = "u"
+Entry = tuple[ConsentState, frozenset[Purpose]]
+"""A subject's consent state and :meth:`ConsentState.granted` of it."""
+
+USER: Final = "u"
+"""The first item of a user id's key in :attr:`ConsentBook.states` (``(USER, user_id)``)."""
 _ANON: Final = "a"
 
 
@@ -52,11 +57,13 @@ class ConsentBook:
         self._policy = policy
         self._max = max_subjects
         self._resolver = resolver
-        self._states: OrderedDict[tuple[str, str], ConsentState] = OrderedDict()
+        # Each state with its granted purposes, worked out once when recorded. Read directly by
+        # the fused track path (Privacy.apply_track), the way local() does.
+        self.states: OrderedDict[tuple[str, str], Entry] = OrderedDict()
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
-        return len(self._states)
+        return len(self.states)
 
     def after_fork(self) -> None:
         """In a forked child: a fresh lock, in case another thread of the parent held it."""
@@ -66,16 +73,17 @@ class ConsentBook:
         """Fold ``update`` into its subject's state, kept under its user and anonymous ids."""
         keys = _keys(update.user_id, update.anonymous_id)
         with self._lock:
-            current = next((self._states[k] for k in keys if k in self._states), None)
+            current = next((self.states[k][0] for k in keys if k in self.states), None)
             if current is None:
                 state = ConsentState.from_update(update, self._policy.regime)
             else:
                 state = current.merge(update)
+            entry = (state, state.granted())
             for key in keys:
-                self._states[key] = state
-                self._states.move_to_end(key)
-            while len(self._states) > self._max:
-                self._states.popitem(last=False)
+                self.states[key] = entry
+                self.states.move_to_end(key)
+            while len(self.states) > self._max:
+                self.states.popitem(last=False)
         return state
 
     def local(self, user_id: str | None, anonymous_id: str | None) -> ConsentState | None:
@@ -87,17 +95,17 @@ class ConsentBook:
         recently used order is only a hint for what to forget first, so a reader racing a
         writer may at worst refresh an id the writer has just forgotten (ignored).
         """
-        states = self._states
+        states = self.states
         if user_id is not None:
-            state = states.get((_USER, user_id))
-            if state is not None:
-                _touch(states, (_USER, user_id))
-                return state
+            entry = states.get((USER, user_id))
+            if entry is not None:
+                _touch(states, (USER, user_id))
+                return entry[0]
         if anonymous_id is not None:
-            state = states.get((_ANON, anonymous_id))
-            if state is not None:
+            entry = states.get((_ANON, anonymous_id))
+            if entry is not None:
                 _touch(states, (_ANON, anonymous_id))
-                return state
+                return entry[0]
         return None
 
     def state(self, user_id: str | None, anonymous_id: str | None) -> ConsentState | None:
@@ -133,7 +141,7 @@ class ConsentBook:
         return decide(state, message, self._policy)
 
 
-def _touch(states: OrderedDict[tuple[str, str], ConsentState], key: tuple[str, str]) -> None:
+def _touch(states: OrderedDict[tuple[str, str], Entry], key: tuple[str, str]) -> None:
     try:  # noqa: SIM105 - contextlib.suppress costs a context manager per call
         states.move_to_end(key)
     except KeyError:  # forgotten by record() since it was read
@@ -143,7 +151,7 @@ def _touch(states: OrderedDict[tuple[str, str], ConsentState], key: tuple[str, s
 def _keys(user_id: str | None, anonymous_id: str | None) -> list[tuple[str, str]]:
     keys = []
     if user_id is not None:
-        keys.append((_USER, user_id))
+        keys.append((USER, user_id))
     if anonymous_id is not None:
         keys.append((_ANON, anonymous_id))
     return keys

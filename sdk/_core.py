@@ -10,25 +10,32 @@ way in every client.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+import orjson
 from pydantic import SecretStr
 
 from journeykit.consent import Pseudonymizer, may_personalize
+from journeykit.sdk import _message
 from journeykit.sdk._buffer import Item
 from journeykit.sdk._calls import Calls, Enqueued
 from journeykit.sdk._consent import ConsentResolver
 from journeykit.sdk._decide import DecisionCache
 from journeykit.sdk._decision import Decision
 from journeykit.sdk._ids import message_id as new_message_id
+from journeykit.sdk._ids import pool as _id_pool
 from journeykit.sdk._message import (
+    JSON_OPTIONS,
     LIBRARY,
     InvalidMessage,
     MessageTooLarge,
     build,
     encode,
+    json_default,
     now,
     subject_id,
 )
@@ -36,12 +43,23 @@ from journeykit.sdk._privacy import Privacy
 from journeykit.sdk._settings import ClientSettings
 from journeykit.sdk._stats import ClientStats, Drop, _Counters
 from journeykit.sdk._transport import BatchOutcome
+from journeykit.sdk.protocol import MAX_EVENT_BYTES
 
 __all__ = ["Core", "Reporter", "settle"]
 
 log = logging.getLogger("journeykit")
 
+# Shared by every fused track message: nothing mutates a message (the gate and pseudonymization
+# copy on write, and the fused path's rules never reach context), and it is encoded at once.
+_CONTEXT: dict[str, Any] = {"library": LIBRARY}
+_dumps = orjson.dumps
+_time_ns = time.time_ns
+
 _NOT_SENT = "the client was built with send=False: validated, gated and pseudonymized, not sent"
+
+
+LOG_EVERY = 10.0
+"""Seconds between two log lines about drops of one reason."""
 
 
 class Reporter:
@@ -54,12 +72,30 @@ class Reporter:
     def __init__(self, counters: _Counters, on_drop: Callable[[Drop], None] | None) -> None:
         self._counters = counters
         self._on_drop = on_drop
+        # An overloaded app drops thousands of events a second; one log line per reason per
+        # LOG_EVERY seconds says so without flooding its logs (stats and on_drop see each one).
+        self._logged: dict[str, float] = {}
+        self._quiet: dict[str, int] = {}
+        self._log_lock = threading.Lock()
 
     def __call__(
         self, message_id: str | None, reason: str, detail: str, level: int = logging.WARNING
     ) -> None:
         self._counters.drop(reason)
-        log.log(level, "journeykit: dropped event %s (%s): %s", message_id, reason, detail)
+        now = time.monotonic()
+        with self._log_lock:
+            last = self._logged.get(reason)
+            if last is not None and now - last < LOG_EVERY:
+                self._quiet[reason] = self._quiet.get(reason, 0) + 1
+                quiet = -1
+            else:
+                self._logged[reason] = now
+                quiet = self._quiet.pop(reason, 0)
+        if quiet >= 0:
+            more = f" (and {quiet:,} more for this reason since the last line)" if quiet else ""
+            log.log(
+                level, "journeykit: dropped event %s (%s): %s%s", message_id, reason, detail, more
+            )
         if self._on_drop is not None:
             try:
                 self._on_drop(Drop(reason, message_id, detail))
@@ -110,6 +146,7 @@ class Core(Calls):
         self._report = Reporter(self._counters, on_drop)
         self._closed = False
         self._decisions = self._new_decision_cache()
+        self._send = self._settings.send  # read on every call; the settings are frozen
 
     @property
     def settings(self) -> ClientSettings:
@@ -216,7 +253,7 @@ class Core(Calls):
             return Enqueued(False, mid, "not_sent", _NOT_SENT)
         return self._submit(mid, payload)
 
-    def _track(self, user_id: object, name: object, props: object) -> Enqueued:
+    def _track(self, user_id: object, name: object, props: object, own: bool = False) -> Enqueued:
         """The common track, fused: the same steps and outcomes as :meth:`_enqueue`.
 
         About half the cost: no argument checks the types already settle, no generic message
@@ -231,32 +268,43 @@ class Core(Calls):
             or type(props) is not dict
             or self._closed
         ):
-            return super()._track(user_id, name, props)
+            return super()._track(user_id, name, props, own)
         self._before_call()
-        mid = new_message_id()
+        # message_id() and now(), inlined: one call less each, on every track.
+        mid = next(_id_pool.ids, None) or new_message_id()  # next(): one C call, thread-safe
+        ms = _time_ns() // 1_000_000
+        stamp = _message._milli  # (millisecond, its text): one read, never torn
         message = {
             "type": "track",
             "messageId": mid,
-            "timestamp": now(),
-            "context": {"library": LIBRARY},
+            "timestamp": stamp[1] if stamp[0] == ms else now(),
+            "context": _CONTEXT,
             "userId": user_id,
             "event": name,
             "properties": props,
         }
         privacy = self._privacy
-        verdict = privacy.apply_track(message)
+        verdict = privacy.apply_track(message, own)
         if verdict is None:
             verdict = privacy.apply(message)
-        if verdict.message is None:
-            self._drop(mid, verdict.reason, verdict.detail, logging.DEBUG)
-            return Enqueued(False, mid, verdict.reason, verdict.detail)
-        if verdict.removed:
-            self._counters.removed(verdict.removed)
+        out, reason, detail, removed = verdict
+        if out is None:
+            self._drop(mid, reason, detail, logging.DEBUG)
+            return Enqueued(False, mid, reason, detail)
+        if removed:
+            self._counters.removed(removed)
+        # encode(), inlined: one call less on every track.
         try:
-            payload = encode(verdict.message)
-        except InvalidMessage as exc:
-            return self._invalid(None, str(exc), exc)
-        if not self._settings.send:
+            raw = _dumps(out, default=json_default, option=JSON_OPTIONS)
+        except TypeError:  # orjson.JSONEncodeError
+            raw = b""
+        if not raw or len(raw) > MAX_EVENT_BYTES:
+            try:
+                encode(out)  # raises, in its words
+            except InvalidMessage as exc:
+                return self._invalid(None, str(exc), exc)
+        payload = bytes(memoryview(raw))  # see encode(): not orjson's whole write buffer
+        if not self._send:
             self._counters.add("not_sent")
             return Enqueued(False, mid, "not_sent", _NOT_SENT)
         return self._submit(mid, payload)

@@ -14,7 +14,16 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from journeykit.sdk._message import InvalidMessage
 
-__all__ = ["Amount", "Currency", "Position", "Product", "Quantity", "TrackEvent", "track_fields"]
+__all__ = [
+    "PLAIN_EVENTS",
+    "Amount",
+    "Currency",
+    "Position",
+    "Product",
+    "Quantity",
+    "TrackEvent",
+    "track_fields",
+]
 
 Amount = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 """A price or a sum of money: a finite number >= 0 (``Decimal`` and ``int`` are accepted)."""
@@ -91,7 +100,11 @@ def track_fields(
     if isinstance(event, TrackEvent):
         if properties is not None:
             raise InvalidMessage("pass properties in the event model, not beside it")
-        return _name_of(type(event)), event.properties()
+        cls = type(event)
+        name = _name_of(cls)
+        if cls.properties is TrackEvent.properties:
+            PLAIN_EVENTS.add(cls)
+        return name, event.properties()
     if isinstance(event, type) and issubclass(event, TrackEvent):
         name = _name_of(event)
         try:
@@ -100,6 +113,15 @@ def track_fields(
             raise InvalidMessage(f"{name}: {_errors(exc)}") from exc
         return name, model.properties()
     return event, properties or {}
+
+
+PLAIN_EVENTS: set[type[TrackEvent]] = set()
+"""Event classes seen with an ``event_name`` and the inherited :meth:`TrackEvent.properties`.
+
+``Client.track`` dumps their instances itself, with the same serializer call, sparing this
+module's checks and two Python calls per typed event. Filled by :func:`track_fields`, so only
+with classes an application actually tracks; never emptied (classes are few and long-lived).
+"""
 
 
 def _name_of(cls: type[TrackEvent]) -> str:

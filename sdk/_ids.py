@@ -21,7 +21,7 @@ import threading
 from collections.abc import Iterator
 from typing import Final
 
-__all__ = ["BLOCK", "message_id", "reset"]
+__all__ = ["BLOCK", "message_id", "pool", "reset"]
 
 BLOCK: Final = 256
 """Ids per ``os.urandom`` read: 4 KB of randomness, ~20 KB of strings held at most."""
@@ -68,18 +68,19 @@ class _Pool:
             return mid
 
 
-_pool = _Pool()
+pool = _Pool()
+"""The process's ids; the fused track path takes from ``pool.ids`` as :func:`message_id` does."""
 
 
 def message_id() -> str:
     """A new random (version 4) UUID in its canonical 36-character form."""
     # next() on a list iterator is one C call: two threads never get the same item.
-    for mid in _pool.ids:
+    for mid in pool.ids:
         return mid
-    return _pool.refill()
+    return pool.refill()
 
 
 def reset() -> None:
     """Forget the ids not handed out yet (in a forked child); the next id reads new randomness."""
-    _pool.ids = iter(())
-    _pool.lock = threading.Lock()  # a parent thread may have held it at the fork
+    pool.ids = iter(())
+    pool.lock = threading.Lock()  # a parent thread may have held it at the fork

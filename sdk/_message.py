@@ -16,11 +16,22 @@ from journeykit.sdk import _ids
 from journeykit.sdk._version import LIBRARY_NAME, VERSION
 from journeykit.sdk.protocol import MAX_EVENT_BYTES
 
-__all__ = ["LIBRARY", "InvalidMessage", "MessageTooLarge", "build", "encode", "now", "subject_id"]
+__all__ = [
+    "JSON_OPTIONS",
+    "LIBRARY",
+    "InvalidMessage",
+    "MessageTooLarge",
+    "build",
+    "encode",
+    "json_default",
+    "now",
+    "subject_id",
+]
 
 LIBRARY = {"name": LIBRARY_NAME, "version": VERSION}
 """``context.library`` of every message (shared: nothing mutates a message)."""
-_ORJSON_OPTIONS = orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z
+JSON_OPTIONS = orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z
+"""orjson options of :func:`encode` (with :func:`json_default`)."""
 
 
 class InvalidMessage(ValueError):
@@ -35,7 +46,8 @@ class MessageTooLarge(InvalidMessage):
     """The encoded message is over the per-event limit (32 KB)."""
 
 
-def _json_default(value: object) -> Any:
+def json_default(value: object) -> Any:
+    """orjson's ``default``: what else a message may hold (decimals, sets, tuples, models)."""
     if isinstance(value, Decimal):
         return float(value)
     if isinstance(value, set | frozenset | tuple):
@@ -179,7 +191,7 @@ def build(
 def encode(message: Mapping[str, Any]) -> bytes:
     """Serialize a message; raise :class:`InvalidMessage` if it cannot go on the wire."""
     try:
-        raw = orjson.dumps(message, default=_json_default, option=_ORJSON_OPTIONS)
+        raw = orjson.dumps(message, default=json_default, option=JSON_OPTIONS)
     except TypeError as exc:  # orjson.JSONEncodeError is a TypeError
         raise InvalidMessage(f"not JSON serializable: {exc}") from None
     if len(raw) > MAX_EVENT_BYTES:

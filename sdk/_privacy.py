@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from journeykit.consent import (
     CONSENT_EVENT,
@@ -23,8 +23,9 @@ from journeykit.consent import (
 )
 from journeykit.consent import gate as _gate
 from journeykit.consent import pseudonymize as _pseudo
+from journeykit.consent._fieldpaths import DELETE
 from journeykit.sdk import _ids
-from journeykit.sdk._consent import ConsentBook, ConsentResolver
+from journeykit.sdk._consent import USER, ConsentBook, ConsentResolver
 from journeykit.sdk._settings import ClientSettings
 
 __all__ = ["Privacy", "Verdict"]
@@ -86,6 +87,8 @@ class Privacy:
             None if self._pseudonymizer is None else self._pseudonymizer._cached,
         )
         self._rule_order = {rule[0]: i for i, rule in enumerate(self._rules._compiled)}
+        self._states = self.consents.states
+        self._leaves = _flat_leaves(self._pseudo_branch, self._pseudonymizer)
 
     def after_fork(self) -> None:
         """In a forked child: reset the locks a thread of the parent may have held.
@@ -118,11 +121,12 @@ class Privacy:
                 removed += _reported(result.removed, out.get("messageId"))
         return Verdict(out, decision.reason, "", removed)
 
-    def apply_track(self, message: dict[str, Any]) -> Verdict | None:
+    def apply_track(self, message: dict[str, Any], own: bool = False) -> Verdict | None:
         """:meth:`apply` for a new message of the fused track path's shape, or ``None``.
 
         Unlike :meth:`apply`, it may replace ``message["properties"]`` (never before
-        returning ``None``).
+        returning ``None``), and with ``own`` (the properties are a new dict of the caller's
+        own) change that dict in place.
 
         The shape: exactly the keys ``type`` ("track"), ``messageId``, ``timestamp``,
         ``context`` (``{"library": ...}`` only), ``userId`` (a string), ``event`` (a string)
@@ -144,13 +148,20 @@ class Privacy:
         reason = "necessary"
         strip: Any = None
         if required:
-            state = self.consents.local(message["userId"], None)
-            if state is None:
+            # ConsentBook.local(user_id, None), inlined: see there why no lock is taken.
+            states = self._states
+            key = (USER, message["userId"])
+            entry = states.get(key)
+            if entry is None:
                 if not self._opt_out:
                     return Verdict(None, "no_consent", _DETAILS["no_consent"])
                 reason = "opt_out_default"
             else:
-                granted = state.granted()
+                try:  # noqa: SIM105 - contextlib.suppress costs a context manager per call
+                    states.move_to_end(key)
+                except KeyError:  # forgotten by record() since it was read
+                    pass
+                granted = entry[1]
                 for purpose in required:
                     if purpose not in granted:
                         why = _gate._DENIED[purpose]
@@ -164,7 +175,7 @@ class Privacy:
                     return None
         # The message is the caller's own new dict: its properties are replaced in place (the
         # application's properties object itself is never mutated, the walks copy on write).
-        props = message["properties"]
+        props = original = message["properties"]
         removed: tuple[str, ...] = ()
         if strip is not None:
             branch, plan = strip
@@ -175,17 +186,67 @@ class Privacy:
                 reason = _gate._STRIPPED[plan.steps[hits[0]][0]]
                 removed = (reason,) * len(hits)
                 message["properties"] = props = stripped
-        branch = self._pseudo_branch
-        if branch is not _NOTHING:
-            lost: list[_pseudo.Removal] = []
-            protected = _pseudo._walk(props, branch, self._hashers, lost)
-            if protected is not props:
-                message["properties"] = protected
+        leaves = self._leaves
+        if leaves is not None:
+            lost: list[_pseudo.Removal] | None = None
+            copy: dict[str, Any] | None = props if own or props is not original else None
+            for key, leaf, hmac, memo in leaves:
+                value = props.get(key)
+                if value is None:  # absent or None: nothing to protect, as in _walk
+                    continue
+                # The usual field, a string that is no pseudonym yet under an HMAC rule for an
+                # email or an id, is normalised and hashed here: Pseudonymizer._pseudonymize,
+                # inlined, with its own memo. Anything else takes the general _protect.
+                if type(value) is str and hmac is not None and not value.startswith(_PREFIXES):
+                    result = memo.get(value)
+                    if result is None:
+                        inner = hmac._inner.copy()
+                        data = value.strip() if leaf.kind is _ID else value.strip().lower()
+                        inner.update(data.encode())
+                        outer = hmac._outer.copy()
+                        outer.update(inner.digest())
+                        result = hmac.prefix + outer.hexdigest()
+                        if len(memo) >= _MEMO_SIZE:
+                            memo.clear()  # a new start beats bookkeeping an order per hit
+                        memo[value] = result
+                else:
+                    if lost is None:
+                        lost = []
+                    result = _pseudo._protect(
+                        value, leaf.kind, self._hashers[leaf.how], leaf.text, lost
+                    )
+                    if result is value:
+                        continue
+                if copy is None:
+                    copy = dict(props)  # copy on write: never the application's own dict
+                if result is DELETE:
+                    del copy[key]
+                else:
+                    copy[key] = result
+            if copy is not None:
+                message["properties"] = copy
             if lost:
                 if len(lost) > 1:
                     lost.sort(key=lambda removal: self._rule_order[removal.path])
                 removed += _reported(lost, message["messageId"])
-        return Verdict(message, reason, "", removed)
+        else:
+            branch = self._pseudo_branch
+            if branch is not _NOTHING:
+                lost = []
+                protected = _pseudo._walk(props, branch, self._hashers, lost)
+                if protected is not props:
+                    message["properties"] = protected
+                if lost:
+                    if len(lost) > 1:
+                        lost.sort(key=lambda removal: self._rule_order[removal.path])
+                    removed += _reported(lost, message["messageId"])
+        return _new_verdict(Verdict, (message, reason, "", removed))
+
+
+_new_verdict = tuple.__new__  # Verdict(...) without the named tuple's Python-level __new__
+_MEMO_SIZE: Final = Pseudonymizer.CACHE_SIZE
+_PREFIXES: Final = ("hmac-sha256:", "sha256:")  # a tagged value is never hashed twice
+_EMAIL, _ID = FieldKind.EMAIL, FieldKind.ID
 
 
 def _reported(removals: Any, message_id: object) -> tuple[str, ...]:
@@ -247,6 +308,33 @@ def _pseudo_branch(settings: ClientSettings) -> Any:
         return None
     found = _branch(tree[0])
     return None if found is _SLOW else found
+
+
+def _flat_leaves(branch: Any, pseudonymizer: Pseudonymizer | None) -> Any:
+    """``(key, rule, HMAC state or None, memo)`` per rule when every rule under ``properties``
+    is a key of it (no deeper path); ``None`` otherwise, and when there is nothing to walk.
+
+    The HMAC state is given for keyed rules on emails and ids (whose normalisation is a
+    ``strip``, and a ``lower`` for emails) under our own :class:`Pseudonymizer`: the fused path
+    hashes those inline, and keeps recent pseudonyms in the rule's memo, a plain dict read
+    inline, which costs less than the Pseudonymizer's LRU cache (a call, a key tuple, a linked
+    node) on a hit and on a miss. Both hold results of the same pure function.
+    """
+    if branch is None or branch is _NOTHING:
+        return None
+    if any(type(below) is not _pseudo._Leaf for _, below in branch):
+        return None
+    inline = type(pseudonymizer) is Pseudonymizer
+    current = pseudonymizer._current if inline else None  # type: ignore[union-attr]
+    return tuple(
+        (
+            key,
+            leaf,
+            current if leaf.how == _pseudo._HMAC_HOW and leaf.kind in (_EMAIL, _ID) else None,
+            {},
+        )
+        for key, leaf in branch
+    )
 
 
 def _pseudonymizer(settings: ClientSettings, given: Pseudonymizer | None) -> Pseudonymizer | None:

@@ -1,26 +1,37 @@
 """The fused track path gives exactly what the general path gives, whatever the configuration.
 
 A ``track(user, event, properties)`` with no other argument takes ``Core._track``; passing an
-empty ``integrations`` mapping builds the very same message through the general path.
+empty ``integrations`` mapping builds the very same message through the general path. Typed
+events take it too, with their properties dumped by ``Calls.track`` itself and changed in place.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
 from helpers import PSEUDONYM_KEY, Recorder
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import SecretStr
 
-from journeykit.consent import FieldKind, FieldRule, GatePolicy, PseudonymRules
-from journeykit.sdk import Client, Drop
+from journeykit.consent import (
+    FieldKind,
+    FieldRule,
+    GatePolicy,
+    Pseudonymizer,
+    PseudonymKey,
+    PseudonymRules,
+)
+from journeykit.sdk import Client, Drop, TrackEvent
 
+TAGGED = ["hmac-sha256:k1:" + "0" * 64, "sha256:" + "a" * 64, "sha256:not-a-pseudonym"]
+TEXTS = ["Ann@Example.com ", " ann@example.com", "+33 6 12 34 56 78", "call me", "1.2.3.4", ""]
 VALUES = st.one_of(
     st.none(),
     st.integers(-5, 10**12),
-    st.sampled_from(["Ann@Example.com ", "+33 6 12 34 56 78", "call me", "1.2.3.4", ""]),
+    st.sampled_from(TEXTS + TAGGED),
     st.lists(st.integers(), max_size=2),
 )
 PROPERTIES = st.dictionaries(
@@ -53,6 +64,15 @@ CONFIGS: dict[str, dict[str, Any]] = {
     },
     "strip-a-top-level-key": {
         "gate_policy": GatePolicy(strip={"marketing": ("event",)}),  # type: ignore[dict-item]
+    },
+    "ids-and-emails-keyed": {
+        "pseudonym_rules": PseudonymRules(
+            fields=(
+                FieldRule(path="properties.advertisingId", kind=FieldKind.ID),
+                FieldRule(path="properties.email", kind=FieldKind.EMAIL),
+                FieldRule(path="properties.phone", kind=FieldKind.PHONE),
+            )
+        ),
     },
     "no-pseudonymization": {"pseudonymize": False},
 }
@@ -116,3 +136,72 @@ def test_properties_given_by_the_app_are_never_mutated() -> None:
         assert c.flush(timeout=5)
     assert properties == {"email": "ann@example.com", "price": 3}
     assert recorder.events[-1]["properties"]["email"].startswith("hmac-sha256:k1:")
+
+
+class Contacted(TrackEvent):
+    """A typed event with fields the rules protect, and one they do not."""
+
+    event_name: ClassVar[str] = "Contacted"
+    email: str | None = None
+    phone: str | None = None
+    advertisingId: str | int | None = None
+    price: float | None = None
+
+
+class Restated(Contacted):
+    """Overrides properties(): the client must call it, not dump the model itself."""
+
+    event_name: ClassVar[str] = "Restated"
+
+    def properties(self) -> dict[str, Any]:
+        return {**super().properties(), "restated": True}
+
+
+FIELDS = st.one_of(st.none(), st.sampled_from([t for t in TEXTS + TAGGED if t]))  # "" is invalid
+
+
+@pytest.mark.parametrize(
+    "config", ["defaults", "strips-properties", "ids-and-emails-keyed", "rules-under-properties"]
+)
+def test_typed_events_match_the_general_path(config: str) -> None:
+    recorder = Recorder()
+    options = {**CONFIGS[config], "pseudonym_key": PSEUDONYM_KEY}
+    client = Client("k", transport=httpx.MockTransport(recorder), **options)
+    client.consent("u1", granted=["analytics"])
+    client.flush(timeout=5)
+
+    @settings(max_examples=40, deadline=None)
+    @given(FIELDS, FIELDS, st.one_of(FIELDS, st.integers(0, 10**6)), st.sampled_from([1.5, None]))
+    def check(email: Any, phone: Any, advertising_id: Any, price: Any) -> None:
+        for cls in (Contacted, Restated):
+            event = cls(email=email, phone=phone, advertisingId=advertising_id, price=price)
+            dumped = event.properties()
+            fast = client.track("u1", event)
+            general = client.track("u1", event, integrations={})
+            assert (fast.queued, fast.reason) == (general.queued, general.reason)
+            assert event.properties() == dumped  # the model is never changed
+            assert client.flush(timeout=5)
+            one, two = (strip_ids(e) for e in recorder.events[-2:])
+            assert one == two
+            assert one["event"] == cls.event_name
+            assert ("restated" in one["properties"]) is (cls is Restated)
+
+    check()
+    client.shutdown(timeout=5)
+
+
+def test_pseudonyms_stay_right_past_the_memo_size() -> None:
+    # The fused path keeps recent pseudonyms in a bounded memo, emptied when full.
+    recorder = Recorder()
+    reference = Pseudonymizer([PseudonymKey(key_id="k1", secret=SecretStr(PSEUDONYM_KEY))])
+    emails = [f"Visitor{i}@Example.com" for i in range(Pseudonymizer.CACHE_SIZE + 10)]
+    with Client("k", transport=httpx.MockTransport(recorder), pseudonym_key=PSEUDONYM_KEY) as c:
+        c.consent("u1", granted=["analytics"])
+        for email in [*emails, emails[0], emails[-1]]:
+            assert c.track("u1", "Signed Up", {"email": email})
+        assert c.flush(timeout=30)
+    sent = [e["properties"]["email"] for e in recorder.events if e["event"] == "Signed Up"]
+    expected = [
+        reference.pseudonymize(e, FieldKind.EMAIL) for e in [*emails, emails[0], emails[-1]]
+    ]
+    assert sent == expected

@@ -78,7 +78,7 @@ def test_a_forked_child_does_not_hand_out_its_parents_unused_ids() -> None:
 def test_reset_discards_the_ids_not_handed_out() -> None:
     # What a client does when it notices a new pid after a fork that skipped the hooks.
     _ids.message_id()
-    upcoming = list(copy.copy(_ids._pool.ids))  # read, not patched: what would come next
+    upcoming = list(copy.copy(_ids.pool.ids))  # read, not patched: what would come next
     assert upcoming
     _ids.reset()
     after = [_ids.message_id() for _ in range(len(upcoming))]

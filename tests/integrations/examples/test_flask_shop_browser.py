@@ -37,6 +37,9 @@ if os.environ.get("JOURNEYKIT_SKIP_BROWSER") == "1":
 from selenium import webdriver  # noqa: E402  (only once the browser is wanted)
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.remote.webelement import WebElement  # noqa: E402
+from selenium.webdriver.support import expected_conditions  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 
 @contextmanager
@@ -93,13 +96,23 @@ def stored_events(collector: RunningCollector, client: Any) -> list[str]:
     return [e.get("event") or e["type"] for e in collector.events]
 
 
+def click_and_load(driver: webdriver.Chrome, element: WebElement) -> None:
+    """Click, and wait until the page the click leads to has replaced this one.
+
+    A click returns once the browser has taken it, not when the next page is there: reading the
+    page at once may read the old one.
+    """
+    element.click()
+    WebDriverWait(driver, 20).until(expected_conditions.staleness_of(element))
+
+
 def shop_session(driver: webdriver.Chrome, url: str, choice: str) -> None:
     driver.get(url + "/")
-    driver.find_element(By.ID, f"consent-{choice}").click()
+    click_and_load(driver, driver.find_element(By.ID, f"consent-{choice}"))
     assert not driver.find_elements(By.ID, "consent-banner")  # the choice is remembered
-    driver.find_element(By.CSS_SELECTOR, "a.product").click()
+    click_and_load(driver, driver.find_element(By.CSS_SELECTOR, "a.product"))
     assert driver.find_element(By.TAG_NAME, "h1").text == "Sencha green tea"
-    driver.find_element(By.ID, "add-to-cart").click()
+    click_and_load(driver, driver.find_element(By.ID, "add-to-cart"))
     assert "Sencha green tea" in driver.find_element(By.ID, "cart-lines").text
 
 
