@@ -12,9 +12,12 @@ reach while timed (a collector holds one flush interval of events, not 400,000).
 ingest-like baseline is the CPU time of ``orjson.loads`` + ``orjson.dumps`` of the same
 batches (a small part of what the collector's ingestion costs per event, which was 18-21 µs
 in-process). Then times ``decide`` (segments, stage, next best action,
-5 recommendations) for 2,000 random subjects, one call each, p50 and p99. Baselines measured in
-the same run: one SQLite transaction of 100 ``INSERT OR REPLACE`` of a 1 KB blob (the floor of
-writing a profile per event), one primary-key SELECT, and one Redis GET round trip. Redis runs
+5 recommendations) for 2,000 random subjects, one call each, p50 and p99. Before that, the cost
+of deciding a subject with queued events (``bench_queued``): with its folded overlay extended
+by the events queued since its last decision, against a re-fold of its whole queue. Baselines
+measured in the same run: one SQLite transaction of 100 ``INSERT OR REPLACE`` of a 1 KB blob
+(the floor of writing a profile per event), one primary-key SELECT, and one Redis GET round
+trip. Redis runs
 in a redis-server this script starts on a free 127.0.0.1 port (or ``--redis-url``).
 """
 
@@ -146,6 +149,54 @@ def bench_engine(engine: DecisionEngine, profiles: int) -> dict[str, float]:
     }
 
 
+def bench_queued(tmp: Path, trials: int = 100, rounds: int = 10, own: int = 30) -> dict[str, float]:
+    """µs per decision of a subject with queued events: with its overlay, and re-folded.
+
+    Like the collector's inline decision: each batch of 100 events carries ``own`` events of
+    one subject, and that subject is decided after each ``update`` (nothing flushed). Measured
+    on rounds 2..``rounds`` (the overlay extended by ``own`` events, up to ``rounds * own``
+    queued), against the same subject decided once by a second engine given the same batches
+    (its first decision folds the whole queue: what every decision cost before overlays).
+    """
+    rng = random.Random(5)
+    overlay: list[float] = []
+    refold: list[float] = []
+    for trial in range(trials):
+        subject = f"hot-{trial}"
+        batches = []
+        for r in range(rounds):
+            mine: list[dict[str, Any]] = []
+            while len(mine) < own:
+                mine.extend(_events(subject, rng))
+            others: list[dict[str, Any]] = []
+            while len(others) < BATCH - own:
+                others.extend(_events(f"user-{trial}-{r}-{len(others)}", rng))
+            batches.append(mine[:own] + others[: BATCH - own])
+        settings = DecisionSettings(flush_interval_seconds=3600.0, flush_events=100_000)
+        live = DecisionEngine.open(settings, tmp / f"live{trial}", clock=lambda: NOW)
+        cold = DecisionEngine.open(settings, tmp / f"cold{trial}", clock=lambda: NOW)
+        for r, batch in enumerate(batches):
+            live.update(batch)
+            cold.update(batch)
+            t0 = time.perf_counter()
+            live.decide(subject, True)
+            if r:
+                overlay.append((time.perf_counter() - t0) * 1e6)
+        t0 = time.perf_counter()
+        cold.decide(subject, True)
+        refold.append((time.perf_counter() - t0) * 1e6)
+        live.close()
+        cold.close()
+    return {
+        "overlay_p50": statistics.median(overlay),
+        "overlay_p99": _pct(overlay, 99),
+        "refold_p50": statistics.median(refold),
+        "refold_p99": _pct(refold, 99),
+        "queued": rounds * own,
+        "own": own,
+    }
+
+
 def sqlite_floor(tmp: Path) -> tuple[float, float]:
     """µs per row for 100-row blob upsert transactions, and µs per primary-key SELECT."""
     db = sqlite3.connect(tmp / "floor.sqlite3", isolation_level=None)
@@ -219,6 +270,13 @@ def main() -> None:
         print(f"baseline sqlite: upsert {floor_write:.1f} µs/row, select {floor_read:.1f} µs")
         ingest_us = ingest_like(args.profiles)
         print(f"baseline ingest-like: orjson loads+dumps {ingest_us:.2f} µs CPU/event")
+        q = bench_queued(tmp / "queued")
+        print(
+            f"decide with {q['own']:.0f} new of up to {q['queued']:.0f} queued events: "
+            f"overlay p50 {q['overlay_p50']:.0f} µs p99 {q['overlay_p99']:.0f} µs; "
+            f"re-fold of {q['queued']:.0f} p50 {q['refold_p50']:.0f} µs "
+            f"p99 {q['refold_p99']:.0f} µs ({q['refold_p50'] / q['overlay_p50']:.1f}x)"
+        )
         runs: dict[str, dict[str, float]] = {}
         if args.backend in ("sqlite", "both"):
             engine = DecisionEngine.open(DecisionSettings(), tmp / "data", clock=lambda: NOW)

@@ -31,9 +31,10 @@ Event = Mapping[str, Any]
 class PendingEvents:
     """Queued events in arrival order, indexed by linked subject ids (not thread-safe)."""
 
-    __slots__ = ("_ids", "_members", "_parent", "events")
+    __slots__ = ("_ids", "_members", "_parent", "epoch", "events")
 
     def __init__(self) -> None:
+        self.epoch = 0  # changes whenever queue positions do (a flush, an erasure)
         self.events: list[Event] = []
         self._ids: list[tuple[str | None, str | None]] = []
         self._parent: dict[str, str] = {}
@@ -125,15 +126,36 @@ class PendingEvents:
 
     def events_for(self, subjects: Iterable[str]) -> list[Event]:
         """The queued events of ``subjects`` and of every id linked to them, in order."""
-        roots = {self._find(s) for s in subjects if s in self._parent}
+        events = self.events
+        return [events[i] for i in self.indexes_for(subjects)]
+
+    def indexes_for(self, subjects: Iterable[str]) -> list[int]:
+        """The queue positions of :meth:`events_for`, ascending."""
+        parent = self._parent
+        roots = {self._find(s) for s in subjects if s in parent}
         if not roots:
             return []
-        indexes = sorted(i for r in roots for i in self._members.get(r, ()))
-        return [self.events[i] for i in dict.fromkeys(indexes)]
+        members = self._members
+        if len(roots) == 1:  # a root's positions are distinct, in order but after a union
+            return sorted(members.get(roots.pop(), ()))
+        return sorted(i for r in roots for i in members.get(r, ()))
+
+    def linked_ids(self, indexes: Iterable[int]) -> dict[str, None]:
+        """The subject ids of the events at ``indexes`` (as :func:`event_ids` gives them)."""
+        ids = self._ids
+        out: dict[str, None] = {}
+        for i in indexes:
+            user, other = ids[i]
+            if user is not None:
+                out[user] = None
+            if other is not None:
+                out[other] = None
+        return out
 
     def drop_first(self, n: int) -> None:
         """Forget the ``n`` oldest events (they were written); re-index the rest."""
         rest = list(zip(self.events[n:], self._ids[n:], strict=True))
+        self.epoch += 1
         self.events.clear()
         self._ids.clear()
         self._parent.clear()

@@ -26,6 +26,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from journeykit.collector.decisions._flusher import Flusher
+from journeykit.collector.decisions._overlay import Overlays
 from journeykit.collector.decisions._pending import PendingEvents, PendingStats
 from journeykit.collector.decisions._profile import order_lines, product_id
 from journeykit.collector.decisions._settings import DecisionSettings
@@ -38,7 +39,7 @@ from journeykit.collector.decisions._store import (
     StoreUnavailable,
 )
 from journeykit.collector.decisions._traits import Currency
-from journeykit.collector.decisions._update import UpdateCounts, build_changes, event_ids, fold
+from journeykit.collector.decisions._update import UpdateCounts, build_changes, event_ids
 
 __all__ = ["Health", "WriteBehind"]
 
@@ -47,6 +48,9 @@ log = logging.getLogger("journeykit.collector")
 # Pending item-stat keys: written early past this (one Redis script of 20,000 increments stays
 # far under the socket timeout), dropped and counted past 10x while the store is down.
 STATS_MAX_KEYS = 20_000
+MAX_HINTS = 1024  # groups whose linked ids and seeds are kept (per queue epoch)
+
+Hints = dict[str, None]
 
 
 class Health:
@@ -92,6 +96,10 @@ class WriteBehind:
         self._flush_lock = threading.Lock()  # one flush (or erasure) at a time
         self._gen = 0
         self._events = PendingEvents()
+        self._overlays = Overlays(self.money, self.settings.session_seconds)
+        # Per group of linked queued ids: (positions seen, linked ids, seeds, categories, k)
+        self._hints: dict[int, tuple[list[int], Hints, Hints, Hints, bool]] = {}
+        self._hints_epoch = 0
         self._stats = PendingStats()
         self._oldest: float | None = None  # monotonic time of the oldest queued event
         self._flusher: Flusher | None = None
@@ -222,34 +230,60 @@ class WriteBehind:
             docs, lists = self._fetch(ids, hints, k)
             with self._lock:
                 if self._gen == gen:
-                    events = self._events.events_for(set(ids) | _targets(docs))
-                    return self._merge(docs, events, now), lists
+                    queue = self._queued_for(set(ids) | _targets(docs))
+                    return self._merge(docs, queue, now), lists
         with self._flush_lock:  # no flush can start while we hold this
             with self._lock:
                 ids, hints = self._linked_ids(subjects, k)
             docs, lists = self._fetch(ids, hints, k)
             with self._lock:
-                events = self._events.events_for(set(docs) | set(subjects) | _targets(docs))
-            return self._merge(docs, events, now), lists
+                queue = self._queued_for(set(docs) | set(subjects) | _targets(docs))
+            return self._merge(docs, queue, now), lists
+
+    def _queued_for(self, ids: set[str]) -> tuple[int, list[int], list[Mapping[str, Any]]]:
+        """``(epoch, queue positions, events)`` of the queued events linked to ``ids``."""
+        pending = self._events
+        indexes = pending.indexes_for(ids)
+        events = pending.events
+        return pending.epoch, indexes, [events[i] for i in indexes]
 
     def _linked_ids(
         self, subjects: list[str], k: int
     ) -> tuple[list[str], tuple[dict[str, None], dict[str, None]]]:
         """The ids linked to ``subjects`` in the queue, and the queued events' products and
-        categories (likely recommendation seeds, prefetched with the documents when ``k``)."""
+        categories (likely recommendation seeds, prefetched with the documents when ``k``).
+
+        Called under ``_lock``. What the events give is kept per group of linked ids, like
+        the overlays, and extended with the events queued since (a fresh dict each time: a
+        caller may still be reading the last one).
+        """
+        pending = self._events
+        indexes = pending.indexes_for(subjects)
         ids = dict.fromkeys(subjects)
-        seeds: dict[str, None] = {}
-        cats: dict[str, None] = {}
-        for event in self._events.events_for(subjects):
-            ids.update(dict.fromkeys(i for i in event_ids(event) if i is not None))
-            props = event.get("properties")
-            if k and type(props) is dict:
+        if not indexes:
+            return list(ids), ({}, {})
+        if pending.epoch != self._hints_epoch or len(self._hints) >= MAX_HINTS:
+            self._hints_epoch = pending.epoch
+            self._hints.clear()
+        memo = self._hints.get(indexes[0])
+        done = 0 if memo is None else len(memo[0])
+        if memo is None or done > len(indexes) or memo[4] != bool(k) or indexes[:done] != memo[0]:
+            memo, done = ([], {}, {}, {}, bool(k)), 0
+        linked, seeds, cats = dict(memo[1]), dict(memo[2]), dict(memo[3])
+        new = indexes[done:]
+        linked.update(pending.linked_ids(new))
+        events = pending.events
+        for i in new if k else ():
+            props = events[i].get("properties")
+            if type(props) is dict:
                 for item in [props, *(p for _, p in order_lines(props))]:
                     pid, cat = product_id(item), item.get("category")
                     if pid is not None:
                         seeds[pid] = None
                     if isinstance(cat, str) and cat:
                         cats[cat] = None
+        self._hints[indexes[0]] = (indexes, linked, seeds, cats, bool(k))
+        ids.update(linked)
         return list(ids), (seeds, cats)
 
     def _fetch(
@@ -264,23 +298,15 @@ class WriteBehind:
         return docs, lists
 
     def _merge(
-        self, docs: dict[str, Doc], events: list[Mapping[str, Any]], now: float
+        self,
+        docs: dict[str, Doc],
+        queue: tuple[int, list[int], list[Mapping[str, Any]]],
+        now: float,
     ) -> dict[str, Doc]:
+        epoch, indexes, events = queue
         if not events:
             return docs
-
-        def read(ids: Collection[str]) -> dict[str, Doc]:
-            out = {i: docs[i] for i in ids if i in docs}
-            missing = [i for i in ids if i not in docs]
-            if missing:
-                out.update(self.store.fetch(missing))
-            return out
-
-        _, folded = fold(
-            events, read, self.money, now, self.settings.session_seconds, UpdateCounts()
-        )
-        docs.update(folded)
-        return docs
+        return self._overlays.fold(epoch, indexes, events, docs, self.store.fetch, now)
 
     def forget(self, subjects: Collection[str]) -> int:
         """Drop the subjects' queued events and stored documents; how many subjects existed."""
@@ -290,6 +316,7 @@ class WriteBehind:
             with self._lock:
                 queued = {i for e in self._events.events for i in event_ids(e) if i in wanted}
                 self._events.forget(wanted)
+                self._overlays.clear()  # no copy of an erased profile outlives the erasure
             stored = set(self.store.fetch(list(wanted)))
             self.store.forget(list(wanted))
         return len(stored | queued)
