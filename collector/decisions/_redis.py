@@ -18,6 +18,8 @@ use one primary (with replicas or Sentinel for availability).
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
@@ -203,7 +205,11 @@ class RedisStore:
 
     def transact(self, update: Callable[[Reader], Changes]) -> Changes:
         try:
-            for _ in range(MAX_ATTEMPTS):
+            for attempt in range(MAX_ATTEMPTS):
+                if attempt:
+                    # Another writer changed a profile we read: back off (full jitter, capped)
+                    # so that writers contending for one hot profile take turns.
+                    time.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))
                 with self._r.pipeline(transaction=True) as pipe:
 
                     def read(subjects: Collection[str], pipe: Any = pipe) -> dict[str, Doc]:

@@ -35,10 +35,10 @@ if os.environ.get("JOURNEYKIT_SKIP_BROWSER") == "1":
     pytest.skip("JOURNEYKIT_SKIP_BROWSER=1", allow_module_level=True)
 
 from selenium import webdriver  # noqa: E402  (only once the browser is wanted)
+from selenium.common.exceptions import WebDriverException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.remote.webelement import WebElement  # noqa: E402
-from selenium.webdriver.support import expected_conditions  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 
@@ -102,8 +102,19 @@ def click_and_load(driver: webdriver.Chrome, element: WebElement) -> None:
     A click returns once the browser has taken it, not when the next page is there: reading the
     page at once may read the old one.
     """
+    driver.execute_script("window.journeykitOldPage = true")
     element.click()
-    WebDriverWait(driver, 20).until(expected_conditions.staleness_of(element))
+
+    def next_page_loaded(d: webdriver.Chrome) -> bool:
+        return bool(
+            d.execute_script(
+                "return window.journeykitOldPage === undefined"
+                " && document.readyState === 'complete'"
+            )
+        )
+
+    # While the page is being replaced chromedriver may answer with a transient error.
+    WebDriverWait(driver, 20, ignored_exceptions=(WebDriverException,)).until(next_page_loaded)
 
 
 def shop_session(driver: webdriver.Chrome, url: str, choice: str) -> None:
