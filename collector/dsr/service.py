@@ -6,11 +6,12 @@ decision and consent history, and logs the request as completed with its counts.
 
 An **erasure** request resolves the subject, then
 
-1. removes their events from every NDJSON file (accepted and rejected) by atomic rewrite;
-2. deletes their profile (what the decision engine can attribute to them; aggregate item
-   statistics such as "viewed together" counts hold no identity and stay);
-3. adds their ids to the suppression list, so events still in flight or sent later are
-   dropped (and counted as ``suppressed``) instead of recreating what was erased;
+1. adds their ids to the suppression list, so events still in flight or sent later are
+   dropped (and counted as ``suppressed``) instead of recreating what is being erased;
+2. removes their events from every NDJSON file (accepted and rejected) by atomic rewrite;
+3. deletes their profile (what the decision engine can attribute to them; aggregate item
+   statistics such as "viewed together" counts hold no identity and stay), at once and once
+   more a second after the suppression, when every worker has written what it had queued;
 4. appends an erasure receipt to the consent ledger (the subject's pseudonym and the request
    id), and keeps their consent history as the legal proof of what they agreed to;
 5. logs the request as completed with what was removed.
@@ -22,6 +23,7 @@ is safe (each step is idempotent).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +54,9 @@ from journeykit.consent._paths import LedgerPaths
 __all__ = ["DsrService", "ErasureReport", "ProfileAccess"]
 
 log = logging.getLogger("journeykit.collector")
+
+_SETTLE_SECONDS = 1.0
+"""Longer than any worker's write-behind interval (0.25 s by default) plus a flush."""
 
 
 class ProfileAccess(Protocol):
@@ -156,8 +161,15 @@ class DsrService:
             # rather than stored behind the rewrite.
             for subject_id in raw:
                 self._suppression.add(subject_id, f"erased ({request.id})", via=self._via)
+            suppressed_at = time.monotonic()
             removed = erase_events(self.data_dir, subject)
-            profiles = self._profiles.forget(raw) if self._profiles is not None else 0
+            profiles = 0
+            if self._profiles is not None:
+                # Other workers may still hold the subject's last events in their write-behind
+                # queues (written within 0.25 s); forget once they are surely written, too.
+                profiles = self._profiles.forget(raw)
+                time.sleep(max(0.0, suppressed_at + _SETTLE_SECONDS - time.monotonic()))
+                profiles += self._profiles.forget(raw)
             receipt = self._ledger.append(
                 ref,
                 kind=RecordKind.ERASURE_RECEIPT,
