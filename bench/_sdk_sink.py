@@ -6,6 +6,8 @@
 the time and first ``messageId`` of every ``POST`` (which tells retries of one batch apart from
 the next batch); ``GET /stats`` answers them as JSON. Nothing else: no auth, no
 validation, so the figures measure the client, not a server.
+
+The benchmarks start it with :func:`running` (imported from here: ``bench/`` is their path).
 """
 
 from __future__ import annotations
@@ -13,12 +15,49 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gzip
+import socket
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import orjson
 
 OK = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{"ok":true}'
 FAIL = b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n"
+
+
+def free_port() -> int:
+    """A port nothing listens on now, on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def running(port: int, *args: str) -> Iterator[str]:
+    """This sink in a child process on ``port`` (with ``args``); yields its URL once it answers."""
+    import httpx  # the benchmark's side only: the sink itself needs no HTTP client
+
+    process = subprocess.Popen([sys.executable, str(Path(__file__)), str(port), *args])
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                httpx.get(url + "/stats", timeout=1)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
 
 
 class Sink:

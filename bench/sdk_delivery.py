@@ -28,16 +28,14 @@ import logging
 import os
 import platform
 import statistics
-import subprocess
-import sys
 import threading
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import httpx
+from _sdk_sink import free_port, running
 
 from journeykit.sdk import Client
 from journeykit.sdk._buffer import Buffer
@@ -53,36 +51,11 @@ PROPS = {"product_id": "p-1", "name": "Trail Runner", "price": 119.0, "currency"
 OPTIONS = {"consent_regime": "opt_out", "pseudonymize": False}
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextmanager
 def sink(*args: str) -> Iterator[str]:
     """The null sink in a child process; yields its URL."""
-    port = _free_port()
-    script = Path(__file__).with_name("_sdk_sink.py")
-    process = subprocess.Popen([sys.executable, str(script), str(port), *args])
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                httpx.get(url + "/stats", timeout=1)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+    with running(free_port(), *args) as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 def _payloads(n: int) -> list[bytes]:
@@ -156,7 +129,7 @@ def client(url: str, n: int) -> float:
 
 
 def memory_per_event(n: int = 10_000) -> float:
-    unreachable = f"http://127.0.0.1:{_free_port()}"
+    unreachable = f"http://127.0.0.1:{free_port()}"
     c = Client(
         KEY,
         host=unreachable,

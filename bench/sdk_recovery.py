@@ -23,8 +23,6 @@ import itertools
 import logging
 import os
 import platform
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -33,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from _sdk_sink import free_port, running
 
 from journeykit.sdk import Client
 
@@ -41,35 +40,11 @@ PROPS = {"product_id": "p-1", "name": "Trail Runner", "price": 119.0, "currency"
 OPTIONS: dict[str, Any] = {"consent_regime": "opt_out", "pseudonymize": False}
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextmanager
 def sink(port: int, *args: str) -> Iterator[str]:
     """The recording sink in a child process on ``port``; yields its URL."""
-    script = Path(__file__).with_name("_sdk_sink.py")
-    process = subprocess.Popen([sys.executable, str(script), str(port), "--record", *args])
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                httpx.get(url + "/stats", timeout=1)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.02)
+    with running(port, "--record", *args) as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 def _stats(url: str) -> dict[str, Any]:
@@ -83,7 +58,7 @@ def _settled(client: Client, n: int) -> bool:
 
 
 def blip(spool: Path | None) -> dict[str, Any]:
-    port = _free_port()
+    port = free_port()
     with sink(port, "--fail-first", "20") as url:
         options = {**OPTIONS, "spool_dir": spool} if spool else OPTIONS
         client = Client(KEY, host=url, max_queue_size=10_000, **options)
@@ -111,7 +86,7 @@ def blip(spool: Path | None) -> dict[str, Any]:
 
 
 def outage(seconds: float, rate: int, spool: Path) -> dict[str, Any]:
-    port = _free_port()  # nothing listens yet: connection refused
+    port = free_port()  # nothing listens yet: connection refused
     url = f"http://127.0.0.1:{port}"
     client = Client(KEY, host=url, spool_dir=spool, **OPTIONS)
     ids: list[str | None] = []
