@@ -12,13 +12,12 @@ pseudonymization key comes from the same places as the collector's (``--config``
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from journeykit.collector._dsr_requests_cli import add_request_commands
+from journeykit.collector._dsr_requests_cli import add_request_commands, fail, say, settings_of
 
 __all__ = ["add_commands", "run"]
 
@@ -58,30 +57,14 @@ def run(args: argparse.Namespace) -> int:
     return handler(args)
 
 
-def _say(line: str) -> None:
-    sys.stdout.write(line + "\n")
-
-
-def _fail(message: str) -> int:
-    sys.stderr.write(f"journeykit: {message}\n")
-    return 2
-
-
 def _open(args: argparse.Namespace) -> Any:
     """The data dir's suppression list under the collector's key, or an error message."""
-    from pydantic import SecretStr
-
-    from journeykit.collector.config import ConfigError, load_config
+    from journeykit.collector.config import ConfigError
     from journeykit.collector.keys import load_pseudonymizer
     from journeykit.collector.suppression import SuppressionList
 
     try:
-        # Write keys do not matter here; a placeholder stands in when none is configured,
-        # which also selects the embedded-demo pseudonymization key, as the collector does.
-        config = load_config(
-            {"data_dir": args.data_dir}, os.environ, args.config, lambda _: SecretStr("x")
-        )
-        settings = config.collector
+        settings = settings_of(args)
         return SuppressionList.open(settings.data_dir, load_pseudonymizer(settings))
     except (ConfigError, ValueError, OSError) as exc:
         return str(exc)
@@ -92,18 +75,18 @@ def _suppress(args: argparse.Namespace) -> int:
 
     suppressions = _open(args)
     if isinstance(suppressions, str):
-        return _fail(suppressions)
+        return fail(suppressions)
     try:
         before = suppressions.get(args.subject)
         entry = suppressions.add(args.subject, args.reason, via="cli")
     except InvalidSubject as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     finally:
         suppressions.close()
     state = "already suppressed since" if before is not None else "suppressed at"
-    _say(f"{entry.subject}: {state} {entry.created_at}")
+    say(f"{entry.subject}: {state} {entry.created_at}")
     if before is None:
-        _say(f"running collectors drop its events within {REFRESH_SECONDS:g} s")
+        say(f"running collectors drop its events within {REFRESH_SECONDS:g} s")
     return 0
 
 
@@ -112,15 +95,15 @@ def _unsuppress(args: argparse.Namespace) -> int:
 
     suppressions = _open(args)
     if isinstance(suppressions, str):
-        return _fail(suppressions)
+        return fail(suppressions)
     try:
         pseudonym = suppressions.pseudonyms(args.subject)[0]
         removed = suppressions.remove(args.subject)
     except InvalidSubject as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     finally:
         suppressions.close()
-    _say(f"{pseudonym}: {'suppression lifted' if removed else 'was not suppressed'}")
+    say(f"{pseudonym}: {'suppression lifted' if removed else 'was not suppressed'}")
     return 0
 
 
@@ -129,7 +112,7 @@ def _list(args: argparse.Namespace) -> int:
 
     suppressions = _open(args)
     if isinstance(suppressions, str):
-        return _fail(suppressions)
+        return fail(suppressions)
     try:
         after: str | None = None
         while page := suppressions.entries(1_000, after):
@@ -138,7 +121,7 @@ def _list(args: argparse.Namespace) -> int:
                     sys.stdout.write(orjson.dumps(entry.as_json()).decode() + "\n")
                 else:
                     reason = f"  {entry.reason}" if entry.reason else ""
-                    _say(f"{entry.subject}  {entry.created_at}  {entry.via}{reason}")
+                    say(f"{entry.subject}  {entry.created_at}  {entry.via}{reason}")
             after = page[-1].subject
     finally:
         suppressions.close()

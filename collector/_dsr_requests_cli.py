@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from journeykit.collector.dsr.service import DsrService
     from journeykit.collector.settings import CollectorSettings
 
-__all__ = ["add_request_commands"]
+__all__ = ["add_request_commands", "fail", "say", "settings_of"]
 
 _Command = Callable[[str, str, Callable[[argparse.Namespace], int]], argparse.ArgumentParser]
 
@@ -49,16 +49,19 @@ def add_request_commands(command: _Command) -> None:
         listing.add_argument("--json", action="store_true", help="one JSON object per line")
 
 
-def _say(line: str) -> None:
+def say(line: str) -> None:
+    """A line for the person at the terminal."""
     sys.stdout.write(line + "\n")
 
 
-def _fail(message: str) -> int:
+def fail(message: str) -> int:
+    """Tell the person what went wrong; the exit status of a refused command (2)."""
     sys.stderr.write(f"journeykit: {message}\n")
     return 2
 
 
-def _settings(args: argparse.Namespace) -> CollectorSettings:
+def settings_of(args: argparse.Namespace) -> CollectorSettings:
+    """The collector's settings for a ``dsr`` command (``--data-dir``, ``--config``, env)."""
     from pydantic import SecretStr
 
     from journeykit.collector.config import load_config
@@ -77,7 +80,7 @@ def _service(args: argparse.Namespace) -> Iterator[DsrService]:
     from journeykit.collector.suppression import SuppressionList
     from journeykit.consent import ConsentLedger
 
-    settings = _settings(args)
+    settings = settings_of(args)
     pseudonymizer = load_pseudonymizer(settings)
     suppression = SuppressionList.open(settings.data_dir, pseudonymizer)
     ledger = ConsentLedger.open(settings.data_dir, demo_key=settings.demo_keys)
@@ -113,12 +116,12 @@ def _export(args: argparse.Namespace) -> int:
                 args.subject, args.out, law=Law(args.law), reference=args.reference
             )
     except _errors() as exc:
-        return _fail(str(exc))
-    _say(f"{request.id}: access export written to {args.out}")
+        return fail(str(exc))
+    say(f"{request.id}: access export written to {args.out}")
     for name, entry in manifest.files.items():
-        _say(f"  {name:22} {entry['count']:>8} item(s)  sha256 {entry['sha256']}")
+        say(f"  {name:22} {entry['count']:>8} item(s)  sha256 {entry['sha256']}")
     first, last = manifest.first_event_at, manifest.last_event_at
-    _say(f"  events from {first or '-'} to {last or '-'}; deadline was {request.deadline}")
+    say(f"  events from {first or '-'} to {last or '-'}; deadline was {request.deadline}")
     return 0
 
 
@@ -128,19 +131,19 @@ def _erase(args: argparse.Namespace) -> int:
     if not args.yes and sys.stdin.isatty():
         answer = input(f"Erase every event and the profile of {args.subject!r}? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
-            return _fail("nothing erased")
+            return fail("nothing erased")
     try:
         with _service(args) as service:
             report = service.erase(args.subject, law=Law(args.law), reference=args.reference)
     except _errors() as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     d = report.detail
-    _say(f"{report.request.id}: erasure completed")
-    _say(f"  events removed:          {d['events_removed']} ({d['files_rewritten']} files)")
-    _say(f"  rejected events removed: {d['rejected_removed']}")
-    _say(f"  profiles deleted:        {d['profiles_deleted']}")
-    _say(f"  ids suppressed:          {d['ids_suppressed']}")
-    _say(f"  ledger receipt:          seq {d['ledger_receipt_seq']}")
+    say(f"{report.request.id}: erasure completed")
+    say(f"  events removed:          {d['events_removed']} ({d['files_rewritten']} files)")
+    say(f"  rejected events removed: {d['rejected_removed']}")
+    say(f"  profiles deleted:        {d['profiles_deleted']}")
+    say(f"  ids suppressed:          {d['ids_suppressed']}")
+    say(f"  ledger receipt:          seq {d['ledger_receipt_seq']}")
     return 0
 
 
@@ -150,9 +153,9 @@ def _requests(args: argparse.Namespace) -> int:
     from journeykit.collector.dsr.requests import RequestLog, RequestStatus
 
     try:
-        data_dir = _settings(args).data_dir
+        data_dir = settings_of(args).data_dir
     except _errors() as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     now = datetime.now(UTC)
     for request in RequestLog(data_dir).requests():
         if args.open and request.status is RequestStatus.COMPLETED:
@@ -163,7 +166,7 @@ def _requests(args: argparse.Namespace) -> int:
             continue
         late = "  OVERDUE" if request.overdue(now) else ""
         ref = f"  ref {request.reference}" if request.reference else ""
-        _say(
+        say(
             f"{request.id}  {request.kind.value:13} {request.status.value:9} "
             f"due {request.deadline}  {request.law.value}{ref}{late}"
         )
