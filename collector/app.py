@@ -264,9 +264,7 @@ class CollectorCore:
         self.events.close()
         self.rejected.close()
         self.privacy.close()
-        close_dedup = getattr(self.dedup, "close", None)
-        if close_dedup is not None:
-            close_dedup()
+        self.dedup.close()
         if self.compressor is not None:
             self.compressor.close()
 

@@ -20,6 +20,8 @@ class DedupWindow(Protocol):
 
     def release(self, ids: Iterable[str]) -> None: ...
 
+    def close(self) -> None: ...
+
 
 class Deduplicator:
     """A time window of seen messageIds with a hard memory bound.
@@ -73,6 +75,9 @@ class Deduplicator:
     def release(self, ids: Iterable[str]) -> None:
         with self._lock:
             self._pending.difference_update(ids)
+
+    def close(self) -> None:
+        """Nothing to release: the window lives in this process's memory."""
 
     def _expire(self, now: float) -> None:
         horizon = now - self._window
