@@ -218,3 +218,13 @@ def test_consent_recorded_in_the_profile_is_used_when_not_given(
     assert fresh.personalization == "granted"
     assert fresh.stage == "awareness"
     assert fresh.segments == []
+
+
+def test_a_reason_names_a_trait_it_has_no_value_for(engine: DecisionEngine, clock: Clock) -> None:
+    # One big customer: no RFM scores below rfm_min_customers, so the reason says so, not "".
+    engine.update([order("solo", clock.now - DAY, 600.0, ["p1"])])
+    engine.flush()
+    action = decide(engine, "solo").next_best_action
+    assert action is not None
+    assert action.action == "early_access"
+    assert action.reason == "Top customer: lifetime value 600 USD, RFM n/a"
