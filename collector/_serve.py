@@ -93,6 +93,7 @@ def run_serve(args: argparse.Namespace) -> int:
         from journeykit.collector.app import create_app
     except ImportError as exc:
         return _fail(f"the collector needs its extra: pip install 'journeykit[collector]' ({exc})")
+    from journeykit.collector._gc import tune_for_serving
     from journeykit.collector.config import (
         SETTINGS_JSON_ENV,
         ConfigError,
@@ -130,6 +131,8 @@ def run_serve(args: argparse.Namespace) -> int:
         f"events under {settings.data_dir / 'events'}",
         flush=True,
     )
+    if server.workers == 1:
+        tune_for_serving()  # workers tune their own, in app_from_env
     uvicorn.run(
         target,
         factory=server.workers > 1,

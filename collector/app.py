@@ -359,6 +359,9 @@ def create_app(settings: CollectorSettings) -> Starlette:
 
 def app_from_env() -> Starlette:
     """uvicorn factory for ``serve --workers N``: settings from ``JOURNEYKIT__SETTINGS_JSON``."""
+    from journeykit.collector._gc import tune_for_serving
     from journeykit.collector.config import settings_from_env
 
-    return create_app(settings_from_env())
+    app = create_app(settings_from_env())
+    tune_for_serving()
+    return app

@@ -1,0 +1,116 @@
+"""An open-loop load generator: requests sent on a fixed schedule, latency from the schedule.
+
+wrk is closed-loop: each connection sends its next request when the last one is answered, so
+a slow answer delays the requests behind it and they are never counted as slow (coordinated
+omission), and the rate it offers is whatever the server sustains. "p99 at 80% of the maximum
+rate" needs the opposite: requests start at ``rate`` per second whatever happens, and each
+one's latency runs from when it was due, so time spent waiting for a free connection counts.
+
+Raw HTTP/1.1 over asyncio streams, one request per connection at a time, connections opened
+as needed up to ``max_connections``; the client's own cost stays small next to the server's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+__all__ = ["PacedResult", "run_paced"]
+
+
+@dataclass(frozen=True, slots=True)
+class PacedResult:
+    sent: int
+    ok: int
+    failed: int
+    late_start_ms: float  # the most any request started after it was due
+    latencies_ms: list[float]
+
+    def percentile(self, p: float) -> float:
+        if not self.latencies_ms:
+            return float("nan")
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))]
+
+
+async def _exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+) -> int:
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    if length:
+        await reader.readexactly(length)
+    return status
+
+
+async def _run(
+    host: str,
+    port: int,
+    make_request: Callable[[int], bytes],
+    rate: float,
+    seconds: float,
+    max_connections: int,
+) -> PacedResult:
+    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    opened = 0
+    slots = asyncio.Semaphore(max_connections)
+    latencies: list[float] = []
+    failed = 0
+    late = 0.0
+    total = int(rate * seconds)
+    start = time.perf_counter() + 0.05
+
+    async def one(index: int, due: float) -> None:
+        nonlocal opened, failed
+        async with slots:
+            if idle:
+                conn = idle.pop()
+            else:
+                conn = await asyncio.open_connection(host, port)
+                opened += 1
+            try:
+                status = await _exchange(*conn, make_request(index))
+            except (OSError, asyncio.IncompleteReadError):
+                failed += 1
+                conn[1].close()
+                return
+            idle.append(conn)
+        if 200 <= status < 300:
+            latencies.append((time.perf_counter() - due) * 1000)
+        else:
+            failed += 1
+
+    tasks = []
+    for index in range(total):
+        due = start + index / rate
+        wait = due - time.perf_counter()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        else:
+            late = max(late, -wait * 1000)
+        tasks.append(asyncio.create_task(one(index, due)))
+    await asyncio.gather(*tasks)
+    for _, writer in idle:
+        writer.close()
+    return PacedResult(total, len(latencies), failed, late, latencies)
+
+
+def run_paced(
+    host: str,
+    port: int,
+    make_request: Callable[[int], bytes],
+    *,
+    rate: float,
+    seconds: float,
+    max_connections: int = 64,
+) -> PacedResult:
+    """Send ``rate`` requests a second for ``seconds``; ``make_request(i)`` is the i-th's bytes."""
+    return asyncio.run(_run(host, port, make_request, rate, seconds, max_connections))
