@@ -1,10 +1,10 @@
 """Per-event checks of one request: screen, validate, enrich.
 
-Split in three so that validation, the costly part, runs once per batch: the cheap screening
-(shape, limits, endpoint type, batch context, size) goes event by event, then one
-``validate_python`` call takes every screened event of the batch, and only when that batch
-holds an invalid event are its events validated one by one again, for per-event errors.
-A valid batch, the common case, pays for one call instead of one per event.
+Split in three so that validation, the costly part, is paid once per batch and only where
+needed: the cheap screening (shape, limits, endpoint type, batch context, size) goes event by
+event; then the hand-written ``_fastcheck.check`` accepts the plainly valid events, with the
+values their models would hold, and one ``validate_python`` call takes the rest; only when
+those hold an invalid event are they validated one by one again, for per-event errors.
 """
 
 from __future__ import annotations
@@ -18,14 +18,17 @@ from typing import Any
 import orjson
 from pydantic import TypeAdapter, ValidationError
 
+from journeykit.collector._fastcheck import Checked, check
 from journeykit.collector.errors import validation_errors
 from journeykit.collector.settings import CollectorSettings
 from journeykit.sdk.protocol import MESSAGE_ADAPTER, Message, correct_clock_skew
 
-__all__ = ["MAX_EVENT_DEPTH", "IsoTimes", "Rejection", "enrich", "screen", "validate"]
+__all__ = ["MAX_EVENT_DEPTH", "IsoTimes", "Rejection", "enrich", "fits", "screen", "validate"]
 
 MAX_EVENT_DEPTH = 254
 """Nesting levels an event may have: what ``orjson.dumps`` can write back (the event included)."""
+
+_COUNTED = 16 * MAX_EVENT_DEPTH  # the largest body ``fits`` counts; see there
 
 _IDS = ("userId", "anonymousId", "groupId", "previousId")
 
@@ -56,11 +59,13 @@ class IsoTimes:
     time; formatting a datetime costs about a microsecond, paid once per request instead.
     """
 
-    __slots__ = ("_known",)
+    __slots__ = ("_known", "received", "received_at")
 
     def __init__(self, received_at: datetime) -> None:
         self._known: dict[datetime, str] = {}
-        self.text(received_at)
+        self.received_at = received_at
+        self.received = self.text(received_at)
+        """The text of ``received_at``; every event's ``receivedAt``, and most ``timestamp``."""
 
     def text(self, value: datetime) -> str:
         """``value`` in UTC; one whose UTC form leaves years 1-9999 keeps its own offset.
@@ -86,8 +91,14 @@ def screen(
     settings: CollectorSettings,
     expected_type: str | None,
     context: dict[str, Any] | None,
+    *,
+    measure: bool = True,
 ) -> dict[str, Any] | Rejection:
-    """The checks before validation; merges the batch ``context`` into the event's own."""
+    """The checks before validation; merges the batch ``context`` into the event's own.
+
+    ``measure=False`` skips serializing the event to check its size and depth, for a request
+    :func:`fits` proved holds no event too large or too deep.
+    """
     if not isinstance(raw, dict):
         return Rejection(index, None, [_err("", "each event must be an object", "not_an_object")])
     raw.pop("writeKey", None)  # a key must never reach the event store
@@ -100,6 +111,8 @@ def screen(
     own_context = raw.get("context")
     if context and (own_context is None or isinstance(own_context, dict)):
         raw["context"] = {**context, **(own_context or {})}
+    if not measure:
+        return raw
     try:
         size = len(orjson.dumps(raw))
     except orjson.JSONEncodeError:
@@ -113,17 +126,71 @@ def screen(
     return raw
 
 
+def fits(body: bytes | None, max_event_bytes: int) -> bool:
+    """Whether the request ``body`` proves none of its events too large or too deep to store.
+
+    ``screen`` serializes each event to learn both, about half its cost; a small body makes
+    that needless (``None``: no body known, nothing proved). Exact reasons, not estimates:
+
+    - Depth: an event's levels are distinct ``{``/``[`` bytes of the body (the merged batch
+      context's too), so a body with at most ``MAX_EVENT_DEPTH`` of them holds none deeper.
+    - Size: orjson writes strings, keys, integers and literals in no more bytes than JSON can
+      spell them, and an event with the batch context merged in is no longer than the body.
+      Numbers can grow: a float (each has a ``.``, ``e`` or ``E``) from 3 bytes (``1e15``
+      even to 18), at most to 24; an integer past 64 bits (20+ digits, read as a float) by 2.
+      A ``/v1/<type>`` event gains its ``"type"`` (under 32 bytes).
+
+    Counting costs a pass over the body, repaid only when the answer may be yes: JSON events
+    hold about one such mark in 12 bytes, so bodies over 16 bytes per allowed mark (4 KB)
+    are not counted, nor ones over a quarter of the limit.
+    """
+    if body is None:
+        return False
+    size = len(body)
+    if size > _COUNTED or 4 * size > max_event_bytes:
+        return False
+    marks = size - len(body.translate(None, b"{[.eE"))  # brackets, and every float's mark
+    return marks <= MAX_EVENT_DEPTH and size + 21 * marks + size // 10 + 32 <= max_event_bytes
+
+
 @functools.cache
 def _batch_adapter() -> TypeAdapter[list[Message]]:
     return TypeAdapter(list[Message])
 
 
 def validate(
-    screened: list[tuple[int, dict[str, Any]]],
+    screened: list[tuple[int, dict[str, Any]]], *, fast: bool = True
 ) -> tuple[list[tuple[int, dict[str, Any], Any]], list[Rejection]]:
-    """``(index, raw, model)`` of the valid events, and a rejection for each invalid one."""
+    """``(index, raw, model)`` of the valid events, and a rejection for each invalid one.
+
+    The plainly valid events pass :func:`~journeykit.collector._fastcheck.check`, whose record
+    stands in for the model; pydantic validates the rest. ``fast=False`` sends every event
+    through pydantic: the reference the fast check is tested against.
+    """
     if not screened:
         return [], []
+    if not fast:
+        return _pydantic(screened)
+    dates: dict[str, datetime] = {}
+    checked = [check(raw, dates) for _, raw in screened]
+    unsure = [pair for pair, record in zip(screened, checked, strict=True) if record is None]
+    if not unsure:
+        return [(i, raw, r) for (i, raw), r in zip(screened, checked, strict=True)], []
+    valid, rejected = _pydantic(unsure)
+    if len(unsure) == len(screened):
+        return valid, rejected
+    models = {i: model for i, _, model in valid}
+    merged = [
+        (i, raw, models[i] if record is None else record)
+        for (i, raw), record in zip(screened, checked, strict=True)
+        if record is not None or i in models
+    ]
+    return merged, rejected
+
+
+def _pydantic(
+    screened: list[tuple[int, dict[str, Any]]],
+) -> tuple[list[tuple[int, dict[str, Any], Any]], list[Rejection]]:
     try:
         models = _batch_adapter().validate_python([raw for _, raw in screened])
     except ValidationError:
@@ -150,10 +217,15 @@ def enrich(
     source: str | None,
     client_ip: str | None,
 ) -> dict[str, Any]:
-    """The stored form of a valid event: ids, receive time, source, address, clock skew."""
+    """The stored form of a valid event: ids, receive time, source, address, clock skew.
+
+    ``model`` is the event's pydantic model or its :class:`Checked` record, which holds the
+    same values.
+    """
     event = dict(raw)
     event["messageId"] = model.messageId or f"jk-{uuid.uuid4().hex}"
-    event["receivedAt"] = times.text(received_at)
+    received = times.received if received_at is times.received_at else times.text(received_at)
+    event["receivedAt"] = received
     event.pop("_source", None)  # only the collector says which source an event came from
     if source is not None:
         event["_source"] = source
@@ -166,15 +238,21 @@ def enrich(
             event["context"] = {**context, "ip": client_ip}
     client_time = model.timestamp or model.originalTimestamp
     sent = model.sentAt or sent_at
+    # Keys keep this order (new ones are appended): stored lines stay byte for byte the same.
     if client_time is not None:
         event["originalTimestamp"] = times.text(client_time)
     if sent is not None:
         event["sentAt"] = times.text(sent)
-    event["timestamp"] = times.text(_corrected(client_time, sent, received_at))
-    for key in _IDS:
-        # Ids may be sent as numbers; the model made them strings, and strings are stored.
-        if key in event and type(event[key]) is not str:
-            event[key] = getattr(model, key, None)
+    if client_time is None:
+        event["timestamp"] = received  # what the correction gives, without computing it
+    else:
+        event["timestamp"] = times.text(_corrected(client_time, sent, received_at))
+    if type(model) is not Checked:
+        # A checked event's ids are strings already, or extras the model keeps as sent.
+        for key in _IDS:
+            # Ids may be sent as numbers; the model made them strings, and strings are stored.
+            if key in event and type(event[key]) is not str:
+                event[key] = getattr(model, key, None)
     return event
 
 

@@ -20,6 +20,7 @@ from journeykit.collector.events import (
     IsoTimes,
     Rejection,
     enrich,
+    fits,
     screen,
     validate,
 )
@@ -46,6 +47,7 @@ class Envelope:
     source: str | None = None  # the matched write key's source; stored as "_source"
     client_ip: str | None = None  # the sender's address; context.ip when the event has none
     upstream_consent: bool = False  # the write key's source checked consent itself
+    body: bytes | None = None  # the JSON parsed; lets screening skip checks it proves needless
 
 
 @dataclass(slots=True)
@@ -92,7 +94,7 @@ def parse_envelope(body: bytes, single_type: str | None) -> Envelope:
     if single_type is not None:
         doc.setdefault("type", single_type)
         write_key = _text(doc.pop("writeKey", None))
-        return Envelope(events=[doc], write_key=write_key, expected_type=single_type)
+        return Envelope([doc], write_key=write_key, expected_type=single_type, body=body)
     batch = doc.get("batch")
     if not isinstance(batch, list):
         raise HttpError(400, "not_a_batch", 'the body must be an object with a "batch" array')
@@ -105,7 +107,7 @@ def parse_envelope(body: bytes, single_type: str | None) -> Envelope:
             sent_at = _TIMESTAMP.validate_python(doc["sentAt"])
         except ValidationError:
             raise HttpError(400, "invalid_envelope", '"sentAt" is not a date-time') from None
-    return Envelope(batch, sent_at, context, _text(doc.get("writeKey")))
+    return Envelope(batch, sent_at, context, _text(doc.get("writeKey")), body=body)
 
 
 def _text(value: object) -> str | None:
@@ -208,8 +210,16 @@ class Ingestor:
         times = IsoTimes(received_at)
         rejections: list[Rejection] = []
         screened: list[tuple[int, dict[str, Any]]] = []
+        measure = not fits(envelope.body, self._settings.max_event_bytes)
         for index, raw in enumerate(envelope.events):
-            outcome = screen(index, raw, self._settings, envelope.expected_type, envelope.context)
+            outcome = screen(
+                index,
+                raw,
+                self._settings,
+                envelope.expected_type,
+                envelope.context,
+                measure=measure,
+            )
             if isinstance(outcome, Rejection):
                 rejections.append(outcome)
             else:
