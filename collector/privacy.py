@@ -21,40 +21,37 @@ force is rebuilt from the ledger at start, so a restart forgets nothing.
 from __future__ import annotations
 
 import logging
-import threading
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import orjson
-
+from journeykit.collector._consent_store import ConsentStore
+from journeykit.collector._privacy_fast import FusedStep
 from journeykit.collector.suppression import SuppressionList
 from journeykit.consent import (
     Action,
     ConsentChange,
     ConsentLedger,
-    ConsentState,
     ConsentUpdate,
     FieldKind,
     GatePolicy,
     InvalidConsentSignal,
-    LedgerRecord,
     Pseudonymized,
     Pseudonymizer,
     PseudonymRules,
     Purpose,
     Regime,
     SignalMapping,
-    Source,
+    UnknownPurpose,
     decide,
     may_personalize,
     parse_gpc,
     parse_message,
     pseudonymize_message,
 )
+from journeykit.consent._compiled import IdPseudonyms, Protector
 
 __all__ = ["ConsentStore", "PrivacyOutcome", "PrivacyStep"]
 
@@ -62,94 +59,6 @@ log = logging.getLogger("journeykit.collector")
 
 _ID = FieldKind.ID
 _OPT_OUT = Regime.OPT_OUT
-
-
-class ConsentStore:
-    """The consent in force per pseudonymous subject, in memory, rebuilt from the ledger.
-
-    Memory grows with the number of subjects that ever sent a consent signal (about 1 KB
-    each); the profile store of a later release takes this over.
-    """
-
-    def __init__(self, regime: Regime) -> None:
-        self._regime = regime
-        self._states: dict[str, ConsentState] = {}
-        self._lock = threading.Lock()
-        self._follow_lock = threading.Lock()
-        self._offset = 0  # how far into the ledger file this store has read
-
-    def __len__(self) -> int:
-        return len(self._states)
-
-    def state(self, subjects: Iterable[str]) -> ConsentState | None:
-        """The state of the first of ``subjects`` that has one (user first, then device)."""
-        for subject in subjects:
-            found = self._states.get(subject)
-            if found is not None:
-                return found
-        return None
-
-    def apply(self, subjects: list[str], update: ConsentUpdate) -> dict[Purpose, bool]:
-        """Merge ``update`` into each subject; return the choices whose effect changed."""
-        changed: dict[Purpose, bool] = {}
-        with self._lock:
-            for subject in subjects:
-                before = self._states.get(subject)
-                after = (
-                    ConsentState.from_update(update, self._regime)
-                    if before is None
-                    else before.merge(update)
-                )
-                self._states[subject] = after
-                for purpose, granted in update.purposes.items():
-                    was = before.choice(purpose) if before is not None else None
-                    if after.choice(purpose) != was and after.is_granted(purpose) == granted:
-                        changed[purpose] = granted
-        return changed
-
-    def rebuild(self, ledger: Path) -> int:
-        """Replay the ledger's consent records; returns how many were read."""
-        return self.follow(ledger)
-
-    def follow(self, ledger: Path) -> int:
-        """Apply the consent records appended since the last call, by any process; how many.
-
-        Workers of one data dir share the ledger but each holds its state in memory: a consent
-        recorded through one worker must govern the next event even when another worker
-        receives it. One ``stat`` per request finds out whether anything was appended.
-        """
-        try:
-            size = ledger.stat().st_size
-        except FileNotFoundError:
-            return 0
-        with self._follow_lock:
-            if size == self._offset:
-                return 0
-            if size < self._offset:  # repaired or replaced: start again from its beginning
-                with self._lock:
-                    self._states.clear()
-                self._offset = 0
-            with ledger.open("rb") as handle:
-                handle.seek(self._offset)
-                data = handle.read(size - self._offset)
-            end = data.rfind(b"\n") + 1  # a line still being written waits for the next call
-            self._offset += end
-            count = 0
-            for line in data[:end].splitlines():
-                record = LedgerRecord.from_json(orjson.loads(line), 0)
-                if record.kind != "consent":
-                    continue
-                purposes = {Purpose(p): True for p in record.granted}
-                purposes.update({Purpose(p): False for p in record.denied})
-                update = ConsentUpdate(
-                    purposes=purposes,
-                    source=Source(record.source),
-                    timestamp=datetime.fromisoformat(record.at),
-                    notice_version=record.notice_version,
-                )
-                self.apply([record.subject, *record.linked_ids], update)
-                count += 1
-            return count
 
 
 @dataclass(slots=True)
@@ -189,13 +98,20 @@ class PrivacyStep:
         self._mapping = mapping or SignalMapping()
         self._rules = rules or PseudonymRules()
         self.store = ConsentStore(regime)
+        self._protector = Protector(self._rules, pseudonymizer)
+        self._fused = FusedStep(
+            ids=IdPseudonyms(pseudonymizer),
+            protector=self._protector,
+            states=self.store._states,
+            suppression=suppression,
+        )
         replayed = self.store.rebuild(ledger.path)
         if replayed:
             log.info("journeykit collector: consent of %d subjects rebuilt", len(self.store))
 
     def protect(self, event: dict[str, Any]) -> Pseudonymized:
         """``event`` with its configured fields pseudonymized (a copy), and what was removed."""
-        return pseudonymize_message(event, self._rules, self._pseudonymizer)
+        return self._protector.protect(event)
 
     @property
     def ledger(self) -> ConsentLedger:
@@ -258,51 +174,115 @@ class PrivacyStep:
         """Run the step over ``(index, event)`` pairs; :meth:`record` stores the changes.
 
         ``upstream``: the events come from a write key whose source checked consent itself.
+        Gives what :meth:`process_reference` gives, faster: events without a consent signal
+        take a fused path (``_privacy_fast``), the others the reference path.
         """
-        outcome = PrivacyOutcome()
-        changes: list[ConsentChange] = []
         # The header speaks for every event of the request: read it once, not per event.
         gpc = parse_gpc(headers, now=received_at)
-        self.store.follow(self._ledger.path)  # what other workers recorded since
-        suppression = self.suppression
-        if suppression is not None:
-            suppression.refresh()
-        policy = self._upstream_policy if upstream else self._policy
-        pseudonymize = self._pseudonymizer.pseudonymize
-        for index, event in events:
-            ids = self._ids(event)
-            subjects = [pseudonymize(i, _ID) for i in ids]
-            if suppression is not None and suppression.is_suppressed(ids, subjects):
-                outcome.suppressed += 1
-                continue
-            try:
-                updates = self._signals(event, gpc, received_at)
-            except InvalidConsentSignal as exc:
-                outcome.invalid[index] = {
-                    "path": exc.field,
-                    "message": str(exc),
-                    "type": "invalid_consent",
-                }
-                continue
-            for update in updates:
-                changed = self.store.apply(subjects, update)
-                if changed and subjects:
-                    changes.append(self._change(subjects, update, changed, event, headers))
-            state = self.store.state(subjects)
-            if upstream and state is not None and state.regime is not _OPT_OUT:
-                state = state.model_copy(update={"regime": _OPT_OUT})
-            decision = decide(state, event, policy)
-            if decision.action is Action.DROP or decision.message is None:
-                outcome.dropped[decision.reason] += 1
-                continue
-            result = pseudonymize_message(decision.message, self._rules, self._pseudonymizer)
-            for removal in result.removed:
-                outcome.fields_removed[removal.reason] += 1
-            kept = result.message
-            outcome.kept.append(kept if type(kept) is dict else dict(kept))
+        if gpc is not None:  # a consent signal in every event: nothing for the fused path
+            return self._reference(events, gpc, headers, received_at, upstream)
+        outcome = PrivacyOutcome()
+        changes: list[ConsentChange] = []
+        policy = self._prepare(upstream)
+
+        def slow(index: int, event: dict[str, Any]) -> None:
+            self._one(index, event, None, headers, received_at, policy, upstream, outcome, changes)
+
+        suppressed = self._fused.run(
+            events, outcome.kept, outcome.dropped, outcome.fields_removed, policy, upstream, slow
+        )
+        outcome.suppressed += suppressed  # after the call: slow() counts into it too
         outcome.changes = changes
         outcome.consent_records = len(changes)
         return outcome
+
+    def process_reference(
+        self,
+        events: list[tuple[int, dict[str, Any]]],
+        headers: Mapping[str, str],
+        received_at: datetime,
+        *,
+        upstream: bool = False,
+    ) -> PrivacyOutcome:
+        """What :meth:`process` gives, one event at a time through the general functions.
+
+        The definition the fused path of :meth:`process` is tested against
+        (``tests/collector/test_privacy_fast.py``), and the baseline of its benchmark.
+        """
+        gpc = parse_gpc(headers, now=received_at)
+        return self._reference(events, gpc, headers, received_at, upstream)
+
+    def _prepare(self, upstream: bool) -> GatePolicy:
+        """Catch up with other workers' consent and the suppression list; the policy to use."""
+        self.store.follow(self._ledger.path)  # what other workers recorded since
+        if self.suppression is not None:
+            self.suppression.refresh()
+        return self._upstream_policy if upstream else self._policy
+
+    def _reference(
+        self,
+        events: list[tuple[int, dict[str, Any]]],
+        gpc: ConsentUpdate | None,
+        headers: Mapping[str, str],
+        received_at: datetime,
+        upstream: bool,
+    ) -> PrivacyOutcome:
+        outcome = PrivacyOutcome()
+        changes: list[ConsentChange] = []
+        policy = self._prepare(upstream)
+        for index, event in events:
+            self._one(index, event, gpc, headers, received_at, policy, upstream, outcome, changes)
+        outcome.changes = changes
+        outcome.consent_records = len(changes)
+        return outcome
+
+    def _one(
+        self,
+        index: int,
+        event: dict[str, Any],
+        gpc: ConsentUpdate | None,
+        headers: Mapping[str, str],
+        received_at: datetime,
+        policy: GatePolicy,
+        upstream: bool,
+        outcome: PrivacyOutcome,
+        changes: list[ConsentChange],
+    ) -> None:
+        """The reference path for one event, recorded into ``outcome`` and ``changes``."""
+        ids = self._ids(event)
+        pseudonymize = self._pseudonymizer.pseudonymize
+        subjects = [pseudonymize(i, _ID) for i in ids]
+        suppression = self.suppression
+        if suppression is not None and suppression.is_suppressed(ids, subjects):
+            outcome.suppressed += 1
+            return
+        try:
+            updates = self._signals(event, gpc, received_at)
+        except (InvalidConsentSignal, UnknownPurpose) as exc:
+            # An unknown purpose in a "Consent Updated" event is a bad signal like any other:
+            # the event is rejected with its path, not the whole request failed.
+            outcome.invalid[index] = {
+                "path": exc.field or "properties.purposes",
+                "message": str(exc),
+                "type": "invalid_consent",
+            }
+            return
+        for update in updates:
+            changed = self.store.apply(subjects, update)
+            if changed and subjects:
+                changes.append(self._change(subjects, update, changed, event, headers))
+        state = self.store.state(subjects)
+        if upstream and state is not None and state.regime is not _OPT_OUT:
+            state = state.model_copy(update={"regime": _OPT_OUT})
+        decision = decide(state, event, policy)
+        if decision.action is Action.DROP or decision.message is None:
+            outcome.dropped[decision.reason] += 1
+            return
+        result = pseudonymize_message(decision.message, self._rules, self._pseudonymizer)
+        for removal in result.removed:
+            outcome.fields_removed[removal.reason] += 1
+        kept = result.message
+        outcome.kept.append(kept if type(kept) is dict else dict(kept))
 
     def record(self, changes: list[ConsentChange]) -> None:
         """Append ``changes`` to the ledger durably; raises ``OSError`` if the disk refuses.

@@ -1,0 +1,109 @@
+"""The consent in force per subject, in memory, rebuilt from (and following) the ledger."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+
+import orjson
+
+from journeykit.consent import (
+    ConsentState,
+    ConsentUpdate,
+    LedgerRecord,
+    Purpose,
+    Regime,
+    Source,
+)
+
+__all__ = ["ConsentStore"]
+
+
+class ConsentStore:
+    """The consent in force per pseudonymous subject, in memory, rebuilt from the ledger.
+
+    Memory grows with the number of subjects that ever sent a consent signal (about 1 KB
+    each); the profile store of a later release takes this over.
+    """
+
+    def __init__(self, regime: Regime) -> None:
+        self._regime = regime
+        self._states: dict[str, ConsentState] = {}
+        self._lock = threading.Lock()
+        self._follow_lock = threading.Lock()
+        self._offset = 0  # how far into the ledger file this store has read
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def state(self, subjects: Iterable[str]) -> ConsentState | None:
+        """The state of the first of ``subjects`` that has one (user first, then device)."""
+        for subject in subjects:
+            found = self._states.get(subject)
+            if found is not None:
+                return found
+        return None
+
+    def apply(self, subjects: list[str], update: ConsentUpdate) -> dict[Purpose, bool]:
+        """Merge ``update`` into each subject; return the choices whose effect changed."""
+        changed: dict[Purpose, bool] = {}
+        with self._lock:
+            for subject in subjects:
+                before = self._states.get(subject)
+                after = (
+                    ConsentState.from_update(update, self._regime)
+                    if before is None
+                    else before.merge(update)
+                )
+                self._states[subject] = after
+                for purpose, granted in update.purposes.items():
+                    was = before.choice(purpose) if before is not None else None
+                    if after.choice(purpose) != was and after.is_granted(purpose) == granted:
+                        changed[purpose] = granted
+        return changed
+
+    def rebuild(self, ledger: Path) -> int:
+        """Replay the ledger's consent records; returns how many were read."""
+        return self.follow(ledger)
+
+    def follow(self, ledger: Path) -> int:
+        """Apply the consent records appended since the last call, by any process; how many.
+
+        Workers of one data dir share the ledger but each holds its state in memory: a consent
+        recorded through one worker must govern the next event even when another worker
+        receives it. One ``stat`` per request finds out whether anything was appended.
+        """
+        try:
+            size = ledger.stat().st_size
+        except FileNotFoundError:
+            return 0
+        with self._follow_lock:
+            if size == self._offset:
+                return 0
+            if size < self._offset:  # repaired or replaced: start again from its beginning
+                with self._lock:
+                    self._states.clear()
+                self._offset = 0
+            with ledger.open("rb") as handle:
+                handle.seek(self._offset)
+                data = handle.read(size - self._offset)
+            end = data.rfind(b"\n") + 1  # a line still being written waits for the next call
+            self._offset += end
+            count = 0
+            for line in data[:end].splitlines():
+                record = LedgerRecord.from_json(orjson.loads(line), 0)
+                if record.kind != "consent":
+                    continue
+                purposes = {Purpose(p): True for p in record.granted}
+                purposes.update({Purpose(p): False for p in record.denied})
+                update = ConsentUpdate(
+                    purposes=purposes,
+                    source=Source(record.source),
+                    timestamp=datetime.fromisoformat(record.at),
+                    notice_version=record.notice_version,
+                )
+                self.apply([record.subject, *record.linked_ids], update)
+                count += 1
+            return count
