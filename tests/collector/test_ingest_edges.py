@@ -133,3 +133,21 @@ def test_stored_holds_the_events_as_written(tmp_path: Path) -> None:
     assert "stored" not in result.as_json()
     [line] = (tmp_path / "events").rglob("*.ndjson")
     assert line.read_text().count("\n") == 1
+
+
+def test_an_unknown_consent_purpose_rejects_that_event_not_the_request(
+    collector: RunningCollector,
+) -> None:
+    consent = (
+        '{"type":"track","userId":"u","event":"Consent Updated",'
+        '"properties":{"purposes":{"ads":true}}}'
+    )
+    answer = post_raw(collector, [consent, '{"type":"track","userId":"u","event":"Fine"}'])
+    assert answer.status_code == 200
+    result = answer.json()
+    [rejected] = result["rejected"]
+    assert rejected["index"] == 0
+    assert [(e["type"], e["path"]) for e in rejected["errors"]] == [
+        ("invalid_consent", "properties.purposes.ads")
+    ]
+    assert len(collector.rejected) == 1
