@@ -7,16 +7,17 @@ to HTTP and turns their errors into status codes.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-import anyio
 import anyio.to_thread
 import orjson
 from starlette.applications import Starlette
@@ -131,7 +132,10 @@ class CollectorCore:
             self.personalizer,
             via="api",
         )
-        self._writer_limit: anyio.CapacityLimiter | None = None
+        # Writes wait on the disk, so they run here, off the event loop. A plain executor:
+        # its queue is C code and each hand-off is one future, where anyio's run_sync adds a
+        # capacity limiter, a cancel scope and context lookups per request.
+        self._writers = ThreadPoolExecutor(_WRITER_THREADS, thread_name_prefix="journeykit-write")
 
     def _sink(self, name: str) -> NdjsonSink:
         s = self.settings
@@ -181,9 +185,8 @@ class CollectorCore:
         # thread, where concurrent requests share a group commit.
         prepared = self.ingestor.prepare(envelope, received_at, request.headers)
         try:
-            result = await anyio.to_thread.run_sync(
-                self.ingestor.commit, prepared, limiter=self._writers()
-            )
+            loop = asyncio.get_running_loop()
+            result = await loop.run_in_executor(self._writers, self.ingestor.commit, prepared)
         except OSError as exc:
             log.error("journeykit collector: cannot write events: %s", exc)
             raise HttpError(
@@ -222,12 +225,6 @@ class CollectorCore:
         self._limit(key_index, events, take=True)
         return key_index
 
-    def _writers(self) -> anyio.CapacityLimiter:
-        # Made on first use: a limiter belongs to the event loop that runs the app.
-        if self._writer_limit is None:
-            self._writer_limit = anyio.CapacityLimiter(_WRITER_THREADS)
-        return self._writer_limit
-
     def _limit(self, key_index: int, events: int, *, take: bool) -> None:
         bucket = self.buckets[key_index]
         if bucket is None:
@@ -259,6 +256,7 @@ class CollectorCore:
         return None
 
     def close(self) -> None:
+        self._writers.shutdown(wait=True)  # writes already handed over finish first
         if self.personalizer is not None:
             self.personalizer.close()  # writes the profile updates still queued
         self.events.close()
