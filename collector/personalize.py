@@ -8,17 +8,25 @@ record (the same one the gate uses) and is not suppressed. ``GET /v1/decisions/{
 answers one subject the same way.
 
 A subject is the event's ``userId``, else its ``anonymousId``, as stored.
+
+The engine's flush asks :meth:`Personalizer.suppressed` which ids are on the suppression list
+and leaves their queued events out, so an erasure's deleted profile is not written back by a
+worker that queued the subject's last events before the suppression.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 from journeykit.collector.decisions import Decision, DecisionEngine, DecisionSettings
 from journeykit.collector.privacy import PrivacyStep
 from journeykit.collector.settings import CollectorSettings
+from journeykit.collector.suppression import InvalidSubject
+
+MAX_PSEUDONYMS = 65_536
+"""Ids whose pseudonyms are kept for the flush's suppression check (then all dropped)."""
 
 __all__ = ["EngineProfiles", "Personalizer", "decision_settings", "subject_of"]
 
@@ -47,9 +55,43 @@ class Personalizer:
     """Feeds the decision engine and asks it for the decisions of one request."""
 
     def __init__(self, settings: CollectorSettings, privacy: PrivacyStep) -> None:
-        self.engine = DecisionEngine.open(decision_settings(settings), settings.data_dir)
         self._privacy = privacy
         self._inline = settings.inline_decisions
+        # An id's pseudonyms under every key: an HMAC each, asked at every flush for the same
+        # visitors while the list is not empty.
+        self._pseudonyms: dict[str, tuple[str, ...]] = {}
+        self.engine = DecisionEngine.open(
+            decision_settings(settings), settings.data_dir, suppressed=self.suppressed
+        )
+
+    def suppressed(self, ids: Collection[str]) -> set[str]:
+        """Those of ``ids`` on the suppression list (the engine's flush leaves them out).
+
+        Called from the engine's flush (its background thread), once per flush for the ids
+        of the queued events; the list is reloaded when another process changed it (at most
+        every ``REFRESH_SECONDS``).
+        """
+        suppression = self._privacy.suppression
+        if suppression is None:
+            return set()
+        suppression.refresh()
+        if not len(suppression):
+            return set()
+        cache = self._pseudonyms
+        out: set[str] = set()
+        for subject in ids:
+            pseudonyms = cache.get(subject)
+            if pseudonyms is None:
+                try:
+                    pseudonyms = suppression.pseudonyms(subject)
+                except InvalidSubject:
+                    continue  # an id the list cannot hold (control characters, too long)
+                if len(cache) >= MAX_PSEUDONYMS:
+                    cache.clear()
+                cache[subject] = pseudonyms
+            if suppression.is_suppressed((), pseudonyms):  # every key's pseudonym is there
+                out.add(subject)
+        return out
 
     def update(self, stored: list[dict[str, Any]]) -> None:
         """Queue the stored events for their profiles (cheap; written by the engine's flush)."""

@@ -20,12 +20,12 @@ from typing import Any
 from journeykit.collector.decisions._evaluate import CompiledRules
 from journeykit.collector.decisions._profile import Profile, new_profile
 from journeykit.collector.decisions._recommend import query_for, rank
-from journeykit.collector.decisions._rfm import CutPoints
+from journeykit.collector.decisions._rfm import CutPoints, next_check, refresh_due
 from journeykit.collector.decisions._rules import RuleSet, load_rules
 from journeykit.collector.decisions._settings import DecisionSettings
 from journeykit.collector.decisions._store import Doc, ItemLists, ProfileStore, StoreUnavailable
 from journeykit.collector.decisions._traits import Traits
-from journeykit.collector.decisions._writeback import Health, WriteBehind
+from journeykit.collector.decisions._writeback import Health, Suppressed, WriteBehind
 from journeykit.sdk._decision import Decision
 
 __all__ = ["DecisionEngine", "UpdateResult"]
@@ -71,15 +71,18 @@ class DecisionEngine:
         rules: RuleSet,
         settings: DecisionSettings | None = None,
         clock: Callable[[], float] = time.time,
+        suppressed: Suppressed | None = None,
     ) -> None:
         self.settings = settings or DecisionSettings()
         self.rules = CompiledRules(rules)
         self._store = store
         self._clock = clock
         self._health = Health(self.settings.retry_unavailable_seconds)
-        self._queue = WriteBehind(store, self.settings, self.rules.currency, clock, self._health)
-        # RFM cut points change only when recomputed, every rfm_refresh_seconds: cache them
-        # until then instead of reading them for every decision.
+        self._queue = WriteBehind(
+            store, self.settings, self.rules.currency, clock, self._health, suppressed
+        )
+        # RFM cut points change only when recomputed: cache them until the next check
+        # (``_rfm.next_check``) instead of reading them for every decision.
         self._cuts: CutPoints | None = None
         self._cuts_until = -float("inf")
         self.stats = self._health.stats
@@ -90,10 +93,15 @@ class DecisionEngine:
         settings: DecisionSettings,
         data_dir: Path,
         clock: Callable[[], float] = time.time,
+        suppressed: Suppressed | None = None,
     ) -> DecisionEngine:
-        """The engine with the configured store and rules (raises ``RulesError`` on bad rules)."""
+        """The engine with the configured store and rules (raises ``RulesError`` on bad rules).
+
+        ``suppressed(ids)`` returns those of ``ids`` whose queued events must not be written
+        (the collector passes its suppression list): a flush leaves their events out.
+        """
         rules = load_rules(settings.rules_file)
-        return cls(open_store(settings, data_dir), rules, settings, clock)
+        return cls(open_store(settings, data_dir), rules, settings, clock, suppressed)
 
     def close(self) -> None:
         """Write what is queued (see ``flush``), stop the background flush, close the store."""
@@ -226,25 +234,35 @@ class DecisionEngine:
 
     def _cut_points(self, now: float) -> CutPoints | None:
         if now >= self._cuts_until:
-            refresh = self.settings.rfm_refresh_seconds
-            self._cuts = self._store.refresh_cut_points(now, refresh)
-            # Nobody recomputes before computed_at + refresh (store-side check), so the
-            # cached cut points stay the ones every process scores against until then.
-            self._cuts_until = (
-                now + refresh if self._cuts is None else self._cuts.computed_at + refresh
-            )
-        elif self._cuts is None:
-            self._cuts = self._store.cut_points()  # another process may have computed them
+            self._check_cut_points(now, force=False)
         cuts = self._cuts
         if cuts is None or cuts.population < self.settings.rfm_min_customers:
             return None
         return cuts
 
+    def _check_cut_points(self, now: float, force: bool) -> None:
+        """Read the shared cut points; recompute them when due (see ``_rfm.refresh_due``).
+
+        Runs at most once per ``rfm_young_refresh_seconds`` (the cache below), never per
+        event or decision: one key read, a customer count while the cut points are between
+        ``rfm_young_refresh_seconds`` and ``rfm_refresh_seconds`` old, and the recompute
+        (O(1) queries on the ordered indexes) when due.
+        """
+        s, store = self.settings, self._store
+        young = min(s.rfm_young_refresh_seconds, s.rfm_refresh_seconds)
+        cuts = store.cut_points()
+        if force or refresh_due(
+            cuts, now, s.rfm_refresh_seconds, young, s.rfm_min_customers, store.customer_count
+        ):
+            # The store recomputes only cut points older than ``young`` (0: always), under its
+            # lock: of processes due at the same check, the first recomputes, the others read.
+            cuts = store.refresh_cut_points(now, 0.0 if force else young)
+        self._cuts = cuts
+        self._cuts_until = next_check(cuts, now, s.rfm_refresh_seconds, young)
+
     def refresh_rfm(self) -> None:
         """Recompute the RFM cut points now (they also refresh every ``rfm_refresh_seconds``)."""
-        now = self._clock()
-        self._cuts = self._store.refresh_cut_points(now, 0.0)
-        self._cuts_until = now + self.settings.rfm_refresh_seconds
+        self._check_cut_points(self._clock(), force=True)
 
     def forget(self, subjects: Collection[str]) -> int:
         """Erase these subjects' profiles and queued events; returns how many existed.

@@ -194,7 +194,7 @@ class PendingStats:
     def add(self, changes: Changes, now: float) -> None:
         if not len(changes.stats):
             return
-        self.stats.add(changes.stats)
+        self.stats.absorb(changes.stats)  # a flush's own: nothing else holds them
         if self.since is None:
             self.since = now
 

@@ -6,8 +6,9 @@ of the batch's subjects (again only to follow an alias that points outside the b
 that applies every co-occurrence and popularity increment. If another process changed one of
 the watched subjects meanwhile, the transaction fails and the update is recomputed from fresh
 reads (optimistic locking), so concurrent writers never lose one another's events. A decision
-costs one round trip: the ``_DECIDE`` script returns the documents, aliases followed, with
-the item lists their recommendations need.
+costs one round trip: the ``DECIDE`` script (``_redis_decide``) returns, as one JSON text, the
+documents (aliases followed) and, per profile, only the recommendation candidates a top-K
+ranking of it can reach.
 
 Keys, under the configured prefix ``P``: ``P p:<subject>`` (JSON document), ``P co:<item>``
 (sorted set of related items), ``P pop`` and ``P cat:<category>`` (popularity), ``P rfm:r``,
@@ -27,6 +28,7 @@ import orjson
 import redis
 from redis.exceptions import RedisError, WatchError
 
+from journeykit.collector.decisions._redis_decide import DECIDE, decode, prefetched
 from journeykit.collector.decisions._rfm import CutPoints, cut_points
 from journeykit.collector.decisions._store import (
     MAX_ALIAS_HOPS,
@@ -79,90 +81,6 @@ return 1
 """
 
 
-# ARGV: prefix, K, alias hops, then counted runs of ids, extra seeds and extra categories.
-# Reads the ids' documents following aliases, gathers their recommendation seeds (5 latest
-# views, cart) and top 2 categories, and returns {limit, {id, doc, ...}, {list key, items}}
-# with each list read from the top (ZREVRANGE ... WITHSCORES) to the limit that rank() would
-# ask of a document like these: one round trip per decision.
-_DECIDE = """
-local p, k, hops = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local i = 4
-local ids = {}
-local n = tonumber(ARGV[i]); i = i + 1
-for _ = 1, n do ids[#ids + 1] = ARGV[i]; i = i + 1 end
-local seeds, seedlist, cats, catlist = {}, {}, {}, {}
-local function seed(s)
-  if type(s) == 'string' and not seeds[s] then seeds[s] = true; seedlist[#seedlist + 1] = s end
-end
-local function cat(c)
-  if not cats[c] then cats[c] = true; catlist[#catlist + 1] = c end
-end
-n = tonumber(ARGV[i]); i = i + 1
-local excluded = n
-for _ = 1, n do seed(ARGV[i]); i = i + 1 end
-n = tonumber(ARGV[i]); i = i + 1
-for _ = 1, n do cat(ARGV[i]); i = i + 1 end
-local docs, seen = {}, {}
-for _ = 0, hops do
-  local nxt = {}
-  for _, id in ipairs(ids) do
-    if not seen[id] then
-      seen[id] = true
-      local raw = redis.call('GET', p .. 'p:' .. id)
-      if raw then
-        docs[#docs + 1] = id
-        docs[#docs + 1] = raw
-        local doc = cjson.decode(raw)
-        if doc.alias then
-          nxt[#nxt + 1] = doc.alias
-        else
-          local recent = doc.recent
-          if type(recent) == 'table' then
-            for j = #recent, math.max(1, #recent - 4), -1 do seed(recent[j][1]) end
-          end
-          if type(doc.cart) == 'table' then
-            for pid in pairs(doc.cart) do seed(pid); excluded = excluded + 1 end
-          end
-          if type(doc.bought) == 'table' then excluded = excluded + #doc.bought end
-          if type(doc.cats) == 'table' then
-            local a, b
-            for name, w in pairs(doc.cats) do
-              if a == nil or w > doc.cats[a] or (w == doc.cats[a] and name < a) then
-                b = a; a = name
-              elseif b == nil or w > doc.cats[b] or (w == doc.cats[b] and name < b) then
-                b = name
-              end
-            end
-            if a then cat(a) end
-            if b then cat(b) end
-          end
-        end
-      end
-    end
-  end
-  if #nxt == 0 then break end
-  ids = nxt
-end
-local limit = k + math.min(excluded + #seedlist, 50)
-local lists = {}
-for _, s in ipairs(seedlist) do
-  lists[#lists + 1] = 'co:' .. s
-  lists[#lists + 1] = redis.call('ZREVRANGE', p .. 'co:' .. s, 0, limit - 1, 'WITHSCORES')
-end
-for _, c in ipairs(catlist) do
-  lists[#lists + 1] = 'cat:' .. c
-  lists[#lists + 1] = redis.call('ZREVRANGE', p .. 'cat:' .. c, 0, limit - 1, 'WITHSCORES')
-end
-lists[#lists + 1] = 'pop'
-lists[#lists + 1] = redis.call('ZREVRANGE', p .. 'pop', 0, limit - 1, 'WITHSCORES')
-return {limit, docs, lists}
-"""
-
-
-def _flat_pairs(flat: list[bytes]) -> list[tuple[str, float]]:
-    return [(flat[j].decode(), float(flat[j + 1])) for j in range(0, len(flat), 2)]
-
-
 def _increments(prefix: str, stats: ItemStats) -> list[Any]:
     args: list[Any] = [prefix, RELATED_KEEP, len(stats.related)]
     for item, related in stats.related.items():
@@ -195,7 +113,7 @@ class RedisStore:
             url, socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=30
         )
         self._p = prefix
-        self._decide = self._r.register_script(_DECIDE)
+        self._decide = self._r.register_script(DECIDE)
 
     def close(self) -> None:
         self._r.close()
@@ -264,23 +182,25 @@ class RedisStore:
         args: list[str | int] = [self._p, k, MAX_ALIAS_HOPS, len(ids), *ids, len(seeds), *seeds]
         args += [len(categories), *categories]
         try:
-            limit, flat_docs, flat_lists = self._decide(args=args)
+            raw = self._decide(args=args)
         except RedisError as exc:
             raise StoreUnavailable(f"redis profile store: {exc}") from exc
-        docs = {
-            flat_docs[j].decode(): orjson.loads(flat_docs[j + 1])
-            for j in range(0, len(flat_docs), 2)
-        }
-        lists: ItemLists = {
-            flat_lists[j].decode(): (int(limit), _flat_pairs(flat_lists[j + 1]))
-            for j in range(0, len(flat_lists), 2)
-        }
-        return docs, lists
+        return decode(raw)
 
     def candidates(
         self, queries: Sequence[CandidateQuery], lists: ItemLists | None = None
     ) -> list[Candidates]:
-        p, have = self._p, lists or {}
+        have = lists or {}
+        ready = [prefetched(have, q) for q in queries]
+        rest = [q for q, found in zip(queries, ready, strict=True) if found is None]
+        read = iter(self._read_candidates(rest, have) if rest else ())
+        return [found if found is not None else next(read) for found in ready]
+
+    def _read_candidates(
+        self, queries: Sequence[CandidateQuery], have: ItemLists
+    ) -> list[Candidates]:
+        """Candidates from each list the query names: prefetched, else read in one trip."""
+        p = self._p
         found: dict[tuple[str, int], list[tuple[str, float]]] = {}
         pipe = self._r.pipeline(transaction=False)
         wanted: list[tuple[str, int]] = []
@@ -295,7 +215,7 @@ class RedisStore:
                 else:
                     wanted.append((key, q.limit))
                     pipe.zrevrange(f"{p}{key}", 0, q.limit - 1, withscores=True)
-        if wanted:  # not prefetched (a seed only the queue's merge brought in): one more trip
+        if wanted:  # not prefetched (the queue changed the query): one more trip
             try:
                 results = pipe.execute()
             except RedisError as exc:
@@ -319,6 +239,12 @@ class RedisStore:
         except RedisError as exc:
             raise StoreUnavailable(f"redis profile store: {exc}") from exc
         return None if raw is None else CutPoints.from_json(orjson.loads(raw))
+
+    def customer_count(self) -> int:
+        try:
+            return int(self._r.zcard(f"{self._p}rfm:f"))
+        except RedisError as exc:
+            raise StoreUnavailable(f"redis profile store: {exc}") from exc
 
     def refresh_cut_points(self, now: float, max_age: float) -> CutPoints | None:
         p = self._p

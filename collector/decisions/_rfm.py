@@ -7,16 +7,28 @@ percentiles (the cut points) are recomputed every ``rfm_refresh_seconds`` and st
 the profiles, so every process scores against the same cut points. A score is 1 plus the number
 of cut points the value exceeds: with many ties (most customers order once) the tied values
 share the lower score, as quintile RFM usually does.
+
+A young population changes fast: a fresh store has no cut points, then cut points of a handful
+of customers that a few minutes double. So cut points are also checked every
+``rfm_young_refresh_seconds`` (see :func:`refresh_due`) and recomputed then when they are
+missing, were computed over fewer than ``rfm_min_customers``, or the customers have grown by
+more than :data:`GROWTH` since. Checks happen on a grid anchored at the cut points'
+``computed_at`` (:func:`next_check`), the same for every process holding them, so processes
+switch to new cut points at the same moments, as with the periodic refresh.
 """
 
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["CutPoints", "cut_points", "rfm_scores"]
+__all__ = ["GROWTH", "CutPoints", "cut_points", "next_check", "refresh_due", "rfm_scores"]
+
+GROWTH = 1.25
+"""More customers than this times the cut points' population: recompute at the next check."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,3 +86,41 @@ def rfm_scores(
         _score(cuts.frequency, orders),
         _score(cuts.monetary, monetary),
     )
+
+
+def refresh_due(
+    cuts: CutPoints | None,
+    now: float,
+    refresh: float,
+    young: float,
+    min_customers: int,
+    customers: Callable[[], int],
+) -> bool:
+    """Whether ``cuts`` should be recomputed at a check at ``now``.
+
+    Always once they are ``refresh`` seconds old; before that, once they are ``young`` seconds
+    old, when they are missing, cover fewer than ``min_customers`` customers, or
+    ``customers()`` (the current count: one cheap query, asked only then) exceeds their
+    population by more than :data:`GROWTH`.
+    """
+    if cuts is None:
+        return True
+    age = now - cuts.computed_at
+    if age >= refresh:
+        return True
+    if age < young:
+        return False
+    return cuts.population < min_customers or customers() > cuts.population * GROWTH
+
+
+def next_check(cuts: CutPoints | None, now: float, refresh: float, young: float) -> float:
+    """When the process holding ``cuts`` at ``now`` checks them again.
+
+    The next multiple of ``young`` after ``computed_at`` (so every process holding the same
+    cut points checks at the same moments), at the latest ``computed_at + refresh``.
+    """
+    if cuts is None:
+        return now + young
+    done = cuts.computed_at
+    steps = math.floor((now - done) / young) + 1
+    return max(min(done + steps * young, done + refresh), now + 1e-6)

@@ -37,6 +37,12 @@ class DecisionSettings(BaseModel):
     rfm_refresh_seconds: float = Field(
         default=300.0, gt=0, description="How often the RFM quintile cut points are recomputed."
     )
+    rfm_young_refresh_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often cut points are checked, and recomputed while the population "
+        "is young: none yet, fewer than rfm_min_customers, or 25% more customers since.",
+    )
     rfm_min_customers: int = Field(
         default=10,
         ge=1,

@@ -211,6 +211,13 @@ class SqliteStore:
                 raise StoreUnavailable(f"profile store {self.path}: {exc}") from exc
         return None if row is None else CutPoints.from_json(orjson.loads(row[0]))
 
+    def customer_count(self) -> int:
+        with self._lock:
+            try:
+                return int(self._db.execute("SELECT COUNT(*) FROM customers").fetchone()[0])
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"profile store {self.path}: {exc}") from exc
+
     def refresh_cut_points(self, now: float, max_age: float) -> CutPoints | None:
         def nth(dim: str, rank: int) -> float:
             sql = f"SELECT {dim} FROM customers ORDER BY {dim} LIMIT 1 OFFSET ?"  # noqa: S608

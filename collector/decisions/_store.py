@@ -57,6 +57,23 @@ def add_weights(into: Weights, other: Weights) -> None:
                 mine[item] = mine.get(item, 0) + w
 
 
+def _absorb_flat(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
+    if len(a) < len(b):
+        a, b = b, a
+    for item, w in b.items():
+        a[item] = a.get(item, 0) + w
+    return a
+
+
+def _absorb_weights(a: Weights, b: Weights) -> Weights:
+    if len(a) < len(b):
+        a, b = b, a
+    for key, items in b.items():
+        mine = a.get(key)
+        a[key] = items if mine is None else _absorb_flat(mine, items)
+    return a
+
+
 MAX_ALIAS_HOPS = 4  # an id merged into one merged into another...: followed this far
 
 RELATED_KEEP = 100
@@ -95,6 +112,20 @@ class ItemStats:
         pop = self.popularity
         for item, w in other.popularity.items():
             pop[item] = pop.get(item, 0) + w
+
+    def absorb(self, other: ItemStats) -> None:
+        """:meth:`add` that takes ``other``'s dicts over instead of copying them.
+
+        ``other`` must not be used afterwards (a flush's own statistics, summed into the
+        pending ones): at each level the smaller side is summed into the larger, so summing
+        one flush into a large pending total costs the size of the flush, and the first flush
+        after a write costs nothing.
+        """
+        self.related = _absorb_weights(self.related, other.related)
+        self.category_popularity = _absorb_weights(
+            self.category_popularity, other.category_popularity
+        )
+        self.popularity = _absorb_flat(self.popularity, other.popularity)
 
     def clear(self) -> None:
         self.related.clear()
@@ -174,6 +205,10 @@ class ProfileStore(Protocol):
 
     def cut_points(self) -> CutPoints | None:
         """The RFM cut points every process scores against, if computed yet."""
+        ...
+
+    def customer_count(self) -> int:
+        """How many customers the RFM index holds now (one cheap query)."""
         ...
 
     def refresh_cut_points(self, now: float, max_age: float) -> CutPoints | None:

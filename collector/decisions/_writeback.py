@@ -10,6 +10,12 @@ so this process's decisions reflect what it just ingested; other processes see i
 flush. On a crash, at most the queue is lost: profiles are derived data that the NDJSON event
 files can rebuild.
 
+Suppressed subjects: an erasure suppresses a subject, then deletes its profile; another process
+may still hold the subject's events in its queue. A flush asks ``suppressed`` (given by the
+collector) which of its events' ids are suppressed, inside the store transaction, and leaves
+those events out (counted, reason ``suppressed``), so a profile never comes back after an
+erasure once this process sees the suppression.
+
 Consistency between a read and a concurrent flush: ``_gen`` is odd while a flush writes. A read
 takes the queue snapshot and the store documents within one even generation (else retries, or
 waits for the flush), so a queued event is never counted twice nor missed.
@@ -38,6 +44,7 @@ from journeykit.collector.decisions._store import (
     ProfileStore,
     StoreUnavailable,
 )
+from journeykit.collector.decisions._timestamps import TimeParser
 from journeykit.collector.decisions._traits import Currency
 from journeykit.collector.decisions._update import UpdateCounts, build_changes, event_ids
 
@@ -51,6 +58,8 @@ STATS_MAX_KEYS = 20_000
 MAX_HINTS = 1024  # groups whose linked ids and seeds are kept (per queue epoch)
 
 Hints = dict[str, None]
+Suppressed = Callable[[Collection[str]], Collection[str]]
+"""Given subject ids, those whose events must not be written (a suppression list)."""
 
 
 class Health:
@@ -82,8 +91,10 @@ class WriteBehind:
         money: Currency,
         clock: Callable[[], float],
         health: Health,
+        suppressed: Suppressed | None = None,
     ) -> None:
         self.store = store
+        self.suppressed = suppressed
         self.settings = settings
         self.money = money
         self.clock = clock
@@ -101,6 +112,9 @@ class WriteBehind:
         self._hints: dict[int, tuple[list[int], Hints, Hints, Hints, bool]] = {}
         self._hints_epoch = 0
         self._stats = PendingStats()
+        # Flushes parse timestamps with one parser: its caches (an hour's start, a second)
+        # outlive a flush. Used under _flush_lock only.
+        self._times = TimeParser()
         self._oldest: float | None = None  # monotonic time of the oldest queued event
         self._flusher: Flusher | None = None
 
@@ -183,11 +197,15 @@ class WriteBehind:
         counts = UpdateCounts()
         now = self.clock()
         folded = Changes()
+        left_out = 0
 
         def compute(read: Callable[[Collection[str]], dict[str, Doc]]) -> Changes:
-            nonlocal folded
+            nonlocal folded, left_out
             session = self.settings.session_seconds
-            folded = build_changes(events, read, self.money, now, session, counts, subjects)
+            # Asked inside the transaction: an erasure that suppresses a subject and then
+            # deletes its profile either is seen here or deletes after this write.
+            todo, ids, left_out = _unsuppressed(events, subjects, self.suppressed)
+            folded = build_changes(todo, read, self.money, now, session, counts, ids, self._times)
             if write_stats:
                 return self._stats.into(folded)
             return Changes(docs=folded.docs, customers=folded.customers)
@@ -209,6 +227,8 @@ class WriteBehind:
         stats["flushes"] += 1
         stats["events_applied"] += counts.applied
         stats["profiles_merged"] += counts.merged
+        if left_out:
+            counts.skipped["suppressed"] += left_out
         for reason, n in counts.skipped.items():
             stats[f"events_skipped_{reason}"] += n
         return True
@@ -332,6 +352,27 @@ class WriteBehind:
             if lost:
                 log.warning("journeykit decisions: %d queued events not written at close", lost)
                 self.health.stats["events_dropped_store_unavailable"] += lost
+
+
+def _unsuppressed(
+    events: list[Mapping[str, Any]],
+    subjects: list[tuple[str | None, str | None]],
+    suppressed: Suppressed | None,
+) -> tuple[list[Mapping[str, Any]], list[tuple[str | None, str | None]], int]:
+    """``events`` and their ids without those naming a suppressed id; how many were left out."""
+    if suppressed is None or not events:
+        return events, subjects, 0
+    ids = {i for pair in subjects for i in pair if i is not None}
+    gone = suppressed(ids)
+    if not gone:
+        return events, subjects, 0
+    gone = set(gone)
+    kept = [
+        (event, pair)
+        for event, pair in zip(events, subjects, strict=True)
+        if pair[0] not in gone and pair[1] not in gone
+    ]
+    return [e for e, _ in kept], [p for _, p in kept], len(events) - len(kept)
 
 
 def _targets(docs: Mapping[str, Doc]) -> set[str]:

@@ -12,6 +12,7 @@ from helpers import free_port, load_beside
 
 from journeykit.collector.decisions import DecisionEngine, DecisionSettings, RuleSet, load_rules
 from journeykit.collector.decisions._engine import open_store
+from journeykit.collector.decisions._writeback import Suppressed
 
 load_beside(__file__, "decisions_helpers")
 from decisions_helpers import Clock, EngineFactory, start_redis, stop  # noqa: E402
@@ -79,11 +80,12 @@ def make_engine(
     """Engines on one shared store (as several collector processes would have)."""
     engines: list[DecisionEngine] = []
 
-    def make(rules: RuleSet | None = None, **changes: object) -> DecisionEngine:
+    def make(
+        rules: RuleSet | None = None, suppressed: Suppressed | None = None, **changes: object
+    ) -> DecisionEngine:
         chosen = settings.model_copy(update=changes) if changes else settings
-        engine = DecisionEngine(
-            open_store(chosen, tmp_path / "data"), rules or load_rules(None), chosen, clock
-        )
+        store = open_store(chosen, tmp_path / "data")
+        engine = DecisionEngine(store, rules or load_rules(None), chosen, clock, suppressed)
         engines.append(engine)
         return engine
 
