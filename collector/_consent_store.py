@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -25,7 +25,8 @@ class ConsentStore:
     """The consent in force per pseudonymous subject, in memory, rebuilt from the ledger.
 
     Memory grows with the number of subjects that ever sent a consent signal (about 1 KB
-    each); the profile store of a later release takes this over.
+    each); the profile store of a later release takes this over. With Redis, other hosts'
+    consent comes in through :mod:`journeykit.collector._consent_sync`.
     """
 
     def __init__(self, regime: Regime) -> None:
@@ -34,6 +35,16 @@ class ConsentStore:
         self._lock = threading.Lock()
         self._follow_lock = threading.Lock()
         self._offset = 0  # how far into the ledger file this store has read
+        #: Bumped whenever the states are cleared: what other hosts sent must then be read again.
+        self.generation = 0
+        #: Called after this process appended consent records to the ledger (see recorded()).
+        self.on_recorded: Callable[[], None] | None = None
+
+    def recorded(self) -> None:
+        """Tell the listener (the Redis publisher, if any) that the ledger grew."""
+        hook = self.on_recorded
+        if hook is not None:
+            hook()
 
     def __len__(self) -> int:
         return len(self._states)
@@ -85,6 +96,7 @@ class ConsentStore:
             if size < self._offset:  # repaired or replaced: start again from its beginning
                 with self._lock:
                     self._states.clear()
+                    self.generation += 1
                 self._offset = 0
             with ledger.open("rb") as handle:
                 handle.seek(self._offset)
@@ -96,14 +108,40 @@ class ConsentStore:
                 record = LedgerRecord.from_json(orjson.loads(line), 0)
                 if record.kind != "consent":
                     continue
-                purposes = {Purpose(p): True for p in record.granted}
-                purposes.update({Purpose(p): False for p in record.denied})
-                update = ConsentUpdate(
-                    purposes=purposes,
-                    source=Source(record.source),
-                    timestamp=datetime.fromisoformat(record.at),
-                    notice_version=record.notice_version,
+                self.apply_record(
+                    record.subject,
+                    record.linked_ids,
+                    record.granted,
+                    record.denied,
+                    record.source,
+                    record.at,
+                    record.notice_version,
                 )
-                self.apply([record.subject, *record.linked_ids], update)
                 count += 1
             return count
+
+    def apply_record(
+        self,
+        subject: str,
+        linked_ids: Sequence[str],
+        granted: Iterable[str],
+        denied: Iterable[str],
+        source: str,
+        at: str,
+        notice_version: str | None,
+    ) -> None:
+        """Apply one consent record (of the ledger, or of another host through Redis).
+
+        Raises ``ValueError`` for an unknown purpose or source, or a time that is not ISO 8601
+        with a zone. Applying a record twice changes nothing (the later choice wins, see
+        :meth:`ConsentState.merge`), so replays and echoes are harmless.
+        """
+        purposes = {Purpose(p): True for p in granted}
+        purposes.update({Purpose(p): False for p in denied})
+        update = ConsentUpdate(
+            purposes=purposes,
+            source=Source(source),
+            timestamp=datetime.fromisoformat(at),
+            notice_version=notice_version,
+        )
+        self.apply([subject, *linked_ids], update)

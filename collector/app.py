@@ -25,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from journeykit.collector._consent_sync import consent_sync
 from journeykit.collector.admin import AdminGate, admin_routes
 from journeykit.collector.admin_dsr import dsr_routes
 from journeykit.collector.admin_suppressions import suppression_routes
@@ -121,6 +122,10 @@ class CollectorCore:
             pseudonymizer=pseudonymizer,
             regime=Regime(settings.consent_regime),
             suppression=self.suppression,
+        )
+        # With Redis: consent shared with collectors of other data dirs (None otherwise).
+        self.consent_sync = consent_sync(
+            settings, self.privacy.store, self.privacy.ledger.path, self.metrics.registry
         )
         self.ingestor = Ingestor(settings, self.events, self.rejected, dedup, self.privacy)
         self.personalizer = Personalizer(settings, self.privacy) if settings.decisions else None
@@ -261,6 +266,8 @@ class CollectorCore:
             self.personalizer.close()  # writes the profile updates still queued
         self.events.close()
         self.rejected.close()
+        if self.consent_sync is not None:
+            self.consent_sync.close()  # after the last ledger append: it is published too
         self.privacy.close()
         self.dedup.close()
         if self.compressor is not None:

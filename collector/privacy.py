@@ -293,6 +293,7 @@ class PrivacyStep:
         """
         if changes:
             self._ledger.append_many(changes)
+            self.store.recorded()  # consent sync: wakes the Redis publisher, if any
 
     def _signals(
         self, event: Mapping[str, Any], gpc: ConsentUpdate | None, now: datetime

@@ -138,6 +138,20 @@ class CollectorSettings(BaseModel):
     redis_url: SecretStr | None = Field(
         default=None, description="redis://127.0.0.1:6379/0; required with profile_store=redis."
     )
+    consent_sync_seconds: float = Field(
+        default=0.1,
+        gt=0,
+        le=60,
+        description="With profile_store=redis: the longest a consent-sync thread waits before "
+        "looking again (stream reads block this long; the ledger is checked this often for "
+        "other processes' appends); retries after a Redis failure start here.",
+    )
+    consent_stream_max_entries: int = Field(
+        default=100_000,
+        ge=1_000,
+        description="With profile_store=redis: consent changes kept in the shared stream "
+        "(MAXLEN ~, about 0.4 KB each); a collector further behind reads the snapshot.",
+    )
     rules_file: Path | None = Field(
         default=None, description="Decision rules (TOML); none: the packaged default rules."
     )
