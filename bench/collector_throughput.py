@@ -151,6 +151,24 @@ def _paced_requests(count: int, auth: str, run: str) -> list[bytes]:
     return requests
 
 
+def _fsync_p99(url: str) -> float:
+    """The collector's fsync p99 in ms, from its histogram's buckets (an upper bound); nan if none.
+
+    Against a request's p99: with ``fsync=always`` a request waits for a group commit's fsync, so
+    a disk whose fsync sometimes takes tens of ms puts that in the request's tail too.
+    """
+    try:
+        text = httpx.get(url + "/metrics", timeout=5).text
+    except httpx.HTTPError:
+        return float("nan")
+    buckets = re.findall(r'journeykit_sink_fsync_seconds_bucket\{le="([^"]+)"\} ([\d.e+]+)', text)
+    counts = [(float("inf") if le == "+Inf" else float(le), float(n)) for le, n in buckets]
+    if not counts or counts[-1][1] == 0:
+        return float("nan")
+    total = counts[-1][1]
+    return next(le for le, n in counts if n >= 0.99 * total) * 1000
+
+
 def _run(
     name: str,
     command: list[str],
@@ -190,6 +208,8 @@ def _run(
                 "errors": float(outcome.failed),
             }
         result["cpu"] = _cpu_seconds(process.pid) - before
+        if paced is not None:
+            result["fsync_p99"] = _fsync_p99(url)
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(30)
@@ -198,7 +218,8 @@ def _run(
     print(
         f"{name:<44} {result['rps']:8.0f} req/s {result['rps'] * 100:9.0f} events/s  "
         f"p50 {result['p50']:6.1f} ms  p99 {result['p99']:6.1f} ms  "
-        f"CPU {result['cpu_per_event_us']:5.1f} us/event  non-2xx {result['errors']:.0f}",
+        f"CPU {result['cpu_per_event_us']:5.1f} us/event  non-2xx {result['errors']:.0f}"
+        + (f"  fsync p99 <= {result['fsync_p99']:.1f} ms" if "fsync_p99" in result else ""),
         flush=True,
     )
     return result
