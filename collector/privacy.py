@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from journeykit.collector._consent_store import ConsentStore
-from journeykit.collector._privacy_fast import FusedStep
+from journeykit.collector._privacy_fast import FusedStep, Header
 from journeykit.collector.suppression import SuppressionList
 from journeykit.consent import (
     Action,
@@ -175,21 +175,40 @@ class PrivacyStep:
 
         ``upstream``: the events come from a write key whose source checked consent itself.
         Gives what :meth:`process_reference` gives, faster: events without a consent signal
-        take a fused path (``_privacy_fast``), the others the reference path.
+        of their own take a fused path (``_privacy_fast``), which merges a ``Sec-GPC`` header
+        into a subject's consent only when that changes something; the others the reference
+        path.
         """
         # The header speaks for every event of the request: read it once, not per event.
         gpc = parse_gpc(headers, now=received_at)
-        if gpc is not None:  # a consent signal in every event: nothing for the fused path
-            return self._reference(events, gpc, headers, received_at, upstream)
         outcome = PrivacyOutcome()
         changes: list[ConsentChange] = []
         policy = self._prepare(upstream)
 
         def slow(index: int, event: dict[str, Any]) -> None:
-            self._one(index, event, None, headers, received_at, policy, upstream, outcome, changes)
+            self._one(index, event, gpc, headers, received_at, policy, upstream, outcome, changes)
+
+        header: tuple[ConsentUpdate, Header] | None = None
+        if gpc is not None:
+            update = gpc
+
+            def merge(subjects: list[str], event: dict[str, Any]) -> None:
+                # What _one does for an event whose only signal is the header's.
+                changed = self.store.apply(subjects, update)
+                if changed:
+                    changes.append(self._change(subjects, update, changed, event, headers))
+
+            header = (update, merge)
 
         suppressed = self._fused.run(
-            events, outcome.kept, outcome.dropped, outcome.fields_removed, policy, upstream, slow
+            events,
+            outcome.kept,
+            outcome.dropped,
+            outcome.fields_removed,
+            policy,
+            upstream,
+            slow,
+            header,
         )
         outcome.suppressed += suppressed  # after the call: slow() counts into it too
         outcome.changes = changes

@@ -12,7 +12,8 @@ protected form (or to the reason it cannot be protected), read inline: pseudonym
 hashes and IP truncations are pure functions of the value under fixed keys, so a memo hit
 gives what a computation gives. A memo is emptied when it is full: a new start costs less than
 keeping an order per hit. Like the pseudonymizer's cache, it holds raw values the process is
-handling anyway, and never leaves the process.
+handling anyway, and never leaves the process. The walk runs as code generated for the tree
+(:mod:`~journeykit.consent._walkcode`), :func:`walk` being its interpreted definition.
 
 :class:`IdPseudonyms` is the same memo for subject ids (``userId``, ``anonymousId``).
 """
@@ -25,6 +26,7 @@ from typing import Any, Final, NamedTuple
 from journeykit.consent import pseudonymize as _pseudo
 from journeykit.consent._fieldpaths import DELETE
 from journeykit.consent._normalize import FieldKind
+from journeykit.consent._walkcode import Walker, generate
 from journeykit.consent.errors import PseudonymKeyError
 from journeykit.consent.pseudonymize import (
     Pseudonymized,
@@ -70,7 +72,7 @@ class Protector:
         PseudonymKeyError: a rule needs a key and no ``pseudonymizer`` was given.
     """
 
-    __slots__ = ("_order", "_pseudonymizer", "_rules", "_tree")
+    __slots__ = ("_order", "_pseudonymizer", "_rules", "_stripping", "_tree", "_walker")
 
     def __init__(self, rules: PseudonymRules, pseudonymizer: Pseudonymizer | None) -> None:
         if pseudonymizer is None and rules._needs_key:
@@ -84,6 +86,10 @@ class Protector:
         )
         tree = rules._tree
         self._tree = None if tree is None or tree[1] else _compile(tree[0], hashers)
+        self._walker = (
+            None if self._tree is None else generate(self._tree, _SAME, _Failed, _remember)
+        )
+        self._stripping: dict[Any, Walker | None] = {}
         self._order = {rule[0]: i for i, rule in enumerate(rules._compiled)}
 
     @property
@@ -91,13 +97,33 @@ class Protector:
         """The compiled tree, or ``None`` when :meth:`protect` takes the general function."""
         return self._tree
 
+    @property
+    def walker(self) -> Walker | None:
+        """:func:`walk` over :attr:`tree` as a compiled function (``None`` with no tree)."""
+        return self._walker
+
+    def stripping(self, strip: Any) -> Walker | None:
+        """A walker that also takes away what the gate's strip tree ``strip`` names.
+
+        Gives what ``gate._strip_tree`` then :attr:`walker` give, in one walk; ``None`` when
+        the rules have no tree, or one of them protects an object that ``strip`` goes into.
+        Made once per strip tree (a policy has at most one per set of granted purposes).
+        """
+        try:
+            return self._stripping[strip]
+        except KeyError:
+            tree = self._tree
+            found = None if tree is None else generate(tree, _SAME, _Failed, _remember, strip)
+            self._stripping[strip] = found  # a race only makes the same walker twice
+            return found
+
     def protect(self, message: Mapping[str, Any]) -> Pseudonymized:
         """``message`` with the rules' fields protected, as ``pseudonymize_message`` gives it."""
-        tree = self._tree
-        if tree is None:
+        walker = self._walker
+        if walker is None:
             return pseudonymize_message(message, self._rules, self._pseudonymizer)
         removed: list[Removal] = []
-        out = walk(message, tree, removed)
+        out = walker(message, removed)
         if not removed:
             return Pseudonymized(out, ())
         if len(removed) > 1:
@@ -113,7 +139,8 @@ class Protector:
 def walk(node: Mapping[str, Any], tree: tuple[_Field, ...], removed: list[Removal]) -> Any:
     """``node`` with the tree's rules applied below it: itself if nothing changed, else a copy.
 
-    The same result as ``pseudonymize._walk``; removals are appended in walk order.
+    The same result as ``pseudonymize._walk``; removals are appended in walk order. The
+    definition of what :attr:`Protector.walker` does (``_walkcode``), interpreted.
     """
     copy: dict[str, Any] | None = None
     for key, below, keys, leaf, hash_one, memo in tree:

@@ -12,11 +12,12 @@ keeps the existing entry.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Final
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_serializer, field_validator
 
@@ -138,7 +139,7 @@ class ConsentState(BaseModel):
     @classmethod
     def from_update(cls, update: ConsentUpdate, regime: Regime = Regime.OPT_IN) -> ConsentState:
         """A new subject's state: an empty state of ``regime`` with ``update`` merged in."""
-        return cls(regime=regime).merge(update)
+        return _EMPTY[regime].merge(update)  # empty states are all alike: made once
 
     def choice(self, purpose: Purpose) -> Choice:
         """The explicit choice for ``purpose``; ``necessary`` is always granted."""
@@ -169,7 +170,11 @@ class ConsentState(BaseModel):
         if cached is not None and cached[0] is self.purposes and cached[1] is self.regime:
             found: frozenset[Purpose] = cached[2]
             return found
-        found = frozenset(p for p in ALL_PURPOSES if self.is_granted(p))
+        purposes, unset = self.purposes, self.regime is _OPT_OUT
+        # is_granted for each purpose, inlined; the set of each answer is made once.
+        found = _GRANTED[
+            tuple([unset if (e := purposes.get(p)) is None else e.granted for p in _CONSENTABLE])
+        ]
         # Straight into __dict__ (as functools.cached_property does): the model is frozen, and
         # pydantic's equality, dumps and schema see only declared fields.
         self.__dict__["_granted_cache"] = (self.purposes, self.regime, found)
@@ -202,11 +207,51 @@ class ConsentState(BaseModel):
             notice_version=update.notice_version if latest else self.notice_version,
         )
 
+    def absorbs(self, update: ConsentUpdate) -> bool:
+        """Whether merging ``update`` would change nothing: ``merge`` gives this state's values.
+
+        True when, for every purpose ``update`` speaks about, this state's entry is
+        newer, or as old and a denial (the merge rule keeps it), and this state's latest
+        signal is newer than ``update``, or the same instant in the same time zone with the
+        same source and notice version (then the merge copies them over unchanged). A merge
+        is idempotent: a state that ``update`` was merged into absorbs it.
+        """
+        timestamp = update.timestamp
+        mine = self.timestamp
+        if mine is None or mine < timestamp:
+            return False
+        if mine == timestamp and (
+            mine.tzinfo != timestamp.tzinfo
+            or self.source is not update.source
+            or self.notice_version != update.notice_version
+        ):
+            return False
+        purposes = self.purposes
+        for purpose, granted in update.purposes.items():
+            current = purposes.get(purpose)
+            if current is None:
+                if purpose is _NECESSARY:  # never stored, never merged
+                    continue
+                return False
+            at = current.timestamp  # _newer(timestamp, granted, current), inlined
+            if at < timestamp or (at == timestamp and current.granted and not granted):
+                return False
+        return True
+
 
 # Enum member lookups through the class cost ~100 ns on Python 3.11; the gate calls is_granted
 # on every message, so it compares against module constants instead.
 _NECESSARY = Purpose.NECESSARY
 _OPT_OUT = Regime.OPT_OUT
+
+
+_EMPTY: Final = {regime: ConsentState(regime=regime) for regime in Regime}
+_CONSENTABLE: Final = tuple(p for p in ALL_PURPOSES if p is not _NECESSARY)
+_GRANTED: Final = {
+    flags: frozenset([_NECESSARY, *(p for p, on in zip(_CONSENTABLE, flags, strict=True) if on)])
+    for flags in itertools.product((False, True), repeat=len(_CONSENTABLE))
+}
+"""The granted set of each combination of answers for the purposes that are not necessary."""
 
 
 def _newer(timestamp: datetime, granted: bool, current: PurposeConsent) -> bool:

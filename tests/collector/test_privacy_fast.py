@@ -3,7 +3,9 @@
 Two steps with the same configuration, keys and suppression list, each on its own data dir,
 see the same batches: one through ``process`` (the fused path, which hands events with a
 consent signal to the reference path), the other through ``process_reference``. Their consent
-stores change in step, so later batches meet the states earlier ones recorded.
+stores change in step, so later batches meet the states earlier ones recorded, and are compared
+after every batch. Requests come with and without ``Sec-GPC: 1``, at times before, at and after
+the states' latest signals, so that the header is merged, absorbed, or merged to no effect.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,7 @@ from journeykit.consent import (
 )
 
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
+PLUS_TWO = timezone(timedelta(hours=2))
 KEYS = Pseudonymizer([PseudonymKey(key_id="k1", secret=SecretStr(PSEUDONYM_KEY))])
 SUPPRESSED = "u-gone"
 TAGGED = ["hmac-sha256:k1:" + "0" * 64, "sha256:" + "a" * 64, "sha256:not-a-pseudonym"]
@@ -119,7 +122,13 @@ EVENT = st.fixed_dictionaries(
     },
 )
 BATCH = st.lists(EVENT, max_size=8)
-HEADERS = st.sampled_from([{}, {"sec-gpc": "1"}, {"Sec-GPC": "0"}, {"user-agent": "curl"}])
+GPC = {"Sec-GPC": "1", "user-agent": "curl"}
+HEADERS = st.sampled_from([{}, {"sec-gpc": "1"}, GPC, {"Sec-GPC": "0"}, {"user-agent": "curl"}])
+# When a request arrives, against the states earlier ones left (at NOW): later, earlier, the
+# same instant, and the same instant in another time zone (a merge would change the state).
+RECEIVED = st.sampled_from(
+    [NOW, NOW + timedelta(seconds=1), NOW - timedelta(hours=1), NOW.astimezone(PLUS_TWO)]
+)
 
 RULES: dict[str, PseudonymRules] = {
     "default": PseudonymRules(),
@@ -208,6 +217,19 @@ def shared(kept: dict[str, Any], given: dict[str, Any]) -> list[tuple[str, bool]
     return [(key, value is given.get(key)) for key, value in kept.items()]
 
 
+# Every subject the generated events can name: their consent states are compared too.
+SUBJECTS = [
+    KEYS.pseudonymize(i, FieldKind.ID)
+    for i in ["u1", "u2", " u3 ", SUPPRESSED, *TAGGED, "u4", "0", "1", "2", "3"]
+]
+
+
+def consents(privacy: PrivacyStep) -> list[Any]:
+    """The consent store's contents, as stored (time zones count)."""
+    states = [privacy.store.state([s]) for s in SUBJECTS]
+    return [None if c is None else c.model_dump(mode="json") for c in states]
+
+
 def as_compared(outcome: PrivacyOutcome) -> dict[str, Any]:
     """Every field of an outcome, in a form where order counts (as in the stored lines)."""
     return {
@@ -237,15 +259,18 @@ def test_the_fused_path_gives_what_the_reference_gives(
         assert ref.process_reference(seed, {}, NOW).consent_records == len(SEED)
 
         @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-        @given(BATCH, HEADERS, st.booleans())
-        def check(batch: list[dict[str, Any]], headers: dict[str, str], upstream: bool) -> None:
+        @given(BATCH, HEADERS, st.booleans(), RECEIVED)
+        def check(
+            batch: list[dict[str, Any]], headers: dict[str, str], upstream: bool, at: datetime
+        ) -> None:
             events = list(enumerate(batch))
             before = orjson.dumps(batch)
-            one = fast.process(events, headers, NOW, upstream=upstream)
-            two = ref.process_reference(events, headers, NOW, upstream=upstream)
+            one = fast.process(events, headers, at, upstream=upstream)
+            two = ref.process_reference(events, headers, at, upstream=upstream)
             assert orjson.dumps(batch) == before  # neither path changes its input
             assert one.kept == two.kept
             assert as_compared(one) == as_compared(two)
+            assert consents(fast) == consents(ref)
             # The same objects shared with the input, and the same ones copied.
             by_id = {e["messageId"]: e for e in batch}
             assert [shared(e, by_id[e["messageId"]]) for e in one.kept] == [
@@ -311,3 +336,22 @@ def test_an_unknown_purpose_rejects_the_event_not_the_request(tmp_path: Path) ->
     assert outcome.invalid[0]["path"] == "properties.purposes.ads"
     assert outcome.invalid[0]["type"] == "invalid_consent"
     assert outcome.dropped == {"no_consent": 1}
+
+
+@pytest.mark.parametrize("headers", [{}, {"sec-gpc": "1"}], ids=["no-header", "gpc"])
+def test_a_signal_between_two_events_of_one_subject_governs_the_second(
+    headers: dict[str, str], tmp_path: Path
+) -> None:
+    """Events of one subject in a row share a lookup; a signal in between ends the sharing."""
+    viewed = {"type": "track", "userId": "u1", "anonymousId": "d1", "event": "Product Viewed"}
+    withdrawn = {**consent("u1", analytics=False), "anonymousId": "d1"}
+    batch = [viewed, viewed, withdrawn, viewed, {**viewed, "anonymousId": "d2"}, viewed]
+    with (
+        step(tmp_path / "a", Regime.OPT_OUT, PseudonymRules(), {}) as fast,
+        step(tmp_path / "b", Regime.OPT_OUT, PseudonymRules(), {}) as ref,
+    ):
+        one = fast.process(list(enumerate(batch)), headers, NOW)
+        two = ref.process_reference(list(enumerate(batch)), headers, NOW)
+    assert as_compared(one) == as_compared(two)
+    assert [e["event"] for e in one.kept] == ["Product Viewed"] * 2 + ["Consent Updated"]
+    assert one.dropped == {"denied:analytics": 3}

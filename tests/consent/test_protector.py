@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -13,14 +14,18 @@ from pydantic import SecretStr
 from journeykit.consent import (
     FieldKind,
     FieldRule,
+    GatePolicy,
     HashMode,
     Pseudonymizer,
     PseudonymKey,
     PseudonymKeyError,
     PseudonymRules,
+    Purpose,
+    Removal,
     pseudonymize_message,
 )
 from journeykit.consent._compiled import MEMO_SIZE, IdPseudonyms, Protector
+from journeykit.consent.gate import _strip_tree
 
 KEYED = Pseudonymizer([PseudonymKey(key_id="k1", secret=SecretStr(PSEUDONYM_KEY))])
 TAGGED = ["hmac-sha256:k1:" + "0" * 64, "sha256:" + "a" * 64, "sha256:not-a-pseudonym"]
@@ -38,7 +43,11 @@ MESSAGE = st.dictionaries(
     st.one_of(
         VALUES,
         LEVEL,
-        st.dictionaries(st.sampled_from(["traits", "ip", "email"]), LEVEL | VALUES, max_size=3),
+        st.dictionaries(
+            st.sampled_from(["traits", "ip", "email", "userAgent", "device"]),
+            LEVEL | VALUES,
+            max_size=3,
+        ),
     ),
     max_size=4,
 )
@@ -99,3 +108,78 @@ def test_id_pseudonyms_are_the_pseudonymizers_and_the_memo_starts_again_when_ful
         ids(f"user-{i}")
     assert len(ids.memo) < MEMO_SIZE  # emptied once on the way, never above its size
     assert ids("user-1") == KEYED.pseudonymize("user-1", FieldKind.ID)
+
+
+def test_the_generated_walker_holds_no_configured_text() -> None:
+    """Keys reach the generated code as constants, never as source: any key is safe."""
+    odd = "it's \"x\"\\\n) or __import__('os')"
+    rules = PseudonymRules(
+        fields=(
+            FieldRule(path=f"properties.{odd}", kind=FieldKind.EMAIL),
+            FieldRule(path="context.ip", kind=FieldKind.IP),
+        )
+    )
+    protector = Protector(rules, KEYED)
+    assert protector.walker is not None
+    source = protector.walker.__source__  # type: ignore[attr-defined]
+    assert "__import__" not in source
+    assert not any(f"{q}{key}{q}" in source for key in ("ip", "context") for q in "'\"")
+    message = {"properties": {odd: "Ann@Example.com"}, "context": {"ip": "10.1.2.3"}}
+    got = protector.protect(message)
+    assert got == pseudonymize_message(message, rules, KEYED)
+    assert got.message["properties"][odd].startswith("hmac-sha256:k1:")
+
+
+def test_objects_that_are_mappings_but_not_dicts_are_walked_too() -> None:
+    rules = PseudonymRules()
+    message = {
+        "context": MappingProxyType({"ip": "10.1.2.3", "traits": MappingProxyType({"x": 1})}),
+        "properties": MappingProxyType({"email": 3, "phone": ["+33 6 12 34 56 78"]}),
+        "traits": "not an object",
+    }
+    expected = pseudonymize_message(message, rules, KEYED)
+    got = Protector(rules, KEYED).protect(message)
+    assert (got.message, got.removed) == (expected.message, expected.removed)
+    assert got.message["context"] == {"ip": "10.1.2.0", "traits": {"x": 1}}
+
+
+STRIPS = [
+    ("context.ip", "context.userAgent", "context.device.advertisingId"),  # the default
+    ("traits", "properties.email", "context.traits.ip"),  # whole objects, rule paths
+    ("properties.id.x", "type"),  # below a rule's end (properties.id in RULES[1])
+]
+
+
+@pytest.mark.parametrize("rules", RULES[:3], ids=["default", "keyed", "one"])
+@pytest.mark.parametrize("paths", STRIPS, ids=["default", "objects", "below-a-rule"])
+def test_stripping_and_protecting_in_one_walk_is_one_then_the_other(
+    rules: PseudonymRules, paths: tuple[str, ...]
+) -> None:
+    protector = Protector(rules, KEYED)
+    plan = GatePolicy(strip={Purpose.MARKETING: paths})._compiled.plan(frozenset())
+    assert plan is not None
+    assert plan.tree is not None
+    both = protector.stripping(plan.tree)
+    conflict = rules is RULES[1] and paths is STRIPS[2]
+    assert (both is None) is conflict
+    if both is None:
+        return
+
+    @settings(max_examples=150, deadline=None)
+    @given(MESSAGE)
+    def check(message: dict[str, Any]) -> None:
+        stripped = _strip_tree(message, plan.tree, [])
+        expected = protector.protect(stripped)
+        removed: list[Removal] = []
+        got = both(message, removed)
+        assert got == expected.message
+        assert list(got) == list(expected.message)
+        if len(removed) > 1:
+            protector.sort(removed)
+        assert tuple(removed) == expected.removed
+        assert (got is message) is (expected.message is message)
+        assert [v is message.get(k) for k, v in got.items()] == [
+            v is message.get(k) for k, v in expected.message.items()
+        ]
+
+    check()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import functools
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from journeykit.consent import ConsentError, UnknownPurpose, parse_purpose
@@ -122,3 +125,66 @@ def test_unknown_purpose_is_a_consent_error_listing_valid_ones() -> None:
         "valid purposes are: necessary, analytics, personalization, marketing"
     )
     assert parse_purpose(" Analytics ") is A
+
+
+PLUS_TWO = timezone(timedelta(hours=2))
+INSTANTS = st.sampled_from([T0, T0 + timedelta(seconds=1), T0 - timedelta(seconds=1)]).flatmap(
+    lambda at: st.sampled_from([at, at.astimezone(PLUS_TWO)])  # one instant, two time zones
+)
+UPDATES = st.builds(
+    ConsentUpdate,
+    purposes=st.dictionaries(st.sampled_from(list(Purpose)), st.booleans(), max_size=3),
+    source=st.sampled_from(list(Source)),
+    timestamp=INSTANTS,
+    notice_version=st.sampled_from([None, "v1", "v2"]),
+)
+STATES = st.tuples(st.sampled_from(list(Regime)), st.lists(UPDATES, max_size=3)).map(
+    lambda drawn: functools.reduce(ConsentState.merge, drawn[1], ConsentState(regime=drawn[0]))
+)
+
+
+def same(a: ConsentState, b: ConsentState) -> bool:
+    """Equal, and equal as stored (a time zone counts), with the same fields set."""
+    return (
+        a == b
+        and a.model_dump(mode="json") == b.model_dump(mode="json")
+        and a.model_fields_set == b.model_fields_set
+    )
+
+
+@settings(max_examples=400, deadline=None)
+@given(STATES, UPDATES)
+def test_a_state_absorbs_an_update_exactly_when_merging_it_changes_nothing(
+    state: ConsentState, signal: ConsentUpdate
+) -> None:
+    merged = state.merge(signal)
+    assert state.absorbs(signal) is same(merged, state)
+    assert merged.absorbs(signal)  # merging is idempotent
+    assert same(merged.merge(signal), merged)
+
+
+def test_a_gpc_header_sent_again_later_is_merged_again() -> None:
+    """A new request's ``Sec-GPC`` moves the state's latest signal on: not absorbed."""
+    gpc = update(source=Source.GPC, marketing=False)
+    state = ConsentState.from_update(gpc, Regime.OPT_OUT)
+    assert state.absorbs(gpc)
+    assert state.absorbs(update(T0 - timedelta(hours=1), source=Source.GPC, marketing=False))
+    later = update(T0 + timedelta(seconds=1), source=Source.GPC, marketing=False)
+    assert not state.absorbs(later)
+    assert state.merge(later).timestamp == later.timestamp
+    assert not state.absorbs(update(source=Source.BANNER, marketing=False))  # another source
+
+
+def test_a_new_subjects_state_is_the_merge_into_an_empty_state() -> None:
+    for regime in Regime:
+        signal = update(analytics=True, marketing=False)
+        assert same(
+            ConsentState.from_update(signal, regime), ConsentState(regime=regime).merge(signal)
+        )
+
+
+@settings(max_examples=200, deadline=None)
+@given(STATES)
+def test_granted_is_every_purpose_is_granted_answers_true_for(state: ConsentState) -> None:
+    assert state.granted() == {p for p in Purpose if state.is_granted(p)}
+    assert state.granted() is state.granted()  # worked out once

@@ -1,0 +1,156 @@
+"""A request with ``Sec-GPC: 1``: its denial is merged once per subject, and only if it changes
+something; what comes out is what the reference path gives (``test_privacy_fast.py`` checks
+that on generated batches, these on the cases that matter)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import PSEUDONYM_KEY
+from pydantic import SecretStr
+
+from journeykit.collector.privacy import PrivacyOutcome, PrivacyStep
+from journeykit.consent import (
+    ConsentLedger,
+    FieldKind,
+    Pseudonymizer,
+    PseudonymKey,
+    Purpose,
+    Regime,
+    Source,
+)
+
+NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
+KEYS = Pseudonymizer([PseudonymKey(key_id="k1", secret=SecretStr(PSEUDONYM_KEY))])
+GPC = {"sec-gpc": "1", "user-agent": "Brave"}
+
+
+@contextmanager
+def step(data_dir: Path, regime: Regime = Regime.OPT_OUT) -> Iterator[PrivacyStep]:
+    privacy = PrivacyStep(
+        ledger=ConsentLedger(data_dir / "ledger.ndjson"), pseudonymizer=KEYS, regime=regime
+    )
+    try:
+        yield privacy
+    finally:
+        privacy.close()
+
+
+def viewed(n: int, **ids: str) -> dict[str, Any]:
+    return {
+        "type": "track",
+        "event": "Product Viewed",
+        "messageId": f"m{n}",
+        "properties": {"product_id": "p1"},
+        "context": {"ip": "203.0.113.7", "userAgent": "Brave"},
+        **ids,
+    }
+
+
+def subject(raw: str) -> str:
+    return KEYS.pseudonymize(raw, FieldKind.ID)
+
+
+def both(
+    tmp_path: Path, events: list[dict[str, Any]], at: datetime = NOW
+) -> tuple[PrivacyOutcome, PrivacyStep, PrivacyStep]:
+    """``events`` through ``process`` and ``process_reference``, on two fresh steps."""
+    with step(tmp_path / "fast") as fast, step(tmp_path / "ref") as ref:
+        pairs = list(enumerate(events))
+        one = fast.process(pairs, GPC, at)
+        two = ref.process_reference(pairs, GPC, at)
+        assert (one.kept, one.dropped, one.fields_removed) == (
+            two.kept,
+            two.dropped,
+            two.fields_removed,
+        )
+        assert one.changes == two.changes
+        for raw in ("u1", "d1", "d2"):
+            assert fast.store.state([subject(raw)]) == ref.store.state([subject(raw)])
+        return one, fast, ref
+
+
+def test_the_denial_is_recorded_once_per_subject(tmp_path: Path) -> None:
+    events = [
+        viewed(0, userId="u1", anonymousId="d1"),
+        viewed(1, userId="u1", anonymousId="d1"),
+        viewed(2, anonymousId="d2"),
+        viewed(3, userId="u1"),
+    ]
+    outcome, _, _ = both(tmp_path, events)
+    assert [(c.subject, c.linked_ids, c.denied) for c in outcome.changes] == [
+        (subject("u1"), [subject("d1")], [Purpose.MARKETING]),
+        (subject("d2"), [], [Purpose.MARKETING]),
+    ]
+    assert {c.source for c in outcome.changes} == {Source.GPC}
+    assert outcome.changes[0].user_agent == "Brave"
+    # Marketing denied: the default policy strips the IP and the user agent.
+    assert [e["context"] for e in outcome.kept] == [{}] * 4
+    assert outcome.dropped == {}
+
+
+def test_an_events_own_signal_in_the_request_is_merged_before_the_header(
+    tmp_path: Path,
+) -> None:
+    later = (NOW + timedelta(minutes=1)).isoformat()
+    grant = {
+        "type": "track",
+        "userId": "u1",
+        "event": "Consent Updated",
+        "properties": {"purposes": {"marketing": True}},
+        "timestamp": later,  # newer than the header: the grant stands
+    }
+    events = [viewed(0, userId="u1"), grant, viewed(2, userId="u1")]
+    outcome, fast, _ = both(tmp_path, events)
+    assert [(c.source, c.granted, c.denied) for c in outcome.changes] == [
+        (Source.GPC, [], [Purpose.MARKETING]),
+        (Source.API, [Purpose.MARKETING], []),
+    ]
+    first, last = outcome.kept[0], outcome.kept[-1]
+    assert first["context"] == {}
+    assert last["context"] == {"ip": "203.0.113.0", "userAgent": "Brave"}
+    state = fast.store.state([subject("u1")])
+    assert state is not None
+    assert state.is_granted(Purpose.MARKETING)
+
+
+@pytest.mark.parametrize(
+    ("later", "replaced"),
+    [(timedelta(0), False), (timedelta(seconds=1), True), (-timedelta(hours=1), False)],
+    ids=["same-request-time", "new-request-time", "older-request-time"],
+)
+def test_a_header_that_changes_nothing_leaves_the_state_alone(
+    later: timedelta, replaced: bool, tmp_path: Path
+) -> None:
+    """The fused path skips a merge that would give the state back, where the reference
+    path replaces the state with an equal one. A later request time is a change (the
+    state's latest signal moves on), and is merged."""
+    events = [viewed(0, userId="u1"), viewed(1, userId="u1")]
+    with step(tmp_path / "fast") as fast, step(tmp_path / "ref") as ref:
+        pairs = list(enumerate(events))
+        fast.process(pairs, GPC, NOW)
+        ref.process_reference(pairs, GPC, NOW)
+        before = fast.store.state([subject("u1")]), ref.store.state([subject("u1")])
+        one = fast.process(pairs, GPC, NOW + later)
+        two = ref.process_reference(pairs, GPC, NOW + later)
+        after = fast.store.state([subject("u1")]), ref.store.state([subject("u1")])
+    assert one.changes == two.changes == []
+    assert after[0] == after[1]
+    assert (after[0] is not before[0]) is replaced
+    # The reference path merges every time: an equal new state unless the header is older.
+    assert (after[1] is not before[1]) is (later >= timedelta(0))
+    assert after[0] is not None
+    assert after[0].timestamp == max(NOW, NOW + later)
+
+
+def test_under_opt_in_the_header_does_not_grant_anything(tmp_path: Path) -> None:
+    with step(tmp_path, Regime.OPT_IN) as privacy:
+        outcome = privacy.process([(0, viewed(0, userId="u1"))], GPC, NOW)
+    assert outcome.kept == []
+    assert outcome.dropped == {"denied:analytics": 1}
+    assert [c.denied for c in outcome.changes] == [[Purpose.MARKETING]]
