@@ -58,22 +58,50 @@ class ConsentStore:
         return None
 
     def apply(self, subjects: list[str], update: ConsentUpdate) -> dict[Purpose, bool]:
-        """Merge ``update`` into each subject; return the choices whose effect changed."""
-        changed: dict[Purpose, bool] = {}
+        """Merge what of ``update`` changes a choice's effect; return those choices.
+
+        The caller records exactly these choices in the ledger, so exactly these are kept:
+        a purpose ``update`` only re-asserts (a browser's ``Sec-GPC: 1`` on every request)
+        keeps the time of the choice in force instead of moving it to this signal's. So the
+        state in memory is the one a replay of the ledger gives, in another worker following
+        it or after a restart; had the time moved here only, a banner choice dated between
+        the two signals would be ignored by this process and applied by the others.
+        """
         with self._lock:
-            for subject in subjects:
-                before = self._states.get(subject)
-                after = (
-                    ConsentState.from_update(update, self._regime)
-                    if before is None
-                    else before.merge(update)
-                )
-                self._states[subject] = after
-                for purpose, granted in update.purposes.items():
-                    was = before.choice(purpose) if before is not None else None
-                    if after.choice(purpose) != was and after.is_granted(purpose) == granted:
-                        changed[purpose] = granted
+            changed = self._changes(subjects, update)
+            if len(changed) == len(update.purposes):
+                self._merge(subjects, update)
+            elif changed:
+                kept = {p: g for p, g in update.purposes.items() if p in changed}
+                self._merge(subjects, update.model_copy(update={"purposes": kept}))
+            else:
+                # Nothing to record: only a subject seen for the first time gets a state.
+                self._merge([s for s in subjects if s not in self._states], update)
         return changed
+
+    def _changes(self, subjects: list[str], update: ConsentUpdate) -> dict[Purpose, bool]:
+        changed: dict[Purpose, bool] = {}
+        for subject in subjects:
+            before = self._states.get(subject)
+            after = (
+                ConsentState.from_update(update, self._regime)
+                if before is None
+                else before.merge(update)
+            )
+            for purpose, granted in update.purposes.items():
+                was = before.choice(purpose) if before is not None else None
+                if after.choice(purpose) != was and after.is_granted(purpose) == granted:
+                    changed[purpose] = granted
+        return changed
+
+    def _merge(self, subjects: list[str], update: ConsentUpdate) -> None:
+        for subject in subjects:
+            before = self._states.get(subject)
+            self._states[subject] = (
+                ConsentState.from_update(update, self._regime)
+                if before is None
+                else before.merge(update)
+            )
 
     def rebuild(self, ledger: Path) -> int:
         """Replay the ledger's consent records; returns how many were read."""
@@ -144,4 +172,5 @@ class ConsentStore:
             timestamp=datetime.fromisoformat(at),
             notice_version=notice_version,
         )
-        self.apply([subject, *linked_ids], update)
+        with self._lock:  # a record holds only changes: all of it is kept, as when recorded
+            self._merge([subject, *linked_ids], update)
