@@ -12,7 +12,8 @@ reach while timed (a collector holds one flush interval of events, not 400,000).
 ingest-like baseline is the CPU time of ``orjson.loads`` + ``orjson.dumps`` of the same
 batches (a small part of what the collector's ingestion costs per event, which was 18-21 µs
 in-process). Then times ``decide`` (segments, stage, next best action,
-5 recommendations) for 2,000 random subjects, one call each, p50 and p99. Before that, the cost
+5 recommendations) for 2,000 random subjects, one call each, p50 and p99, and the same subjects
+in ``decide_many`` batches of 8 (µs per subject). Before that, the cost
 of deciding a subject with queued events (``bench_queued``): with its folded overlay extended
 by the events queued since its last decision, against a re-fold of its whole queue. Baselines
 measured in the same run: one SQLite transaction of 100 ``INSERT OR REPLACE`` of a 1 KB blob
@@ -47,6 +48,7 @@ from journeykit.collector.decisions import DecisionEngine, DecisionSettings
 
 BATCH = 100
 DECISIONS = 2_000
+MANY = 8  # subjects per decide_many
 PRODUCTS = 2_000
 CATEGORIES = 20
 NOW = datetime(2026, 3, 2, 12, tzinfo=UTC).timestamp()
@@ -137,6 +139,12 @@ def bench_engine(engine: DecisionEngine, profiles: int) -> dict[str, float]:
         t0 = time.perf_counter()
         engine.decide(s, True)
         samples.append((time.perf_counter() - t0) * 1e6)
+    # The same subjects in batches, as GET /v1/decisions decides concurrent requests.
+    t0 = time.perf_counter()
+    for start in range(0, len(subjects), MANY):
+        chunk = subjects[start : start + MANY]
+        engine.decide_many(chunk, dict.fromkeys(chunk, True))
+    many_us = (time.perf_counter() - t0) / len(subjects) * 1e6
     gc.unfreeze()
     return {
         "events": events,
@@ -146,6 +154,7 @@ def bench_engine(engine: DecisionEngine, profiles: int) -> dict[str, float]:
         "refresh_ms": refresh_ms,
         "p50": statistics.median(samples),
         "p99": _pct(samples, 99),
+        "many_us": many_us,
     }
 
 
@@ -297,7 +306,8 @@ def main() -> None:
             f"({r['update_us'] / base:.1f}x baseline), CPU {r['cpu_us']:.1f} µs/event "
             f"({r['cpu_us'] / ingest_us:.1f}x ingest-like), inside update() "
             f"{r['call_us']:.1f} µs/event, RFM refresh {r['refresh_ms']:.1f} ms, "
-            f"decide p50 {r['p50']:.0f} µs p99 {r['p99']:.0f} µs"
+            f"decide p50 {r['p50']:.0f} µs p99 {r['p99']:.0f} µs, "
+            f"decide_many of {MANY} {r['many_us']:.0f} µs per subject"
         )
 
 

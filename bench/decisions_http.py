@@ -2,6 +2,7 @@
 
     python bench/decisions_http.py [--profiles 100000] [--backend sqlite|redis|both]
                                    [--connections 2,8,32] [--seconds 10] [--workers 1]
+                                   [--baseline DIR] [--rounds 1]
 
 Needs ``wrk`` (Debian: ``apt-get install wrk``) and, for Redis, ``redis-server``. Builds
 ``--profiles`` profiles with bench/decisions.py's generator (about 4 events each) through the
@@ -17,6 +18,13 @@ and p99 latency, server CPU time per request (the collector process and its work
 /proc; Redis's own CPU beside it), and the ratios to the floor: the bare Starlette endpoint of
 bench/_floor_app.py answering a fixed 1 KB JSON under the same uvicorn settings (uvloop,
 httptools, no access log, ``--workers`` the same).
+
+``--baseline DIR`` compares with other code in the same session: ``DIR`` is put on the
+collector's ``PYTHONPATH`` for the "baseline" runs (a folder holding ``journeykit/`` with
+``sdk``, ``collector`` and ``consent``, e.g. a ``git archive HEAD`` copy with three
+symlinks), and baseline and current collectors alternate ``--rounds`` times on the same
+profiles, each printed, then the medians and their ratio. The machine is noisy: only figures
+of one session, taken in turns, compare.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ import base64
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -100,6 +109,14 @@ def build(settings: DecisionSettings, data_dir: Path, profiles: int) -> None:
     )
 
 
+def _median(rounds: list[dict[int, dict[str, float]]]) -> dict[int, dict[str, float]]:
+    """Per connection count, the median of each figure over the rounds."""
+    return {
+        c: {key: statistics.median(r[c][key] for r in rounds) for key in rounds[0][c]}
+        for c in rounds[0]
+    }
+
+
 @contextmanager
 def server(command: list[str], env: dict[str, str]) -> Iterator[tuple[str, int]]:
     port = _free_port()
@@ -162,6 +179,10 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--baseline", type=Path, default=None, help="PYTHONPATH of the code to compare against"
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="baseline/current alternations")
     args = parser.parse_args()
     args.connections = [int(c) for c in args.connections.split(",")]
     if shutil.which("wrk") is None:
@@ -182,6 +203,8 @@ def main() -> None:
         with server([*uvicorn, "_floor_app:app"], floor_env) as (url, pid):
             floor = drive("floor: fixed 1 KB JSON", url, pid, None, args, script)
         runs: dict[str, dict[int, dict[str, float]]] = {}
+        versions = [("baseline", args.baseline), ("current", None)] if args.baseline else []
+        versions = versions or [("current", None)]
         for backend in backends:
             data = tmp / backend
             with redis_server(tmp) if backend == "redis" else nullcontext("") as redis_url:
@@ -197,17 +220,33 @@ def main() -> None:
                            "--data-dir", str(data), "--write-key", KEY, "--consent-regime",
                            "opt_out", "--log-level", "warning", *workers]  # fmt: skip
                 redis_pid = _redis_pid(redis_url) if redis_url else None
-                with server(command, collector_env) as (url, pid):
-                    name = f"collector, {backend}"
-                    runs[backend] = drive(name, url, pid, redis_pid, args, script)
+                rounds: dict[str, list[dict[int, dict[str, float]]]] = {}
+                for _ in range(args.rounds if args.baseline else 1):
+                    for version, path in versions:
+                        run_env = {**collector_env, "PYTHONPATH": str(path)} if path else None
+                        with server(command, run_env or collector_env) as (url, pid):
+                            name = f"{version}, {backend}" if args.baseline else backend
+                            result = drive(name, url, pid, redis_pid, args, script)
+                            rounds.setdefault(version, []).append(result)
+                for version, results in rounds.items():
+                    runs[f"{backend} ({version})" if args.baseline else backend] = _median(results)
     print()
     for backend, results in runs.items():
         for c, r in results.items():
             f = floor[c]
             print(
-                f"{backend} at {c} conn.: {r['rps'] / f['rps']:.2f}x the floor's requests/s, "
+                f"{backend} at {c} conn.: {r['rps']:.0f} req/s, {r['cpu_us']:.0f} µs CPU/req "
+                f"(median of rounds); {r['rps'] / f['rps']:.2f}x the floor's requests/s, "
                 f"{r['cpu_us'] / f['cpu_us']:.1f}x its CPU per request; "
                 f"target >= 2,000 req/s: {'met' if r['rps'] >= 2000 else 'NOT met'}"
+            )
+    for backend in backends if args.baseline else ():
+        old, new = runs[f"{backend} (baseline)"], runs[f"{backend} (current)"]
+        for c in args.connections:
+            print(
+                f"{backend} at {c} conn.: current/baseline requests/s "
+                f"{new[c]['rps'] / old[c]['rps']:.2f}x, CPU per request "
+                f"{new[c]['cpu_us'] / old[c]['cpu_us']:.2f}x"
             )
 
 

@@ -59,7 +59,9 @@ def open_store(settings: DecisionSettings, data_dir: Path) -> ProfileStore:
         )
     from journeykit.collector.decisions._sqlite import SqliteStore
 
-    return SqliteStore(data_dir / PROFILES_FILE, settings.sqlite_busy_timeout_seconds)
+    return SqliteStore(
+        data_dir / PROFILES_FILE, settings.sqlite_busy_timeout_seconds, settings.item_cache_entries
+    )
 
 
 class DecisionEngine:

@@ -9,6 +9,7 @@ recently viewed products and the cart; a candidate's score is its summed weight 
 
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import Literal
 
 from journeykit.collector.decisions._profile import Profile
@@ -22,6 +23,9 @@ Source = Literal["co_occurrence", "category", "popular"]
 SEEDS = 5
 CATEGORIES = 2
 _EXTRA = 50  # candidates fetched beyond K, to survive exclusion
+
+
+_ITEM, _SCORE = itemgetter(0), itemgetter(1)
 
 
 def _excluded(profile: Profile) -> set[str]:
@@ -47,7 +51,11 @@ def rank(profile: Profile, found: Candidates, k: int) -> list[Recommendation]:
         ("popular", found.popular),
     )
     for source, pairs in sources:
-        for item, score in sorted(pairs, key=lambda p: (-p[1], p[0])):
+        if len(out) == k:
+            return out
+        # Heaviest first, ties by item: two stable sorts on C keys, not a tuple per pair.
+        ordered = sorted(sorted(pairs, key=_ITEM), key=_SCORE, reverse=True)
+        for item, score in ordered:
             if len(out) == k:
                 return out
             if item in skip or item in taken:

@@ -53,6 +53,12 @@ class DecisionSettings(BaseModel):
     session_seconds: float = Field(
         default=1_800.0, gt=0, description="Views this close together count as viewed together."
     )
+    item_cache_entries: int = Field(
+        default=250_000,
+        ge=0,
+        description="SQLite: item-list entries (about 150 bytes each) kept in the process "
+        "between writes of item statistics; 0: read them for every decision.",
+    )
     sqlite_busy_timeout_seconds: float = Field(
         default=5.0, gt=0, description="How long a process waits for another's write lock."
     )

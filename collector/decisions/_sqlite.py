@@ -5,6 +5,10 @@ reading, so two collector processes on one host serialize their updates (waiting
 busy timeout) and never lose one another's changes. WAL lets decisions read while a write is
 in progress. ``synchronous=NORMAL``: a power cut may lose the last transactions, never corrupt
 the file; profiles are derived data that the NDJSON event files can rebuild.
+
+Item lists (neighbours, popular, per category) are kept in the process between writes of item
+statistics (``_item_cache``): each such write bumps the ``items`` generation in ``meta`` in its
+transaction, and a decision's reads check it once.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from journeykit.collector.decisions._item_cache import FETCH, ItemCache
 from journeykit.collector.decisions._rfm import CutPoints, cut_points
 from journeykit.collector.decisions._store import (
     MAX_ALIAS_HOPS,
@@ -60,10 +65,13 @@ class SqliteStore:
     # product's neighbour list less often.
     stats_batch_limit = 1_000_000
 
-    def __init__(self, path: Path, busy_timeout: float = 5.0) -> None:
+    def __init__(
+        self, path: Path, busy_timeout: float = 5.0, item_cache_entries: int = 250_000
+    ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._lock = threading.Lock()
+        self.items = ItemCache(item_cache_entries)
         try:
             self._db = sqlite3.connect(
                 path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
@@ -121,6 +129,8 @@ class SqliteStore:
             [(s, *v) for s, v in ch.customers.items() if v is not None],
         )
         stats = ch.stats
+        if len(stats):
+            self._bump_items()
         if stats.related:
             stored = self._neighbours(stats.related)
             db.executemany(
@@ -140,6 +150,17 @@ class SqliteStore:
             " ON CONFLICT(category, item) DO UPDATE SET w = w + excluded.w",
             [(c, i, w) for c, items in stats.category_popularity.items() for i, w in items.items()],
         )
+
+    def _bump_items(self) -> None:
+        """A new item generation: every process's kept lists are stale (inside a write)."""
+        self._db.execute(
+            "INSERT INTO meta(key, value) VALUES ('items', 1)"
+            " ON CONFLICT(key) DO UPDATE SET value = value + 1"
+        )
+
+    def _items_generation(self) -> Any:
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'items'").fetchone()
+        return None if row is None else row[0]
 
     def _neighbours(self, items: Collection[str]) -> dict[str, list[list[Any]]]:
         out: dict[str, list[list[Any]]] = {}
@@ -178,30 +199,68 @@ class SqliteStore:
     ) -> list[Candidates]:
         with self._lock:
             try:
+                if self.items.enabled:
+                    # Read before the lists: a write in between leaves them tagged older.
+                    self.items.check(self._items_generation())
                 return [self._candidates(q) for q in queries]
             except sqlite3.Error as exc:
                 raise StoreUnavailable(f"profile store {self.path}: {exc}") from exc
 
     def _candidates(self, q: CandidateQuery) -> Candidates:
-        db = self._db
         related: dict[str, float] = {}
-        for top in self._neighbours(q.seeds).values():
+        for top in self._neighbour_lists(q.seeds):
             for item, w in top[: q.limit]:
                 related[item] = related.get(item, 0.0) + w
         in_category: list[tuple[str, float]] = []
         for category in q.categories:
             in_category.extend(
-                db.execute(
+                self._top(
+                    f"cat:{category}",
                     "SELECT item, w FROM category_popular WHERE category = ?"
                     " ORDER BY w DESC, item DESC LIMIT ?",
-                    (category, q.limit),
+                    (category,),
+                    q.limit,
                 )
             )
         # Ties in Redis's order (member descending), so both stores pick the same items.
-        popular = db.execute(
-            "SELECT item, w FROM popular ORDER BY w DESC, item DESC LIMIT ?", (q.limit,)
-        ).fetchall()
+        popular = self._top(
+            "pop", "SELECT item, w FROM popular ORDER BY w DESC, item DESC LIMIT ?", (), q.limit
+        )
         return Candidates(list(related.items()), in_category, popular)
+
+    def _neighbour_lists(self, seeds: Sequence[str]) -> list[list[list[Any]]]:
+        """The stored neighbour lists of ``seeds`` (kept ones, then the rest in one read)."""
+        cache = self.items
+        if not cache.enabled:
+            return list(self._neighbours(seeds).values())
+        out: list[list[list[Any]]] = []
+        missing: list[str] = []
+        for seed in seeds:
+            top = cache.neighbours(seed)
+            if top is None:
+                missing.append(seed)
+            else:
+                out.append(top)
+        if missing:
+            found = self._neighbours(missing)
+            for seed in missing:
+                top = found.get(seed, [])
+                cache.keep_neighbours(seed, top)
+                out.append(top)
+        return out
+
+    def _top(self, key: str, sql: str, params: tuple[str, ...], limit: int) -> list[Any]:
+        """The first ``limit`` rows of an ordered list query, kept for later reads."""
+        cache = self.items
+        if not cache.enabled:
+            return self._db.execute(sql, (*params, limit)).fetchall()
+        items = cache.ranked(key, limit)
+        if items is None:
+            asked = max(limit, FETCH)
+            rows = self._db.execute(sql, (*params, asked)).fetchall()
+            cache.keep_ranked(key, asked, rows)
+            items = rows[:limit]
+        return items
 
     def cut_points(self) -> CutPoints | None:
         with self._lock:
@@ -251,6 +310,7 @@ class SqliteStore:
             for table in ("profiles", "customers", "neighbours", "popular", "category_popular"):
                 self._db.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed names
             self._db.execute("DELETE FROM meta WHERE key = 'rfm'")
+            self._bump_items()
             return Changes()
 
         self.transact(erase)
