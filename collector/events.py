@@ -5,6 +5,8 @@ needed: the cheap screening (shape, limits, endpoint type, batch context, size) 
 event; then the hand-written ``_fastcheck.check`` accepts the plainly valid events, with the
 values their models would hold, and one ``validate_python`` call takes the rest; only when
 those hold an invalid event are they validated one by one again, for per-event errors.
+``Ingestor.prepare`` runs the three fused in one pass for plain events (``_onepass.admit``)
+and keeps these for anything unusual; together, in order, they are the reference.
 """
 
 from __future__ import annotations

@@ -13,17 +13,10 @@ from typing import Any
 import orjson
 from pydantic import TypeAdapter, ValidationError
 
+from journeykit.collector._onepass import admit, admit_reference
 from journeykit.collector.dedup import DedupWindow
 from journeykit.collector.errors import HttpError
-from journeykit.collector.events import (
-    MAX_EVENT_DEPTH,
-    IsoTimes,
-    Rejection,
-    enrich,
-    fits,
-    screen,
-    validate,
-)
+from journeykit.collector.events import MAX_EVENT_DEPTH, IsoTimes, Rejection
 from journeykit.collector.privacy import PrivacyStep
 from journeykit.collector.settings import CollectorSettings
 from journeykit.collector.sink import NdjsonSink
@@ -110,6 +103,10 @@ def parse_envelope(body: bytes, single_type: str | None) -> Envelope:
     return Envelope(batch, sent_at, context, _text(doc.get("writeKey")), body=body)
 
 
+def _index(rejection: Rejection) -> int:
+    return rejection.index
+
+
 def _text(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
@@ -178,12 +175,17 @@ class Ingestor:
         rejected: NdjsonSink,
         dedup: DedupWindow,
         privacy: PrivacyStep | None = None,
+        *,
+        reference: bool = False,
     ) -> None:
+        """``reference=True`` checks every event through the separate steps and pydantic
+        (``_onepass.admit_reference``): the definition the usual path is tested against."""
         self._settings = settings
         self._events = events
         self._rejected = rejected
         self._dedup = dedup
         self._privacy = privacy
+        self._reference = reference
 
     def ingest(
         self,
@@ -208,62 +210,55 @@ class Ingestor:
         """
         result = IngestResult()
         times = IsoTimes(received_at)
-        rejections: list[Rejection] = []
-        screened: list[tuple[int, dict[str, Any]]] = []
-        measure = not fits(envelope.body, self._settings.max_event_bytes)
-        for index, raw in enumerate(envelope.events):
-            outcome = screen(
-                index,
-                raw,
+        e = envelope
+        if self._reference:
+            accepted, rejections = admit_reference(
+                e.events,
                 self._settings,
-                envelope.expected_type,
-                envelope.context,
-                measure=measure,
+                times,
+                expected_type=e.expected_type,
+                context=e.context,
+                sent_at=e.sent_at,
+                source=e.source,
+                client_ip=e.client_ip,
             )
-            if isinstance(outcome, Rejection):
-                rejections.append(outcome)
-            else:
-                screened.append((index, outcome))
-        valid, invalid = validate(screened)
-        rejections += invalid
-        accepted = [
-            (
-                index,
-                enrich(
-                    raw,
-                    model,
-                    times,
-                    received_at,
-                    sent_at=envelope.sent_at,
-                    source=envelope.source,
-                    client_ip=envelope.client_ip,
-                ),
+        else:
+            accepted, rejections = admit(
+                e.events,
+                self._settings,
+                times,
+                expected_type=e.expected_type,
+                context=e.context,
+                sent_at=e.sent_at,
+                source=e.source,
+                client_ip=e.client_ip,
+                body=e.body,
             )
-            for index, raw, model in valid
-        ]
-        fresh_flags = self._dedup.reserve(e["messageId"] for _, e in accepted)
-        fresh = [pair for pair, new in zip(accepted, fresh_flags, strict=True) if new]
+        ids = [event["messageId"] for _, event in accepted]
+        flags = self._dedup.reserve(ids)
+        if False in flags:
+            fresh = [pair for pair, new in zip(accepted, flags, strict=True) if new]
+            ids = [mid for mid, new in zip(ids, flags, strict=True) if new]
+        else:
+            fresh = accepted
         result.duplicates = len(accepted) - len(fresh)
-        fresh_ids = [e["messageId"] for _, e in fresh]
         try:
             kept, changes = self._protect(
-                fresh, headers or {}, received_at, result, rejections, envelope.upstream_consent
+                fresh, headers or {}, received_at, result, rejections, e.upstream_consent
             )
-            lines = [orjson.dumps(e) for e in kept]
+            lines = list(map(orjson.dumps, kept))
         except BaseException:
-            self._dedup.release(fresh_ids)
+            self._dedup.release(ids)
             raise
-        rejections.sort(key=lambda r: r.index)
+        if rejections:
+            rejections.sort(key=_index)
         result.rejected = rejections
-        received = times.text(received_at)
         rejected_lines = [
-            _rejected_record(received, r, envelope.events[r.index], self._privacy)
+            _rejected_record(times.received, r, e.events[r.index], self._privacy)
             for r in rejections
         ]
-        stored_ids = [e["messageId"] for e in kept]
-        return Prepared(
-            result, received_at, changes, lines, kept, rejected_lines, fresh_ids, stored_ids
-        )
+        stored_ids = [event["messageId"] for event in kept]
+        return Prepared(result, received_at, changes, lines, kept, rejected_lines, ids, stored_ids)
 
     def commit(self, prepared: Prepared) -> IngestResult:
         """The blocking part: ledger, events, rejections to disk; then settle the messageIds.
@@ -282,7 +277,8 @@ class Ingestor:
             raise
         # Only stored events are remembered: a dropped or rejected one may come back later,
         # after consent was given or the client fixed it.
-        self._dedup.release(set(p.fresh_ids) - set(p.stored_ids))
+        if p.stored_ids != p.fresh_ids:  # the usual case: every reserved id is stored
+            self._dedup.release(set(p.fresh_ids) - set(p.stored_ids))
         self._dedup.commit(p.stored_ids)
         p.result.accepted = len(p.stored_ids)
         p.result.stored = p.kept
