@@ -25,6 +25,7 @@ class PacedResult:
     sent: int
     ok: int
     failed: int
+    failures: dict[str, int]  # by HTTP status or exception name
     late_start_ms: float  # the most any request started after it was due
     latencies_ms: list[float]
 
@@ -63,13 +64,13 @@ async def _run(
     opened = 0
     slots = asyncio.Semaphore(max_connections)
     latencies: list[float] = []
-    failed = 0
+    failures: dict[str, int] = {}
     late = 0.0
     total = int(rate * seconds)
     start = time.perf_counter() + 0.05
 
     async def one(index: int, due: float) -> None:
-        nonlocal opened, failed
+        nonlocal opened
         async with slots:
             if idle:
                 conn = idle.pop()
@@ -78,15 +79,16 @@ async def _run(
                 opened += 1
             try:
                 status = await _exchange(*conn, make_request(index))
-            except (OSError, asyncio.IncompleteReadError):
-                failed += 1
+            except (OSError, asyncio.IncompleteReadError) as exc:
+                name = type(exc).__name__
+                failures[name] = failures.get(name, 0) + 1
                 conn[1].close()
                 return
             idle.append(conn)
         if 200 <= status < 300:
             latencies.append((time.perf_counter() - due) * 1000)
         else:
-            failed += 1
+            failures[str(status)] = failures.get(str(status), 0) + 1
 
     tasks = []
     for index in range(total):
@@ -100,7 +102,8 @@ async def _run(
     await asyncio.gather(*tasks)
     for _, writer in idle:
         writer.close()
-    return PacedResult(total, len(latencies), failed, late, latencies)
+    failed = sum(failures.values())
+    return PacedResult(total, len(latencies), failed, failures, late, latencies)
 
 
 def run_paced(

@@ -207,6 +207,8 @@ def _run(
                 "p99": outcome.percentile(99),
                 "errors": float(outcome.failed),
             }
+            if outcome.failures:
+                print(f"  paced failures: {outcome.failures}", flush=True)
         result["cpu"] = _cpu_seconds(process.pid) - before
         if paced is not None:
             result["fsync_p99"] = _fsync_p99(url)
