@@ -61,7 +61,6 @@ async def _run(
     max_connections: int,
 ) -> PacedResult:
     idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
-    opened = 0
     slots = asyncio.Semaphore(max_connections)
     latencies: list[float] = []
     failures: dict[str, int] = {}
@@ -70,15 +69,20 @@ async def _run(
     start = time.perf_counter() + 0.05
 
     async def one(index: int, due: float) -> None:
-        nonlocal opened
         async with slots:
-            if idle:
-                conn = idle.pop()
-            else:
-                conn = await asyncio.open_connection(host, port)
-                opened += 1
+            reused = bool(idle)
+            conn = idle.pop() if reused else await asyncio.open_connection(host, port)
             try:
-                status = await _exchange(*conn, make_request(index))
+                try:
+                    status = await _exchange(*conn, make_request(index))
+                except (OSError, asyncio.IncompleteReadError):
+                    if not reused:
+                        raise
+                    # The server closed a connection idle past its keep-alive timeout: send
+                    # again on a new one, as HTTP clients do (the clock still runs from "due").
+                    conn[1].close()
+                    conn = await asyncio.open_connection(host, port)
+                    status = await _exchange(*conn, make_request(index))
             except (OSError, asyncio.IncompleteReadError) as exc:
                 name = type(exc).__name__
                 failures[name] = failures.get(name, 0) + 1
