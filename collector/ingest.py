@@ -211,29 +211,17 @@ class Ingestor:
         result = IngestResult()
         times = IsoTimes(received_at)
         e = envelope
+        batch: dict[str, Any] = {
+            "expected_type": e.expected_type,
+            "context": e.context,
+            "sent_at": e.sent_at,
+            "source": e.source,
+            "client_ip": e.client_ip,
+        }
         if self._reference:
-            accepted, rejections = admit_reference(
-                e.events,
-                self._settings,
-                times,
-                expected_type=e.expected_type,
-                context=e.context,
-                sent_at=e.sent_at,
-                source=e.source,
-                client_ip=e.client_ip,
-            )
+            accepted, rejections = admit_reference(e.events, self._settings, times, **batch)
         else:
-            accepted, rejections = admit(
-                e.events,
-                self._settings,
-                times,
-                expected_type=e.expected_type,
-                context=e.context,
-                sent_at=e.sent_at,
-                source=e.source,
-                client_ip=e.client_ip,
-                body=e.body,
-            )
+            accepted, rejections = admit(e.events, self._settings, times, body=e.body, **batch)
         ids = [event["messageId"] for _, event in accepted]
         flags = self._dedup.reserve(ids)
         if False in flags:

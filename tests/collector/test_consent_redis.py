@@ -9,9 +9,6 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,7 +18,7 @@ import httpx
 import orjson
 import pytest
 import redis
-from helpers import free_port, running_collector
+from helpers import RedisProcess, running_collector
 
 from journeykit.collector._consent_store import ConsentStore
 from journeykit.collector._consent_sync import ConsentSync
@@ -32,46 +29,8 @@ DEADLINE = 10.0
 _ids = itertools.count()
 
 
-class RedisServer:
-    """A redis-server without persistence on a fixed 127.0.0.1 port: a restart loses its data."""
-
-    def __init__(self, binary: str, workdir: Path) -> None:
-        self.binary, self.workdir, self.port = binary, workdir, free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                *(self.binary, "--port", str(self.port), "--bind", "127.0.0.1"),
-                *("--save", "", "--appendonly", "no", "--dir", str(self.workdir)),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + DEADLINE
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(64).startswith(b"+PONG"):
-                        return
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "redis-server did not answer PING"
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            self.process.wait(10)
-
-
 @pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+def redis_server(tmp_path: Path) -> Iterator[RedisProcess]:
     binary = shutil.which(REDIS_SERVER)
     if binary is None:
         if os.environ.get("JOURNEYKIT_SKIP_REDIS") == "1":
@@ -79,13 +38,13 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
         pytest.fail("redis-server is not installed (apt-get install redis-server)")
     workdir = tmp_path / "redis"
     workdir.mkdir()
-    server = RedisServer(binary, workdir)
+    server = RedisProcess(binary, workdir)
     server.start()
     yield server
     server.stop()
 
 
-def settings(server: RedisServer, **more: Any) -> dict[str, Any]:
+def settings(server: RedisProcess, **more: Any) -> dict[str, Any]:
     return {
         "profile_store": "redis",
         "redis_url": server.url,
@@ -172,7 +131,7 @@ def consent_records(data_dir: Path) -> list[LedgerRecord]:
 
 
 def test_consent_through_one_host_governs_the_other(
-    tmp_path: Path, redis_server: RedisServer
+    tmp_path: Path, redis_server: RedisProcess
 ) -> None:
     with (
         running_collector(tmp_path / "a", **settings(redis_server)) as a,
@@ -197,7 +156,7 @@ def test_consent_through_one_host_governs_the_other(
 
 
 def test_consent_recorded_during_an_outage_reaches_the_other_host(
-    tmp_path: Path, redis_server: RedisServer
+    tmp_path: Path, redis_server: RedisProcess
 ) -> None:
     with (
         running_collector(tmp_path / "a", **settings(redis_server)) as a,
@@ -222,7 +181,7 @@ def test_consent_recorded_during_an_outage_reaches_the_other_host(
 
 
 def test_a_collector_started_later_learns_earlier_consent(
-    tmp_path: Path, redis_server: RedisServer
+    tmp_path: Path, redis_server: RedisProcess
 ) -> None:
     with running_collector(tmp_path / "b", **settings(redis_server)) as b:
         assert view(b, "ivy")["dropped"] == {"no_consent": 1}
@@ -253,7 +212,7 @@ GOOD = {
 }
 
 
-def test_bad_entries_are_counted_and_skipped(tmp_path: Path, redis_server: RedisServer) -> None:
+def test_bad_entries_are_counted_and_skipped(tmp_path: Path, redis_server: RedisProcess) -> None:
     stream = redis.Redis.from_url(redis_server.url)
     with running_collector(tmp_path / "b", **settings(redis_server)) as b:
         stream.xadd("jk:consent", {"r": orjson.dumps({**GOOD, "granted": ["telepathy"]})})
@@ -267,7 +226,7 @@ def test_bad_entries_are_counted_and_skipped(tmp_path: Path, redis_server: Redis
 
 
 def test_consent_trimmed_from_the_stream_is_read_from_the_snapshot(
-    tmp_path: Path, redis_server: RedisServer
+    tmp_path: Path, redis_server: RedisProcess
 ) -> None:
     client = redis.Redis.from_url(redis_server.url)
     with running_collector(tmp_path / "a", **settings(redis_server)) as a:
@@ -293,7 +252,7 @@ def test_consent_trimmed_from_the_stream_is_read_from_the_snapshot(
 
 
 def test_redis_restarted_empty_gets_the_consent_back(
-    tmp_path: Path, redis_server: RedisServer
+    tmp_path: Path, redis_server: RedisProcess
 ) -> None:
     with running_collector(tmp_path / "a", **settings(redis_server)) as a:
         send(a, consent("ivy", True))

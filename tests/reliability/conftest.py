@@ -8,10 +8,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from helpers import load_beside
+from helpers import RedisProcess, load_beside
 
 load_beside(__file__, "reliability_processes")
-from reliability_processes import CollectorProcess, RedisProcess  # noqa: E402
+from reliability_processes import CollectorProcess  # noqa: E402
 
 REDIS_SERVER = os.environ.get("JOURNEYKIT_REDIS_SERVER", "redis-server")
 

@@ -2,7 +2,8 @@
 
 ``helpers.serve`` picks a new port each start; these tests need to SIGKILL a collector and
 start it again **on the same port and data dir** (the SDK's host is fixed), and to stop and
-restart a redis-server on its port. ``conftest.py`` makes them as fixtures and stops every one
+restart a redis-server on its port (``helpers.RedisProcess``). ``conftest.py`` makes them as
+fixtures and stops every one
 when the test ends. Loaded by ``conftest.py`` (``helpers.load_beside``).
 """
 
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -91,54 +91,3 @@ class CollectorProcess:
     def log(self) -> str:
         path = self.data_dir.parent / f"collector-{self.port}.log"
         return path.read_text(errors="replace") if path.exists() else ""
-
-
-@dataclass
-class RedisProcess:
-    """A redis-server of our own on a fixed 127.0.0.1 port; its dump file under ``workdir``."""
-
-    binary: str
-    workdir: Path
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        """Start it (loading the dump a ``stop(save=True)`` left) and wait until it listens."""
-        self.process = subprocess.Popen(
-            [
-                *(self.binary, "--port", str(self.port), "--bind", "127.0.0.1"),
-                *("--save", "", "--appendonly", "no", "--dir", str(self.workdir)),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {self.process.returncode}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(64).startswith(b"+PONG"):
-                        return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                _stop(self.process, signal.SIGKILL)
-                raise RuntimeError("redis-server did not answer PING within 10 s")
-            time.sleep(0.05)
-
-    def stop(self, *, save: bool = False) -> None:
-        """Shut it down; ``save=True`` writes its data first, as a persistent Redis keeps it."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        if save:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
-                sock.sendall(b"SHUTDOWN SAVE\r\n")
-                sock.recv(64)  # the connection closes once the dump is written
-            self.process.wait(15)
-        _stop(self.process)

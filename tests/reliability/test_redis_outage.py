@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from helpers import WRITE_KEY, basic_auth, ndjson_lines
-from reliability_processes import CollectorProcess, RedisProcess
+from helpers import WRITE_KEY, RedisProcess, basic_auth, ndjson_lines
+from reliability_processes import CollectorProcess
 
 
 def _event(name: str, mid: str, **properties: Any) -> dict[str, Any]:
