@@ -7,10 +7,8 @@ own (so it can be stopped and started again on its port). Every wait polls with 
 from __future__ import annotations
 
 import itertools
-import os
-import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,24 +22,15 @@ from journeykit.collector._consent_store import ConsentStore
 from journeykit.collector._consent_sync import ConsentSync
 from journeykit.consent import LedgerRecord, Regime
 
-REDIS_SERVER = os.environ.get("JOURNEYKIT_REDIS_SERVER", "redis-server")
 DEADLINE = 10.0
 _ids = itertools.count()
 
 
 @pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisProcess]:
-    binary = shutil.which(REDIS_SERVER)
-    if binary is None:
-        if os.environ.get("JOURNEYKIT_SKIP_REDIS") == "1":
-            pytest.skip("redis-server not installed and JOURNEYKIT_SKIP_REDIS=1")
-        pytest.fail("redis-server is not installed (apt-get install redis-server)")
-    workdir = tmp_path / "redis"
-    workdir.mkdir()
-    server = RedisProcess(binary, workdir)
-    server.start()
-    yield server
-    server.stop()
+def redis_server(redis_process: RedisProcess) -> RedisProcess:
+    """The test's own redis-server (``tests/conftest.py``), started; stopped after the test."""
+    redis_process.start()
+    return redis_process
 
 
 def settings(server: RedisProcess, **more: Any) -> dict[str, Any]:
