@@ -44,14 +44,12 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import httpx
-from collector_throughput import _free_port, _wait, _wrk
+from collector_throughput import KEY, PSEUDONYM_KEY, _free_port, _wait, _wrk
 from decisions import _batches, redis_server
 
 from journeykit.collector.decisions import DecisionEngine, DecisionSettings
 
 BENCH = Path(__file__).resolve().parent
-KEY = "bench-write-key-0123456789"
-PSEUDONYM_KEY = "bench-pseudonym-key-0123456789abcdef"
 
 LUA = r"""
 local threads = {}
