@@ -7,13 +7,11 @@ to HTTP and turns their errors into status codes.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from journeykit.collector._committer import Committer
 from journeykit.collector._consent_sync import consent_sync
 from journeykit.collector.admin import AdminGate, admin_routes
 from journeykit.collector.admin_dsr import dsr_routes
@@ -58,9 +57,6 @@ __all__ = ["CollectorCore", "app_from_env", "create_app"]
 log = logging.getLogger("journeykit.collector")
 
 _JSON_TYPES = ("application/json", "text/plain")  # text/plain: what sendBeacon can send
-# Threads that write accepted batches. A few are enough for group commit (the requests that
-# wait behind them are written by the next leader in one go); more only fight over the GIL.
-_WRITER_THREADS = 4
 
 
 def _json(
@@ -137,10 +133,8 @@ class CollectorCore:
             self.personalizer,
             via="api",
         )
-        # Writes wait on the disk, so they run here, off the event loop. A plain executor:
-        # its queue is C code and each hand-off is one future, where anyio's run_sync adds a
-        # capacity limiter, a cancel scope and context lookups per request.
-        self._writers = ThreadPoolExecutor(_WRITER_THREADS, thread_name_prefix="journeykit-write")
+        # Writes wait on the disk: one thread does them, every waiting request in one go.
+        self._committer = Committer(self.ingestor.commit_many)
 
     def _sink(self, name: str) -> NdjsonSink:
         s = self.settings
@@ -190,8 +184,7 @@ class CollectorCore:
         # thread, where concurrent requests share a group commit.
         prepared = self.ingestor.prepare(envelope, received_at, request.headers)
         try:
-            loop = asyncio.get_running_loop()
-            result = await loop.run_in_executor(self._writers, self.ingestor.commit, prepared)
+            result = await self._committer.commit(prepared)
         except OSError as exc:
             log.error("journeykit collector: cannot write events: %s", exc)
             raise HttpError(
@@ -261,7 +254,7 @@ class CollectorCore:
         return None
 
     def close(self) -> None:
-        self._writers.shutdown(wait=True)  # writes already handed over finish first
+        self._committer.close()  # writes already handed over finish first
         if self.personalizer is not None:
             self.personalizer.close()  # writes the profile updates still queued
         self.events.close()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -254,27 +254,59 @@ class Ingestor:
         Raises ``OSError`` if the disk refused; then nothing counts as accepted and no
         messageId is remembered, so the client's retry is stored.
         """
-        p = prepared
+        return self._commit_group([prepared])[0]
+
+    def commit_many(self, batch: list[Prepared]) -> list[IngestResult | OSError]:
+        """:meth:`commit` of several requests: one write per file and one fsync for them all.
+
+        Requests received within the same hour share a file, so they share one write of each
+        kind; if the disk refuses it, each of them gets the ``OSError`` (nothing of theirs
+        counts as accepted), as requests sharing one group commit do.
+        """
+        out: list[IngestResult | OSError] = []
+        by_hour: dict[datetime, list[int]] = {}
+        for index, prepared in enumerate(batch):
+            hour = prepared.received_at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+            by_hour.setdefault(hour, []).append(index)
+        settled: dict[int, IngestResult | OSError] = {}
+        for indexes in by_hour.values():
+            members = [batch[i] for i in indexes]
+            results: list[IngestResult] | list[OSError]
+            try:
+                results = self._commit_group(members)
+            except OSError as exc:
+                results = [exc] * len(members)
+            settled.update(zip(indexes, results, strict=True))
+        out.extend(settled[i] for i in range(len(batch)))
+        return out
+
+    def _commit_group(self, members: list[Prepared]) -> list[IngestResult]:
+        """:meth:`commit` of requests received within one hour (one file per kind)."""
+        at = members[0].received_at
         try:
             if self._privacy is not None:
-                self._privacy.record(p.changes)
-            if p.lines:
-                self._events.write(p.lines, p.received_at)
+                self._privacy.record([c for p in members for c in p.changes])
+            lines = [line for p in members for line in p.lines]
+            if lines:
+                self._events.write(lines, at)
         except BaseException:
-            self._dedup.release(p.fresh_ids)
+            for p in members:
+                self._dedup.release(p.fresh_ids)
             raise
-        # Only stored events are remembered: a dropped or rejected one may come back later,
-        # after consent was given or the client fixed it.
-        if p.stored_ids != p.fresh_ids:  # the usual case: every reserved id is stored
-            self._dedup.release(set(p.fresh_ids) - set(p.stored_ids))
-        self._dedup.commit(p.stored_ids)
-        p.result.accepted = len(p.stored_ids)
-        p.result.stored = p.kept
-        # Written after the accepted events: if this fails the client retries, the accepted
+        for p in members:
+            # Only stored events are remembered: a dropped or rejected one may come back
+            # later, after consent was given or the client fixed it.
+            if p.stored_ids != p.fresh_ids:  # the usual case: every reserved id is stored
+                self._dedup.release(set(p.fresh_ids) - set(p.stored_ids))
+            self._dedup.commit(p.stored_ids)
+            p.result.accepted = len(p.stored_ids)
+            p.result.stored = p.kept
+        # Written after the accepted events: if this fails the clients retry, the accepted
         # events come back as duplicates, and the rejections are written again.
-        if p.rejected_lines:
-            self._rejected.write(p.rejected_lines, p.received_at)
-        return p.result
+        rejected = [line for p in members for line in p.rejected_lines]
+        if rejected:
+            self._rejected.write(rejected, at)
+        return [p.result for p in members]
 
     def _protect(
         self,

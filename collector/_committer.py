@@ -1,0 +1,95 @@
+"""One writer thread that commits what requests prepared, every waiting request in one go.
+
+The checks of a request run on the event loop; its writes (consent ledger, events, rejections)
+wait on the disk, so they run on a thread. Handing each request to a pool thread costs two
+thread wake-ups and two hand-overs of the GIL per request, and while a pool thread waits for
+the GIL after its fsync the request waits with it, as long as the loop keeps checking other
+requests: that was the tail of the latency under load. Here one thread takes every request
+that is waiting, writes them with one write per file and one fsync
+(:meth:`~journeykit.collector.ingest.Ingestor.commit_many`), and wakes the loop once for all
+of them: the busier the collector, the more requests share each wake-up and each fsync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Callable
+
+from journeykit.collector.ingest import IngestResult, Prepared
+
+__all__ = ["Committer"]
+
+CommitMany = Callable[[list[Prepared]], list[IngestResult | OSError]]
+_Waiting = list[tuple[Prepared, "asyncio.Future[IngestResult]"]]
+_Settled = list[tuple["asyncio.Future[IngestResult]", IngestResult | BaseException]]
+
+
+class Committer:
+    """Commits prepared requests on one thread, started on first use; see the module docstring."""
+
+    def __init__(self, commit_many: CommitMany) -> None:
+        self._commit_many = commit_many
+        self._cond = threading.Condition()
+        self._waiting: _Waiting = []
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    async def commit(self, prepared: Prepared) -> IngestResult:
+        """Write ``prepared``; raises ``OSError`` if the disk refused (nothing acknowledged)."""
+        future: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("the collector is shutting down")
+            self._waiting.append((prepared, future))
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="journeykit-commit", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify()
+        return await future
+
+    def close(self) -> None:
+        """Write what was handed over, then stop the thread."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+            thread = self._thread
+        if thread is not None:
+            thread.join()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._waiting and not self._closed:
+                    self._cond.wait()
+                if not self._waiting:
+                    return
+                group, self._waiting = self._waiting, []
+            results: list[IngestResult | BaseException]
+            try:
+                results = list(self._commit_many([prepared for prepared, _ in group]))
+            except BaseException as exc:  # noqa: BLE001 - a defect: fail these requests, not hang them
+                results = [exc] * len(group)
+            loops: dict[asyncio.AbstractEventLoop, list[int]] = {}
+            for index, (_, future) in enumerate(group):
+                loops.setdefault(future.get_loop(), []).append(index)
+            for loop, indexes in loops.items():
+                settled = [(group[i][1], results[i]) for i in indexes]
+                # A closed loop raises RuntimeError: nobody waits for those answers any more.
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(_settle, settled)
+
+
+def _settle(
+    settled: list[tuple[asyncio.Future[IngestResult], IngestResult | BaseException]],
+) -> None:
+    for future, result in settled:
+        if future.done():  # the request was cancelled meanwhile
+            continue
+        if isinstance(result, BaseException):
+            future.set_exception(result)
+        else:
+            future.set_result(result)

@@ -1,0 +1,101 @@
+"""Several requests written together (``Ingestor.commit_many``, the collector's writer thread)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+from pydantic import SecretStr
+
+from journeykit.collector._committer import Committer
+from journeykit.collector.dedup import Deduplicator
+from journeykit.collector.ingest import Envelope, Ingestor, Prepared
+from journeykit.collector.settings import CollectorSettings
+from journeykit.collector.sink import NdjsonSink
+
+T0 = datetime(2026, 11, 23, 10, 59, 59, tzinfo=UTC)
+
+
+def ingestor(root: Path) -> tuple[Ingestor, NdjsonSink, NdjsonSink]:
+    settings = CollectorSettings(data_dir=root, write_keys=(SecretStr("k"),))
+    events = NdjsonSink(root / "events", fsync="always")
+    rejected = NdjsonSink(root / "rejected", fsync="always")
+    return Ingestor(settings, events, rejected, Deduplicator(60, 10_000)), events, rejected
+
+
+def request(ingest: Ingestor, n: int, at: datetime) -> Prepared:
+    batch = [
+        {"type": "track", "messageId": f"m{n}-{i}", "userId": f"u{i}", "event": "E"}
+        for i in range(3)
+    ]
+    batch.append({"type": "track", "messageId": f"bad{n}", "userId": "u"})  # no event name
+    return ingest.prepare(Envelope(batch), at)
+
+
+def lines(root: Path) -> dict[str, list[str]]:
+    """messageIds per partition directory (``dt=.../hr=...``) under ``root``."""
+    out: dict[str, list[str]] = {}
+    for path in sorted(root.rglob("*.ndjson")):
+        key = f"{path.parent.parent.name}/{path.parent.name}"
+        for line in path.read_bytes().splitlines():
+            doc = orjson.loads(line)
+            out.setdefault(key, []).append(doc.get("messageId") or doc["event"]["messageId"])
+    return out
+
+
+def test_requests_of_two_hours_go_to_their_own_files_and_answer_in_order(tmp_path: Path) -> None:
+    ingest, events, rejected = ingestor(tmp_path)
+    later = T0 + timedelta(seconds=1)  # the next hour
+    prepared = [request(ingest, 0, T0), request(ingest, 1, later), request(ingest, 2, T0)]
+    results = ingest.commit_many(prepared)
+    events.close()
+    rejected.close()
+    assert [r.accepted if not isinstance(r, OSError) else r for r in results] == [3, 3, 3]
+    assert [r.stored[0]["messageId"] for r in results if not isinstance(r, OSError)] == [
+        "m0-0",
+        "m1-0",
+        "m2-0",
+    ]
+    assert lines(tmp_path / "events") == {
+        "dt=2026-11-23/hr=10": [f"m{n}-{i}" for n in (0, 2) for i in range(3)],
+        "dt=2026-11-23/hr=11": [f"m1-{i}" for i in range(3)],
+    }
+    assert lines(tmp_path / "rejected") == {
+        "dt=2026-11-23/hr=10": ["bad0", "bad2"],
+        "dt=2026-11-23/hr=11": ["bad1"],
+    }
+    assert events.fsyncs == 2  # one per file, not one per request
+
+
+def test_a_refused_write_fails_every_request_of_it_and_remembers_no_id(tmp_path: Path) -> None:
+    ingest, events, rejected = ingestor(tmp_path)
+    prepared = [request(ingest, 0, T0), request(ingest, 1, T0)]
+    assert not (tmp_path / "events").exists()  # the sink makes its directory on first write
+    (tmp_path / "events").write_text("a file where the sink needs a directory")
+    results = ingest.commit_many(prepared)
+    assert all(isinstance(r, OSError) for r in results)
+    (tmp_path / "events").unlink()
+    # Nothing was remembered: the clients' retries are stored, not answered as duplicates.
+    again = [request(ingest, 0, T0), request(ingest, 1, T0)]
+    assert [p.result.duplicates for p in again] == [0, 0]
+    assert all(not isinstance(r, OSError) for r in ingest.commit_many(again))
+    events.close()
+    rejected.close()
+
+
+def test_the_writer_thread_answers_each_waiting_request(tmp_path: Path) -> None:
+    ingest, events, rejected = ingestor(tmp_path)
+    committer = Committer(ingest.commit_many)
+
+    async def many() -> list[int]:
+        tasks = [committer.commit(request(ingest, n, T0)) for n in range(50)]
+        return [result.accepted for result in await asyncio.gather(*tasks)]
+
+    assert asyncio.run(many()) == [3] * 50
+    committer.close()
+    events.close()
+    rejected.close()
+    assert len(lines(tmp_path / "events")["dt=2026-11-23/hr=10"]) == 150
+    assert events.fsyncs < 50  # requests waiting together shared a write and an fsync
