@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from journeykit.collector.decisions._store import from_lists
+
 __all__ = ["FETCH", "ItemCache"]
 
 FETCH = 100
@@ -65,13 +67,7 @@ class ItemCache:
 
     def ranked(self, key: str, limit: int) -> Pairs | None:
         """The first ``limit`` entries of a kept list, or None if it was not read that far."""
-        found = self._lists.get(key)
-        if found is None:
-            return None
-        asked, items = found
-        if asked < limit and len(items) == asked:
-            return None  # read shorter than needed and there may be more
-        return items[:limit]
+        return from_lists(self._lists, key, limit)
 
     def keep_ranked(self, key: str, asked: int, items: Pairs) -> None:
         if self._room(len(items)):

@@ -87,16 +87,20 @@ class SqliteStore:
             self._db.close()
 
     def _read(self, subjects: Collection[str]) -> dict[str, Doc]:
-        out: dict[str, Doc] = {}
-        ids = list(subjects)
+        return self._json_by_key("SELECT subject, doc FROM profiles WHERE subject IN ", subjects)
+
+    def _json_by_key(self, select: str, keys: Collection[str]) -> dict[str, Any]:
+        """``select`` (ending in ``IN ``) of (key, JSON) rows for ``keys``, decoded, by key.
+
+        In chunks of ``_MAX_VARS``: SQLite bounds the parameters of one statement.
+        """
+        out: dict[str, Any] = {}
+        ids = list(keys)
         for start in range(0, len(ids), _MAX_VARS):
             chunk = ids[start : start + _MAX_VARS]
             marks = ",".join("?" * len(chunk))
-            rows = self._db.execute(
-                f"SELECT subject, doc FROM profiles WHERE subject IN ({marks})",  # noqa: S608
-                chunk,
-            )
-            out.update((s, orjson.loads(d)) for s, d in rows)
+            rows = self._db.execute(f"{select}({marks})", chunk)
+            out.update((key, orjson.loads(value)) for key, value in rows)
         return out
 
     def transact(self, update: Callable[[Reader], Changes]) -> Changes:
@@ -163,17 +167,7 @@ class SqliteStore:
         return None if row is None else row[0]
 
     def _neighbours(self, items: Collection[str]) -> dict[str, list[list[Any]]]:
-        out: dict[str, list[list[Any]]] = {}
-        ids = list(items)
-        for start in range(0, len(ids), _MAX_VARS):
-            chunk = ids[start : start + _MAX_VARS]
-            marks = ",".join("?" * len(chunk))
-            rows = self._db.execute(
-                f"SELECT item, top FROM neighbours WHERE item IN ({marks})",  # noqa: S608
-                chunk,
-            )
-            out.update((item, orjson.loads(top)) for item, top in rows)
-        return out
+        return self._json_by_key("SELECT item, top FROM neighbours WHERE item IN ", items)
 
     def fetch(self, subjects: Collection[str]) -> dict[str, Doc]:
         with self._lock:
