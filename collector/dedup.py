@@ -48,10 +48,20 @@ class Deduplicator:
         """For each id in order: ``True`` if it is new (and now reserved), ``False`` if seen."""
         if self._window <= 0:
             return [True for _ in ids]
+        ids = ids if isinstance(ids, list) else list(ids)
+        fresh = set(ids)
         now = self._clock()
         out: list[bool] = []
         with self._lock:
             self._expire(now)
+            # The usual batch: distinct ids, none seen. Set operations decide it in C.
+            if (
+                len(fresh) == len(ids)
+                and fresh.isdisjoint(self._pending)
+                and self._seen.keys().isdisjoint(fresh)
+            ):
+                self._pending |= fresh
+                return [True] * len(ids)
             for mid in ids:
                 if mid in self._seen or mid in self._pending:
                     out.append(False)
@@ -63,14 +73,20 @@ class Deduplicator:
     def commit(self, ids: Iterable[str]) -> None:
         if self._window <= 0:
             return
+        ids = ids if isinstance(ids, list) else list(ids)
         now = self._clock()
+        young = dict.fromkeys(ids, now)
+        seen = self._seen
         with self._lock:
-            for mid in ids:
-                self._pending.discard(mid)
-                self._seen[mid] = now
-                self._seen.move_to_end(mid)
-            while len(self._seen) > self._max:
-                self._seen.popitem(last=False)
+            self._pending.difference_update(young)
+            if len(young) == len(ids) and seen.keys().isdisjoint(young):
+                seen.update(young)  # the usual batch, in C: new ids, each once, in order
+            else:  # an id twice, or committed again: each to the young end, in order
+                for mid in ids:
+                    seen[mid] = now
+                    seen.move_to_end(mid)
+            while len(seen) > self._max:
+                seen.popitem(last=False)
 
     def release(self, ids: Iterable[str]) -> None:
         with self._lock:

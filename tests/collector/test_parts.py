@@ -123,16 +123,22 @@ async def _trickle(first: bytes) -> AsyncIterator[bytes]:
     await anyio.sleep_forever()  # a client that stops sending and keeps the connection
 
 
-def test_a_body_that_stalls_ends_in_408() -> None:
+# asyncio takes asyncio's own deadline, any other loop anyio's cancel scope: both are held to it.
+_LOOPS = ["asyncio", "trio"]
+
+
+@pytest.mark.parametrize("backend", _LOOPS)
+def test_a_body_that_stalls_ends_in_408(backend: str) -> None:
     async def read() -> bytes:
         return await read_limited(_trickle(b'{"batch": ['), None, 1_000, timeout=0.05)
 
     with pytest.raises(BodyError) as caught:
-        anyio.run(read)
+        anyio.run(read, backend=backend)
     assert (caught.value.status, caught.value.code) == (408, "request_timeout")
 
 
-def test_a_body_within_the_timeout_is_read_whole() -> None:
+@pytest.mark.parametrize("backend", _LOOPS)
+def test_a_body_within_the_timeout_is_read_whole(backend: str) -> None:
     async def chunks() -> AsyncIterator[bytes]:
         for part in (b'{"batch"', b": []}"):
             yield part
@@ -140,7 +146,7 @@ def test_a_body_within_the_timeout_is_read_whole() -> None:
     async def read() -> bytes:
         return await read_limited(chunks(), "13", 1_000, timeout=30)
 
-    assert anyio.run(read) == b'{"batch": []}'
+    assert anyio.run(read, backend=backend) == b'{"batch": []}'
 
 
 def test_sink_escapes_what_other_readers_take_for_line_ends(tmp_path: Path) -> None:
