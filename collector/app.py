@@ -7,6 +7,7 @@ to HTTP and turns their errors into status codes.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -16,7 +17,6 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-import anyio.to_thread
 import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -25,6 +25,7 @@ from starlette.routing import Route
 
 from journeykit.collector._committer import Committer
 from journeykit.collector._consent_sync import consent_sync
+from journeykit.collector._handover import Handover
 from journeykit.collector.admin import AdminGate, admin_routes
 from journeykit.collector.admin_dsr import dsr_routes
 from journeykit.collector.admin_suppressions import suppression_routes
@@ -56,6 +57,7 @@ __all__ = ["CollectorCore", "app_from_env", "create_app"]
 
 log = logging.getLogger("journeykit.collector")
 
+_InlineDecisions = Handover[dict[str, list[str]], dict[str, Decision]]
 _JSON_TYPES = ("application/json", "text/plain")  # text/plain: what sendBeacon can send
 
 
@@ -135,6 +137,8 @@ class CollectorCore:
         )
         # Writes wait on the disk: one thread does them, every waiting request in one go.
         self._committer = Committer(self.ingestor.commit_many)
+        # The decisions in a batch's answer: decided off the loop, the requests waiting together.
+        self._inline: _InlineDecisions | None = None
 
     def _sink(self, name: str) -> NdjsonSink:
         s = self.settings
@@ -211,9 +215,20 @@ class CollectorCore:
         if personalizer is not None:
             personalizer.update(result.stored)
             if s.inline_decisions and result.stored:
-                decided = await anyio.to_thread.run_sync(personalizer.for_batch, result.stored)
+                ids = personalizer.inline_ids(result.stored)
+                if ids:
+                    decided = await self._inline_decisions(personalizer).run(ids)
         answer["decisions"] = {k: d.model_dump(mode="json") for k, d in decided.items()}
         return _json(answer)
+
+    def _inline_decisions(self, personalizer: Personalizer) -> _InlineDecisions:
+        # Bound to one event loop: an app served again on another gets its own.
+        inline = self._inline
+        if inline is None or inline.loop not in (None, asyncio.get_running_loop()):
+            inline = self._inline = Handover(
+                personalizer.for_ids, personalizer.for_requests, name="journeykit-inline"
+            )
+        return inline
 
     def authenticate(self, request: Request, *, events: int) -> int:
         """The write key of a request without a body (HTTP Basic), its rate limit charged."""

@@ -100,6 +100,14 @@ class Personalizer:
 
     def for_batch(self, stored: Iterable[Mapping[str, Any]]) -> dict[str, Decision]:
         """Decisions for the first ``inline_decisions`` subjects of the stored events."""
+        return self.for_ids(self.inline_ids(stored))
+
+    def inline_ids(self, stored: Iterable[Mapping[str, Any]]) -> dict[str, list[str]]:
+        """The first ``inline_decisions`` subjects of the stored events, each with its ids.
+
+        A subject's ids are itself and the anonymous ids its events carried: the consent
+        check reads the records of all of them. Cheap (no store read): the loop runs it.
+        """
         ids: dict[str, list[str]] = {}
         for event in stored:
             subject = subject_of(event)
@@ -113,10 +121,35 @@ class Personalizer:
             anonymous = event.get("anonymousId")
             if isinstance(anonymous, str) and anonymous and anonymous not in known:
                 known.append(anonymous)
+        return ids
+
+    def for_ids(self, ids: Mapping[str, list[str]]) -> dict[str, Decision]:
+        """Decisions of the subjects of :meth:`inline_ids`, keyed by subject."""
         if not ids:
             return {}
         granted = self._privacy.personalization_granted_many(ids)
         return self.engine.decide_many(list(ids), granted)
+
+    def for_requests(self, requests: list[dict[str, list[str]]]) -> list[dict[str, Decision]]:
+        """:meth:`for_ids` of each request's subjects, in order: the same answers, at once.
+
+        One consent check and one ``decide_many`` (one store read, one Redis round trip) for
+        every request whose subjects agree on their ids with the requests before it; a
+        request naming a subject with other anonymous ids is decided on its own, as its
+        consent check reads other records.
+        """
+        people: dict[str, list[str]] = {}
+        alone: dict[int, dict[str, Decision]] = {}
+        for index, ids in enumerate(requests):
+            if all(people.get(subject, known) == known for subject, known in ids.items()):
+                people.update(ids)
+            else:
+                alone[index] = self.for_ids(ids)
+        decided = self.for_ids(people)
+        return [
+            alone[index] if index in alone else {subject: decided[subject] for subject in ids}
+            for index, ids in enumerate(requests)
+        ]
 
     def one(self, subject: str) -> Decision:
         """``GET /v1/decisions/{subject}``."""
