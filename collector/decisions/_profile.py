@@ -40,6 +40,7 @@ __all__ = [
     "order_value",
     "product_id",
     "prune",
+    "prune_counts",
 ]
 
 Profile = dict[str, Any]
@@ -179,12 +180,17 @@ def _drop_before(series: list[int], index: int) -> None:
 
 def prune(profile: Profile, now: int) -> None:
     """Drop counts that fell out of every window (called once per profile per write)."""
-    day0, hour0 = oldest_kept(now)
-    for entry in profile["c"].values():
-        if entry[1] and entry[1][0] < day0:
-            _drop_before(entry[1], day0)
-        if entry[2] and entry[2][0] < hour0:
-            _drop_before(entry[2], hour0)
+    prune_counts(profile["c"], *oldest_kept(now))
+
+
+def prune_counts(counts: dict[str, list[Any]], day0: int, hour0: int) -> None:
+    """:func:`prune` of a profile's counts given its :func:`oldest_kept` day and hour."""
+    for entry in counts.values():
+        days, hours = entry[1], entry[2]
+        if days and days[0] < day0:
+            _drop_before(days, day0)
+        if hours and hours[0] < hour0:
+            _drop_before(hours, hour0)
 
 
 def bump_category(profile: Profile, category: Any, weight: float) -> None:
