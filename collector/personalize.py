@@ -98,10 +98,6 @@ class Personalizer:
         if stored:
             self.engine.update(stored)
 
-    def for_batch(self, stored: Iterable[Mapping[str, Any]]) -> dict[str, Decision]:
-        """Decisions for the first ``inline_decisions`` subjects of the stored events."""
-        return self.for_ids(self.inline_ids(stored))
-
     def inline_ids(self, stored: Iterable[Mapping[str, Any]]) -> dict[str, list[str]]:
         """The first ``inline_decisions`` subjects of the stored events, each with its ids.
 
