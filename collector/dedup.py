@@ -6,7 +6,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from itertools import islice
 from typing import Protocol
 
 __all__ = ["DedupWindow", "Deduplicator"]
@@ -55,8 +54,9 @@ class Deduplicator:
 
     So an id is remembered for ``window`` seconds at least and one generation's span (an eighth
     of the window) at most; at the memory bound the oldest generation is forgotten whole, and
-    ``len()`` never exceeds ``max_entries`` (a batch larger than the bound keeps its newest
-    ids). An id committed again is added to the youngest generation, so it lives on.
+    ``len()`` never exceeds ``max_entries`` (a batch larger than the bound keeps its last ids:
+    it fills generations in order). An id committed again is added to the youngest generation,
+    so it lives on.
     """
 
     def __init__(
@@ -111,26 +111,26 @@ class Deduplicator:
             self._pending.difference_update(ids)
             generations = self._generations
             young = generations[-1] if generations else None
-            if young is None or now - young.started >= self._span or len(young.ids) >= self._cap:
+            if young is None or now - young.started >= self._span:
                 young = _Generation(now)
                 generations.append(young)
-            before = len(young.ids)
-            young.ids.update(ids)
-            young.last = now
-            self._size += len(young.ids) - before
+            # Generations of at most ``_cap`` ids however many come at once (the window is
+            # refilled in one call at start), so the bound forgets an eighth at a time.
+            done = 0
+            while done < len(ids):
+                room = self._cap - len(young.ids)
+                if room <= 0:
+                    young = _Generation(now)
+                    generations.append(young)
+                    room = self._cap
+                part = ids if done == 0 and len(ids) <= room else ids[done : done + room]
+                before = len(young.ids)
+                young.ids.update(part)
+                young.last = now
+                self._size += len(young.ids) - before
+                done += len(part)
             while self._size > self._max and len(generations) > 1:
                 self._size -= len(generations.popleft().ids)
-            if self._size > self._max:  # the young generation alone is over the bound
-                self._trim(young, ids)
-
-    def _trim(self, young: _Generation, ids: list[str]) -> None:
-        """Bring ``young`` within the bound: earlier batches' ids go first, then this one's
-        first ids (a batch larger than the bound keeps its last ``max_entries``)."""
-        batch = set(ids[-self._max :])
-        older = young.ids - set(ids)
-        keep = self._max - len(batch)
-        young.ids = batch | set(islice(older, max(keep, 0)))
-        self._size = len(young.ids)
 
     def release(self, ids: Iterable[str]) -> None:
         with self._lock:

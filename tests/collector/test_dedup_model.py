@@ -119,3 +119,14 @@ def test_generations_are_forgotten_whole_after_the_window() -> None:
     now[0] = 85.1  # its last commit (at 5) is past the window: the generation goes whole
     assert dedup.reserve(["early", "later", "next"]) == [True, True, False]
     assert len(dedup) == 1
+
+
+def test_a_window_refilled_at_start_loses_an_eighth_at_the_bound_not_all() -> None:
+    dedup = Deduplicator(window=3600, max_entries=1_000)
+    rebuilt = [f"old{n}" for n in range(1_000)]  # recent_message_ids, oldest first, at the bound
+    dedup.commit(rebuilt)
+    dedup.commit(["new0", "new1"])
+    assert len(dedup) <= 1_000
+    answers = dedup.reserve(rebuilt)
+    assert answers[:125] == [True] * 125  # the oldest generation went
+    assert answers[125:] == [False] * 875  # the rest is still remembered
