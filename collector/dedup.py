@@ -45,11 +45,11 @@ class Deduplicator:
     not make a later retry look like a duplicate.
 
     The ids are kept in generations, oldest first, each started when the previous one spans
-    ``window / GENERATIONS`` seconds or holds ``max_entries / GENERATIONS`` ids. One dict for the
-    whole window, evicting its oldest entry per new one, rebuilds itself in one go whenever its
-    deleted slots run out: about 90 ms with 500,000 ids, every few seconds at 45,000 ids a
-    second, with every request of the process waiting (the GIL is held throughout), which was
-    the tail of the collector's latency. A generation only grows, so its rebuilds are the
+    ``window / GENERATIONS`` seconds or holds ``max_entries / GENERATIONS`` ids. Kept in one
+    ordered dict that evicted its oldest entry per new one, the window rebuilt its whole table
+    whenever the deleted slots ran out: 70-90 ms with 500,000 ids, every few seconds at 45,000
+    ids a second, with every request of the process waiting (the GIL is held throughout), which
+    was the tail of the collector's latency. A generation only grows, so its rebuilds are the
     amortized doublings of an eighth of the ids, and forgetting is dropping the oldest one.
 
     So an id is remembered for ``window`` seconds at least and one generation's span (an eighth
