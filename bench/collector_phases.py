@@ -1,0 +1,175 @@
+"""Where a paced collector's slow requests spend their time: a diagnostic, not a benchmark.
+
+    python bench/collector_phases.py [--rate 450] [--seconds 10] [--decisions]
+
+Serves the collector (uvicorn, httptools, uvloop, ``fsync=always``, as ``collector serve``)
+in a child process that times, for every request, the handler as a whole, ``prepare`` (the
+checks, on the event loop) and each ``commit_many`` of the writer thread (wall and CPU time,
+requests per write), and every garbage collection; then sends requests open-loop at ``--rate``
+per second (``bench/_paced.py``) and prints the distributions and the largest pauses with when
+they happened. A pause that grows with time is memory growing; one whose wall time is far
+above its CPU time is waiting (the disk, the GIL). This found the dedup window's table
+rebuilds (``commit_many`` of one request taking 10, 26, then 57 ms of CPU as the window grew).
+
+The child wraps those methods to time them (the timings are the point, so it measures a
+slightly slower collector); the answers are the collector's own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from _paced import run_paced
+from collector_throughput import KEY, PSEUDONYM_KEY, _free_port, _paced_requests, _wait
+
+# Runs in the child: wraps the phases, serves, and dumps the timings on SIGUSR1.
+_CHILD = """
+import gc, json, os, signal, sys, time
+from pathlib import Path
+import uvicorn
+from journeykit.collector import app as app_module
+from journeykit.collector import ingest
+from journeykit.collector._gc import tune_for_serving
+from journeykit.collector.settings import CollectorSettings
+
+handled, prepared, commits, collections = [], [], [], []
+handle, prepare, commit_many = (
+    app_module.CollectorCore.handle, ingest.Ingestor.prepare, ingest.Ingestor.commit_many)
+
+async def timed_handle(self, request, single_type):
+    started = time.perf_counter()
+    try:
+        return await handle(self, request, single_type)
+    finally:
+        handled.append((started, time.perf_counter()))
+
+def timed_prepare(self, *args, **kwargs):
+    started = time.perf_counter()
+    try:
+        return prepare(self, *args, **kwargs)
+    finally:
+        prepared.append((started, time.perf_counter()))
+
+def timed_commit_many(self, batch):
+    started, cpu = time.perf_counter(), time.thread_time()
+    try:
+        return commit_many(self, batch)
+    finally:
+        commits.append((started, time.perf_counter(), time.thread_time() - cpu, len(batch)))
+
+def on_gc(phase, info):
+    if phase == "start":
+        collections.append([time.perf_counter(), None, info["generation"]])
+    elif collections:
+        collections[-1][1] = time.perf_counter()
+
+def dump(*_):
+    out = {"handled": handled, "prepared": prepared, "commits": commits,
+           "collections": [c for c in collections if c[1] is not None]}
+    Path(os.environ["PHASES_OUT"]).write_text(json.dumps(out))
+    os._exit(0)
+
+app_module.CollectorCore.handle = timed_handle
+ingest.Ingestor.prepare = timed_prepare
+ingest.Ingestor.commit_many = timed_commit_many
+settings = CollectorSettings(
+    data_dir=Path(os.environ["PHASES_DATA"]), write_keys=[os.environ["PHASES_KEY"]],
+    consent_regime="opt_out", fsync="always", decisions=os.environ["PHASES_DECISIONS"] == "1",
+    pseudonym_key=os.environ["PHASES_PSEUDONYM_KEY"])
+app = app_module.create_app(settings)
+tune_for_serving()
+gc.callbacks.append(on_gc)
+signal.signal(signal.SIGUSR1, dump)
+uvicorn.run(app, host="127.0.0.1", port=int(os.environ["PHASES_PORT"]), log_level="warning",
+            loop="uvloop", http="httptools")
+"""
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f}"
+
+
+def _spread(name: str, durations: list[float]) -> None:
+    if not durations:
+        print(f"{name:<28} none")
+        return
+    ordered = sorted(durations)
+    at = [ordered[min(len(ordered) - 1, int(len(ordered) * q))] for q in (0.5, 0.9, 0.99)]
+    print(
+        f"{name:<28} n {len(ordered):6d}  p50 {_ms(at[0]):>6} ms  p90 {_ms(at[1]):>6} ms  "
+        f"p99 {_ms(at[2]):>6} ms  max {_ms(ordered[-1]):>6} ms"
+    )
+
+
+def report(phases: dict[str, Any], top: int) -> None:
+    handled, prepared = phases["handled"], phases["prepared"]
+    commits, collections = phases["commits"], phases["collections"]
+    start = min((a for a, _ in handled), default=0.0)
+    _spread("handler (whole request)", [b - a for a, b in handled])
+    _spread("prepare (event loop)", [b - a for a, b in prepared])
+    _spread("commit_many, wall", [b - a for a, b, _, _ in commits])
+    _spread("commit_many, CPU", [cpu for _, _, cpu, _ in commits])
+    for generation in (0, 1, 2):
+        _spread(
+            f"gc generation {generation}", [b - a for a, b, g in collections if g == generation]
+        )
+    print(f"\nlargest commit_many (at s, wall ms, CPU ms, requests), {top} of {len(commits)}:")
+    for a, b, cpu, n in sorted(commits, key=lambda c: c[0] - c[1])[:top]:
+        print(f"  {a - start:7.2f}  {_ms(b - a):>6}  {_ms(cpu):>6}  {n}")
+    print(f"largest collections (at s, ms, generation), {top} of {len(collections)}:")
+    for a, b, g in sorted(collections, key=lambda c: c[0] - c[1])[:top]:
+        print(f"  {a - start:7.2f}  {_ms(b - a):>6}  {g}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rate", type=float, default=450.0, help="requests per second")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--decisions", action="store_true", help="profiles and decisions on")
+    parser.add_argument("--top", type=int, default=8, help="largest pauses listed")
+    args = parser.parse_args()
+    auth = base64.b64encode(f"{KEY}:".encode()).decode()
+    requests = _paced_requests(max(int(args.rate * args.seconds), 1), auth, "phases")
+    with tempfile.TemporaryDirectory() as tmp:
+        port = _free_port()
+        out = Path(tmp) / "phases.json"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("JOURNEYKIT_")}
+        env.update(
+            PHASES_PORT=str(port),
+            PHASES_DATA=str(Path(tmp) / "data"),
+            PHASES_OUT=str(out),
+            PHASES_KEY=KEY,
+            PHASES_PSEUDONYM_KEY=PSEUDONYM_KEY,
+            PHASES_DECISIONS="1" if args.decisions else "0",
+        )
+        child = subprocess.Popen([sys.executable, "-c", _CHILD], env=env)
+        try:
+            _wait(f"http://127.0.0.1:{port}", child)
+            result = run_paced(
+                "127.0.0.1", port, requests.__getitem__, rate=args.rate, seconds=args.seconds
+            )
+            child.send_signal(signal.SIGUSR1)
+            child.wait(30)
+        finally:
+            if child.poll() is None:
+                child.kill()
+        print(
+            f"paced at {args.rate:.0f} requests/s for {args.seconds:.0f} s, decisions "
+            f"{'on' if args.decisions else 'off'}: {result.ok} answered, {result.failed} failed; "
+            f"client latency from when each was due: p50 {result.percentile(50):.1f} ms, "
+            f"p99 {result.percentile(99):.1f} ms, max {max(result.latencies_ms, default=0):.1f} ms"
+        )
+        report(json.loads(out.read_text()), args.top)
+
+
+if __name__ == "__main__":
+    main()
