@@ -61,6 +61,11 @@ class Handover(Generic[T, R]):
         self._threads = 0
         self.loop: asyncio.AbstractEventLoop | None = None
 
+    def usable_here(self) -> bool:
+        """Whether the running event loop may use this hand-over (the one it is bound to, or
+        any while unbound); an app served again on another loop needs one of its own."""
+        return self.loop is None or self.loop is asyncio.get_running_loop()
+
     async def run(self, job: T) -> R:
         """``run_one(job)``'s result (or exception), computed on a worker thread."""
         loop = asyncio.get_running_loop()

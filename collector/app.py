@@ -7,7 +7,6 @@ to HTTP and turns their errors into status codes.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import time
@@ -222,9 +221,8 @@ class CollectorCore:
         return _json(answer)
 
     def _inline_decisions(self, personalizer: Personalizer) -> _InlineDecisions:
-        # Bound to one event loop: an app served again on another gets its own.
         inline = self._inline
-        if inline is None or inline.loop not in (None, asyncio.get_running_loop()):
+        if inline is None or not inline.usable_here():
             inline = self._inline = Handover(
                 personalizer.for_ids, personalizer.for_requests, name="journeykit-inline"
             )

@@ -18,7 +18,6 @@ The answer is serialized straight to JSON bytes (:func:`decision_json`), byte fo
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -105,8 +104,7 @@ class DecisionBatches(Handover[str, Decision]):
 def _batches(request: Request, collector: CollectorCore) -> DecisionBatches:
     state = request.app.state
     batches: DecisionBatches | None = getattr(state, "decision_batches", None)
-    loop = asyncio.get_running_loop()
-    if batches is None or batches.loop not in (None, loop):
+    if batches is None or not batches.usable_here():
         personalizer = collector.personalizer
         assert personalizer is not None
         batches = DecisionBatches(personalizer.one, decide_many=personalizer.many)
