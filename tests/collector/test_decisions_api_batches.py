@@ -78,3 +78,20 @@ def test_a_failing_decision_fails_its_request_only_and_batches_wait_their_turn()
     assert isinstance(bad, ValueError)
     answered = [d.subject if isinstance(d, Decision) else d for d in (first, a, b)]
     assert answered == ["first", "a", "b"]
+
+
+def test_a_hand_over_serves_the_event_loop_it_is_bound_to_only() -> None:
+    batches = DecisionBatches(lambda subject: Decision.empty(subject, "not_consented"))
+
+    async def use() -> tuple[bool, Decision, bool]:
+        before = batches.usable_here()  # unbound: any loop may take it
+        decided = await batches.decide("a")
+        return before, decided, batches.usable_here()
+
+    before, decided, after = asyncio.run(use())
+    assert (before, decided.subject, after) == (True, "a", True)
+
+    async def elsewhere() -> bool:
+        return batches.usable_here()
+
+    assert asyncio.run(elsewhere()) is False  # another loop needs a hand-over of its own
