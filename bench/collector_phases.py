@@ -4,8 +4,9 @@
 
 Serves the collector (uvicorn, httptools, uvloop, ``fsync=always``, as ``collector serve``)
 in a child process that times, for every request, the handler as a whole, ``prepare`` (the
-checks, on the event loop) and each ``commit_many`` of the writer thread (wall and CPU time,
-requests per write), and every garbage collection; then sends requests open-loop at ``--rate``
+checks, on the event loop), each ``commit_many`` of the writer thread (wall and CPU time,
+requests per write), with ``--decisions`` each wait for an inline decision and each profile
+flush (wall and CPU), and every garbage collection; then sends requests open-loop at ``--rate``
 per second (``bench/_paced.py``) and prints the distributions and the largest pauses with when
 they happened. A pause that grows with time is memory growing; one whose wall time is far
 above its CPU time is waiting (the disk, the GIL). This found the dedup window's table
@@ -39,11 +40,29 @@ import uvicorn
 from journeykit.collector import app as app_module
 from journeykit.collector import ingest
 from journeykit.collector._gc import tune_for_serving
+from journeykit.collector._handover import Handover
+from journeykit.collector.decisions._writeback import WriteBehind
 from journeykit.collector.settings import CollectorSettings
 
 handled, prepared, commits, collections = [], [], [], []
+decided, flushes = [], []
 handle, prepare, commit_many = (
     app_module.CollectorCore.handle, ingest.Ingestor.prepare, ingest.Ingestor.commit_many)
+hand_over, flush = Handover.run, WriteBehind.flush
+
+async def timed_hand_over(self, job):
+    started = time.perf_counter()
+    try:
+        return await hand_over(self, job)
+    finally:
+        decided.append((started, time.perf_counter()))
+
+def timed_flush(self, *args, **kwargs):
+    started, cpu, queued = time.perf_counter(), time.thread_time(), self.queued
+    try:
+        return flush(self, *args, **kwargs)
+    finally:
+        flushes.append((started, time.perf_counter(), time.thread_time() - cpu, queued))
 
 async def timed_handle(self, request, single_type):
     started = time.perf_counter()
@@ -74,6 +93,7 @@ def on_gc(phase, info):
 
 def dump(*_):
     out = {"handled": handled, "prepared": prepared, "commits": commits,
+           "decided": decided, "flushes": flushes,
            "collections": [c for c in collections if c[1] is not None]}
     Path(os.environ["PHASES_OUT"]).write_text(json.dumps(out))
     os._exit(0)
@@ -81,6 +101,8 @@ def dump(*_):
 app_module.CollectorCore.handle = timed_handle
 ingest.Ingestor.prepare = timed_prepare
 ingest.Ingestor.commit_many = timed_commit_many
+Handover.run = timed_hand_over
+WriteBehind.flush = timed_flush
 settings = CollectorSettings(
     data_dir=Path(os.environ["PHASES_DATA"]), write_keys=[os.environ["PHASES_KEY"]],
     consent_regime="opt_out", fsync="always", decisions=os.environ["PHASES_DECISIONS"] == "1",
@@ -118,6 +140,9 @@ def report(phases: dict[str, Any], top: int) -> None:
     _spread("prepare (event loop)", [b - a for a, b in prepared])
     _spread("commit_many, wall", [b - a for a, b, _, _ in commits])
     _spread("commit_many, CPU", [cpu for _, _, cpu, _ in commits])
+    _spread("inline decisions, wait", [b - a for a, b in phases["decided"]])
+    _spread("profile flush, wall", [b - a for a, b, _, _ in phases["flushes"]])
+    _spread("profile flush, CPU", [cpu for _, _, cpu, _ in phases["flushes"]])
     for generation in (0, 1, 2):
         _spread(
             f"gc generation {generation}", [b - a for a, b, g in collections if g == generation]

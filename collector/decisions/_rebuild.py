@@ -28,7 +28,7 @@ from journeykit.collector.decisions._store import StoreUnavailable
 
 __all__ = ["RebuildResult", "rebuild"]
 
-CHUNK = 5_000  # events per update() call; the engine flushes every flush_events
+CHUNK = 5_000  # events per update() call, each chunk flushed before the next is read
 
 
 @dataclass(slots=True)
@@ -82,6 +82,11 @@ def _read_hour(files: list[Path], result: RebuildResult) -> list[dict[str, Any]]
     return events
 
 
+def _flush(engine: DecisionEngine) -> None:
+    if not engine.flush():
+        raise StoreUnavailable(f"the profile store failed during the rebuild: {engine.stats}")
+
+
 def rebuild(
     settings: DecisionSettings,
     data_dir: Path,
@@ -93,7 +98,10 @@ def rebuild(
     lines under ``bad_json``. Raises ``StoreUnavailable`` if the store cannot be written.
     """
     store = open_store(settings, data_dir)
-    quiet = settings.model_copy(update={"flush_interval_seconds": 3600.0})
+    # Flushed here, chunk by chunk: no background thread racing the replay.
+    quiet = settings.model_copy(
+        update={"flush_interval_seconds": 3600.0, "flush_events": 10 * CHUNK}
+    )
     engine = DecisionEngine(store, load_rules(settings.rules_file), quiet, clock)
     result = RebuildResult()
     try:
@@ -104,8 +112,8 @@ def rebuild(
                 update = engine.update(events[start : start + CHUNK])
                 result.events += update.applied
                 result.skipped.update(update.skipped)
-        if not engine.flush():
-            raise StoreUnavailable(f"the profile store failed during the rebuild: {engine.stats}")
+                _flush(engine)
+        _flush(engine)
         engine.refresh_rfm()
     finally:
         engine.close()

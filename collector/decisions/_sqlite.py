@@ -3,8 +3,11 @@
 Each ``transact`` is one ``BEGIN IMMEDIATE`` transaction: the write lock is taken before
 reading, so two collector processes on one host serialize their updates (waiting up to the
 busy timeout) and never lose one another's changes. WAL lets decisions read while a write is
-in progress. ``synchronous=NORMAL``: a power cut may lose the last transactions, never corrupt
-the file; profiles are derived data that the NDJSON event files can rebuild.
+in progress: reads have a connection of their own, so a decision does not wait while this
+process's flush folds (it reads what was committed before the flush, and the write-behind
+queue, which still holds the flush's events, fills in the rest). ``synchronous=NORMAL``: a
+power cut may lose the last transactions, never corrupt the file; profiles are derived data
+that the NDJSON event files can rebuild.
 
 Item lists (neighbours, popular, per category) are kept in the process between writes of item
 statistics (``_item_cache``): each such write bumps the ``items`` generation in ``meta`` in its
@@ -59,8 +62,24 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITH
 _MAX_VARS = 500  # well under SQLite's bound variable limit
 
 
+def _json_by_key(db: sqlite3.Connection, select: str, keys: Collection[str]) -> dict[str, Any]:
+    """``select`` (ending in ``IN ``) of (key, JSON) rows for ``keys``, decoded, by key.
+
+    In chunks of ``_MAX_VARS``: SQLite bounds the parameters of one statement.
+    """
+    out: dict[str, Any] = {}
+    ids = list(keys)
+    for start in range(0, len(ids), _MAX_VARS):
+        chunk = ids[start : start + _MAX_VARS]
+        marks = ",".join("?" * len(chunk))
+        rows = db.execute(f"{select}({marks})", chunk)
+        out.update((key, orjson.loads(value)) for key, value in rows)
+    return out
+
+
 class SqliteStore:
-    """:class:`ProfileStore` on SQLite; one connection, used under a lock (threads share it)."""
+    """:class:`ProfileStore` on SQLite: a connection for writes and one for reads, each used
+    under its own lock (threads share them)."""
 
     # Local and without a socket timeout: fewer, larger item-statistic writes rewrite each
     # product's neighbour list less often.
@@ -71,38 +90,33 @@ class SqliteStore:
     ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the write connection
+        self._read_lock = threading.Lock()  # the read connection and the item cache
         self.items = ItemCache(item_cache_entries)
         try:
-            self._db = sqlite3.connect(
-                path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
-            )
+            self._db = self._connect(busy_timeout)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+            self._reader = self._connect(busy_timeout)
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"profile store {path}: {exc}") from exc
 
+    def _connect(self, busy_timeout: float) -> sqlite3.Connection:
+        return sqlite3.connect(
+            self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+        )
+
     def close(self) -> None:
-        with self._lock:
+        with self._lock, self._read_lock:
+            self._reader.close()
             self._db.close()
 
     def _read(self, subjects: Collection[str]) -> dict[str, Doc]:
-        return self._json_by_key("SELECT subject, doc FROM profiles WHERE subject IN ", subjects)
-
-    def _json_by_key(self, select: str, keys: Collection[str]) -> dict[str, Any]:
-        """``select`` (ending in ``IN ``) of (key, JSON) rows for ``keys``, decoded, by key.
-
-        In chunks of ``_MAX_VARS``: SQLite bounds the parameters of one statement.
-        """
-        out: dict[str, Any] = {}
-        ids = list(keys)
-        for start in range(0, len(ids), _MAX_VARS):
-            chunk = ids[start : start + _MAX_VARS]
-            marks = ",".join("?" * len(chunk))
-            rows = self._db.execute(f"{select}({marks})", chunk)
-            out.update((key, orjson.loads(value)) for key, value in rows)
-        return out
+        """Documents as the write transaction sees them (its reader)."""
+        return _json_by_key(
+            self._db, "SELECT subject, doc FROM profiles WHERE subject IN ", subjects
+        )
 
     def transact(self, update: Callable[[Reader], Changes]) -> Changes:
         with self._lock:
@@ -143,7 +157,7 @@ class SqliteStore:
         if len(stats):
             self._bump_items()
         if stats.related:
-            stored = self._neighbours(stats.related)
+            stored = self._neighbours(db, stats.related)
             db.executemany(
                 "INSERT OR REPLACE INTO neighbours(item, top) VALUES (?, ?)",
                 [
@@ -173,16 +187,19 @@ class SqliteStore:
         )
 
     def _items_generation(self) -> Any:
-        row = self._db.execute("SELECT value FROM meta WHERE key = 'items'").fetchone()
+        row = self._reader.execute("SELECT value FROM meta WHERE key = 'items'").fetchone()
         return None if row is None else row[0]
 
-    def _neighbours(self, items: Collection[str]) -> dict[str, list[list[Any]]]:
-        return self._json_by_key("SELECT item, top FROM neighbours WHERE item IN ", items)
+    @staticmethod
+    def _neighbours(db: sqlite3.Connection, items: Collection[str]) -> dict[str, list[list[Any]]]:
+        return _json_by_key(db, "SELECT item, top FROM neighbours WHERE item IN ", items)
 
     def fetch(self, subjects: Collection[str]) -> dict[str, Doc]:
-        with self._lock:
+        with self._read_lock:
             try:
-                return self._read(subjects)
+                return _json_by_key(
+                    self._reader, "SELECT subject, doc FROM profiles WHERE subject IN ", subjects
+                )
             except sqlite3.Error as exc:
                 raise StoreUnavailable(f"profile store {self.path}: {exc}") from exc
 
@@ -201,7 +218,7 @@ class SqliteStore:
     def candidates(
         self, queries: Sequence[CandidateQuery], lists: ItemLists | None = None
     ) -> list[Candidates]:
-        with self._lock:
+        with self._read_lock:
             try:
                 if self.items.enabled:
                     # Read before the lists: a write in between leaves them tagged older.
@@ -236,7 +253,7 @@ class SqliteStore:
         """The stored neighbour lists of ``seeds`` (kept ones, then the rest in one read)."""
         cache = self.items
         if not cache.enabled:
-            return list(self._neighbours(seeds).values())
+            return list(self._neighbours(self._reader, seeds).values())
         out: list[list[list[Any]]] = []
         missing: list[str] = []
         for seed in seeds:
@@ -246,7 +263,7 @@ class SqliteStore:
             else:
                 out.append(top)
         if missing:
-            found = self._neighbours(missing)
+            found = self._neighbours(self._reader, missing)
             for seed in missing:
                 top = found.get(seed, [])
                 cache.keep_neighbours(seed, top)
@@ -257,27 +274,27 @@ class SqliteStore:
         """The first ``limit`` rows of an ordered list query, kept for later reads."""
         cache = self.items
         if not cache.enabled:
-            return self._db.execute(sql, (*params, limit)).fetchall()
+            return self._reader.execute(sql, (*params, limit)).fetchall()
         items = cache.ranked(key, limit)
         if items is None:
             asked = max(limit, FETCH)
-            rows = self._db.execute(sql, (*params, asked)).fetchall()
+            rows = self._reader.execute(sql, (*params, asked)).fetchall()
             cache.keep_ranked(key, asked, rows)
             items = rows[:limit]
         return items
 
     def cut_points(self) -> CutPoints | None:
-        with self._lock:
+        with self._read_lock:
             try:
-                row = self._db.execute("SELECT value FROM meta WHERE key = 'rfm'").fetchone()
+                row = self._reader.execute("SELECT value FROM meta WHERE key = 'rfm'").fetchone()
             except sqlite3.Error as exc:
                 raise StoreUnavailable(f"profile store {self.path}: {exc}") from exc
         return None if row is None else CutPoints.from_json(orjson.loads(row[0]))
 
     def customer_count(self) -> int:
-        with self._lock:
+        with self._read_lock:
             try:
-                return int(self._db.execute("SELECT COUNT(*) FROM customers").fetchone()[0])
+                return int(self._reader.execute("SELECT COUNT(*) FROM customers").fetchone()[0])
             except sqlite3.Error as exc:
                 raise StoreUnavailable(f"profile store {self.path}: {exc}") from exc
 
