@@ -2,7 +2,8 @@
 
 Later sources win, a whole setting at a time: defaults < ``--config FILE`` < ``JOURNEYKIT_*``
 variables < command-line flags. A list in the environment is comma-separated, or a JSON array
-when it starts with ``[`` (write keys with their source, rate and consent mode). Every
+when it starts with ``[`` (write keys with their source, rate and consent mode); a table
+(``decision_options``) is a JSON object. Every
 setting has the same name in TOML and, upper-cased with ``JOURNEYKIT_`` in front, in the
 environment (see docs/collector.md). Errors come back as :class:`ConfigError` with a message
 that names the setting and where its value came from, and never the value itself (it may be
@@ -77,6 +78,8 @@ class Config:
 _INTERNAL = frozenset({"demo_keys"})
 # Settings holding lists: comma-separated in the environment, repeatable as flags.
 _LISTS = frozenset({"write_keys", "trusted_proxies", "cors_origins"})
+# Settings holding tables: a TOML table, a JSON object in the environment, no flag.
+_TABLES = frozenset({"decision_options"})
 _FLAGS = {
     "write_keys": "--write-key",
     "trusted_proxies": "--trusted-proxy",
@@ -138,6 +141,13 @@ def _from_env(environ: Mapping[str, str]) -> dict[str, tuple[Any, str]]:
                 raise ConfigError(f"${name} starts with '[' but is not a JSON array") from None
         elif field in _LISTS:
             value = [p.strip() for p in raw.split(",") if p.strip()]
+        elif field in _TABLES:
+            try:
+                value = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                value = None
+            if not isinstance(value, dict):
+                raise ConfigError(f'${name} must be a JSON object, like {{"recommendations": 3}}')
         out[field] = (value, f"${name}")
     return out
 

@@ -43,11 +43,8 @@ def subject_of(event: Mapping[str, Any]) -> str | None:
 
 
 def decision_settings(settings: CollectorSettings) -> DecisionSettings:
-    return DecisionSettings(
-        enabled=settings.decisions,
-        backend=settings.profile_store,
-        redis_url=settings.redis_url,
-        rules_file=settings.rules_file,
+    return settings.decision_options.for_collector(
+        settings.decisions, settings.profile_store, settings.redis_url, settings.rules_file
     )
 
 

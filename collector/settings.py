@@ -16,9 +16,17 @@ from pydantic import (
     model_validator,
 )
 
+from journeykit.collector.decisions._settings import DecisionSettings
 from journeykit.sdk.protocol import MAX_BATCH_EVENTS, MAX_EVENT_BYTES, MAX_REQUEST_BYTES
 
-__all__ = ["DEFAULT_SOURCE", "CollectorSettings", "ConsentMode", "FsyncPolicy", "WriteKey"]
+__all__ = [
+    "DEFAULT_SOURCE",
+    "CollectorSettings",
+    "ConsentMode",
+    "DecisionOptions",
+    "FsyncPolicy",
+    "WriteKey",
+]
 
 FsyncPolicy = Literal["always", "interval", "never"]
 ConsentMode = Literal["enforce", "upstream"]
@@ -62,6 +70,53 @@ class WriteKey(BaseModel):
         if self.rate is None:
             return None
         return self.burst if self.burst is not None else max(1, math.ceil(self.rate))
+
+
+# DecisionSettings fields the collector fills in from its own settings, by name.
+_FROM_THE_COLLECTOR = {
+    "enabled": "decisions",
+    "backend": "profile_store",
+    "redis_url": "redis_url",
+    "rules_file": "rules_file",
+}
+
+
+class DecisionOptions(DecisionSettings):
+    """The decision engine's settings a collector takes from ``decision_options``: every
+    field of :class:`DecisionSettings` but the four it sets from its own settings."""
+
+    # Left out of dumps (the settings handed to worker processes), so only a user sets them.
+    enabled: bool = Field(default=True, exclude=True)
+    backend: Literal["sqlite", "redis"] = Field(default="sqlite", exclude=True)
+    redis_url: SecretStr | None = Field(default=None, exclude=True)
+    rules_file: Path | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _not_the_collectors(cls, data: Any) -> Any:
+        # Before the fields: "backend" here must not first fail DecisionSettings' own checks.
+        for name in sorted(
+            _FROM_THE_COLLECTOR.keys() & set(data if isinstance(data, dict) else ())
+        ):
+            raise ValueError(
+                f"{name}: not an option here; the collector's {_FROM_THE_COLLECTOR[name]!r} "
+                "setting sets it"
+            )
+        return data
+
+    def for_collector(
+        self, enabled: bool, backend: str, redis_url: SecretStr | None, rules_file: Path | None
+    ) -> DecisionSettings:
+        """These options with the four the collector sets, as the engine's settings."""
+        return DecisionSettings.model_validate(
+            {
+                **self.model_dump(),
+                "enabled": enabled,
+                "backend": backend,
+                "redis_url": redis_url,
+                "rules_file": rules_file,
+            }
+        )
 
 
 class CollectorSettings(BaseModel):
@@ -154,6 +209,12 @@ class CollectorSettings(BaseModel):
     )
     rules_file: Path | None = Field(
         default=None, description="Decision rules (TOML); none: the packaged default rules."
+    )
+    decision_options: DecisionOptions = Field(
+        default_factory=DecisionOptions,
+        description="The decision engine's own settings (a TOML table; a JSON object in the "
+        "environment): recommendations, session_seconds, flush_interval_seconds, flush_events, "
+        "redis_prefix, rfm_refresh_seconds, ... (docs/decisions.md).",
     )
     inline_decisions: int = Field(
         default=1,

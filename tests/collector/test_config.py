@@ -114,6 +114,22 @@ def test_no_key_anywhere_uses_the_development_key(tmp_path: Path) -> None:
         ('write_keys = ["k", "k"]', {}, "write_keys (from {file}): a write key is listed twice"),
         ("", {"JOURNEYKIT_PORT": "eighty"}, "port (from $JOURNEYKIT_PORT)"),
         ("", {"JOURNEYKIT_TRUSTED_PROXIES": "10.0.0.1/8"}, "trusted_proxies[0] (from $JOURNEY"),
+        (
+            "[decision_options]\nflush_events = 0",
+            {},
+            "decision_options.flush_events (from {file}): Input should be greater than",
+        ),
+        ("[decision_options]\ncolour = 1", {}, "decision_options.colour (from {file}): Extra"),
+        (
+            "",
+            {"JOURNEYKIT_DECISION_OPTIONS": '{"backend": "redis"}'},
+            "backend: not an option here; the collector's 'profile_store' setting sets it",
+        ),
+        (
+            "",
+            {"JOURNEYKIT_DECISION_OPTIONS": "recommendations=3"},
+            "$JOURNEYKIT_DECISION_OPTIONS must be a JSON object",
+        ),
     ],
 )
 def test_errors_name_the_setting_and_its_source(
@@ -181,6 +197,26 @@ def test_settings_survive_the_trip_to_worker_processes(tmp_path: Path) -> None:
     assert again == config.collector
     with pytest.raises(RuntimeError, match="JOURNEYKIT__SETTINGS_JSON is not set"):
         settings_from_env({})
+
+
+def test_decision_options_from_the_file_or_the_environment(tmp_path: Path) -> None:
+    from journeykit.collector.personalize import decision_settings
+
+    path = _write(
+        tmp_path,
+        'write_keys = ["k"]\nprofile_store = "redis"\nredis_url = "redis://127.0.0.1:1/0"\n'
+        '[decision_options]\nrecommendations = 3\nredis_prefix = "prod:"\n',
+    )
+    engine = decision_settings(load_config({}, {}, path).collector)
+    assert (engine.recommendations, engine.redis_prefix, engine.backend) == (3, "prod:", "redis")
+    assert engine.redis_url is not None
+    # The environment replaces the whole table, as it does any setting.
+    env = {"JOURNEYKIT_DECISION_OPTIONS": '{"flush_events": 200}'}
+    config = load_config({}, env, path)
+    engine = decision_settings(config.collector)
+    assert (engine.flush_events, engine.recommendations, engine.redis_prefix) == (200, 5, "jk:")
+    again = settings_from_env({"JOURNEYKIT__SETTINGS_JSON": settings_to_json(config.collector)})
+    assert decision_settings(again) == engine
 
 
 def test_every_setting_is_documented() -> None:

@@ -161,3 +161,20 @@ def test_by_default_the_batchs_first_person_is_decided(tmp_path: Path) -> None:
     with running_collector(tmp_path / "data") as running:
         answer = send(running, [e for u in ("h1", "h2") for e in shopping(u)])
         assert list(answer["decisions"]) == ["h1"]
+
+
+def test_decision_options_reach_the_engine_of_a_served_collector(tmp_path: Path) -> None:
+    # Written at once (no write-behind) and one recommendation per decision: without the
+    # options, the item statistics would take up to 5 s to arrive and five would be offered.
+    options = {"flush_interval_seconds": 0, "stats_flush_seconds": 0, "recommendations": 1}
+    with running_collector(
+        tmp_path / "data", consent_regime="opt_in", decision_options=options
+    ) as running:
+        products = [{"product_id": p, "price": 10} for p in ("p1", "p7", "p8")]
+        buyer = event("b", "Order Completed", order_id="o", total=30, products=products)
+        send(running, [consent("b", analytics=True, personalization=True), buyer])
+        cart = event("gi", "Product Added", product_id="p1", price=10, quantity=1)
+        send(running, [consent("gi", analytics=True, personalization=True), cart])
+        got = httpx.get(f"{running.url}/v1/decisions/gi", headers=running.auth()).json()
+    assert len(got["recommendations"]) == 1
+    assert got["recommendations"][0]["product_id"] in {"p7", "p8"}
