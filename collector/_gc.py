@@ -12,15 +12,16 @@ the cycles that do occur (exceptions with tracebacks, mostly), which wait longer
 alive after start-up are moved out of the collector's sight with ``gc.freeze()``: they live
 as long as the process.
 
-Called by ``journeykit collector serve`` (and by each of its worker processes) just before
-serving, never on import: an application that embeds the ASGI app keeps its own settings.
+``tune_for_serving`` is called by ``journeykit collector serve`` (and by each of its worker
+processes) just before serving, never on import: an application that embeds the ASGI app keeps
+its own settings. ``collect_young`` is for any process: it changes no setting.
 """
 
 from __future__ import annotations
 
 import gc
 
-__all__ = ["GC_THRESHOLDS", "tune_for_serving"]
+__all__ = ["GC_THRESHOLDS", "collect_young", "tune_for_serving"]
 
 GC_THRESHOLDS = (20_000, 20, 100)
 """``gc.set_threshold`` arguments: a young collection per ~20,000 container allocations."""
@@ -31,3 +32,18 @@ def tune_for_serving() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
+
+
+def collect_young() -> None:
+    """Collect the young generations now, so a container made just before is moved to the old
+    generation while it is still small.
+
+    For a container that then grows large and lives long (a dedup generation: up to 62,500
+    ids). Made young, it stays young until a collection, and with collections this rare several
+    of them were young at once: every young collection then walked them all, 10-33 ms with every
+    request of the process waiting (``bench/collector_phases.py``, docs/benchmarks.md). Old, it
+    is walked only by full collections. Costs one collection of the young generations (a few
+    milliseconds at most, once per such container); nothing when the collector is disabled.
+    """
+    if gc.isenabled():
+        gc.collect(1)

@@ -8,6 +8,8 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
+from journeykit.collector._gc import collect_young
+
 __all__ = ["DedupWindow", "Deduplicator"]
 
 
@@ -35,6 +37,8 @@ class _Generation:
         self.started = now
         self.last = now  # when an id was last added
         self.ids: set[str] = set()  # a set: a missing id costs one probe of its table
+        # Old before it fills: young collections never walk its ids (see collect_young).
+        collect_young()
 
 
 class Deduplicator:

@@ -13,6 +13,8 @@ its documented guarantees, checked against a plain record of what was committed 
 
 from __future__ import annotations
 
+import gc
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -130,3 +132,29 @@ def test_a_window_refilled_at_start_loses_an_eighth_at_the_bound_not_all() -> No
     answers = dedup.reserve(rebuilt)
     assert answers[:125] == [True] * 125  # the oldest generation went
     assert answers[125:] == [False] * 875  # the rest is still remembered
+
+
+def test_young_collections_never_walk_the_remembered_ids() -> None:
+    # A young collection walks every young container: new dedup generations left young until
+    # one happened cost 10-33 ms per collection in a serving collector (collections are rare
+    # there). Automatic collections are held off here, so only the window's own can move them.
+    thresholds = gc.get_threshold()
+    gc.set_threshold(1_000_000_000)
+    try:
+        dedup = Deduplicator(60.0, 8_000)
+        ids = [f"message-{i}" for i in range(8_000)]
+        for start in range(0, len(ids), 100):
+            dedup.reserve(ids[start : start + 100])
+            dedup.commit(ids[start : start + 100])
+        walked = {
+            id(referent)
+            for young in (0, 1)
+            for container in gc.get_objects(generation=young)
+            if container is not ids  # the test's own list of them
+            for referent in gc.get_referents(container)
+        }
+    finally:
+        gc.set_threshold(*thresholds)
+    assert len(dedup) == 8_000
+    assert not any(id(mid) in walked for mid in ids)
+    assert dedup.reserve([*ids[:3], "new"]) == [False, False, False, True]
