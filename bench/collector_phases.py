@@ -1,6 +1,6 @@
 """Where a paced collector's slow requests spend their time: a diagnostic, not a benchmark.
 
-    python bench/collector_phases.py [--rate 450] [--seconds 10] [--decisions]
+    python bench/collector_phases.py [--rate 450] [--seconds 10] [--decisions] [--warm 6]
 
 Serves the collector (uvicorn, httptools, uvloop, ``fsync=always``, as ``collector serve``)
 in a child process that times, for every request, the handler as a whole, ``prepare`` (the
@@ -11,6 +11,10 @@ per second (``bench/_paced.py``) and prints the distributions and the largest pa
 they happened. A pause that grows with time is memory growing; one whose wall time is far
 above its CPU time is waiting (the disk, the GIL). This found the dedup window's table
 rebuilds (``commit_many`` of one request taking 10, 26, then 57 ms of CPU as the window grew).
+
+``--warm N`` first saturates the server with wrk for N seconds, as ``collector_throughput.py``
+does before its paced run (the dedup window full, the files large); only the paced run is
+reported.
 
 The child wraps those methods to time them (the timings are the point, so it measures a
 slightly slower collector); the answers are the collector's own.
@@ -26,11 +30,12 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 from _paced import run_paced
-from collector_throughput import KEY, PSEUDONYM_KEY, _free_port, _paced_requests, _wait
+from collector_throughput import KEY, LUA, PSEUDONYM_KEY, _free_port, _paced_requests, _wait, _wrk
 
 # Runs in the child: wraps the phases, serves, and dumps the timings on SIGUSR1.
 _CHILD = """
@@ -132,7 +137,10 @@ def _spread(name: str, durations: list[float]) -> None:
     )
 
 
-def report(phases: dict[str, Any], top: int) -> None:
+def report(phases: dict[str, Any], top: int, since: float = 0.0) -> None:
+    """Print the timings that started at ``since`` (``time.perf_counter``, one clock for every
+    process on Linux) or later."""
+    phases = {name: [t for t in times if t[0] >= since] for name, times in phases.items()}
     handled, prepared = phases["handled"], phases["prepared"]
     commits, collections = phases["commits"], phases["collections"]
     start = min((a for a, _ in handled), default=0.0)
@@ -161,6 +169,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--decisions", action="store_true", help="profiles and decisions on")
     parser.add_argument("--top", type=int, default=8, help="largest pauses listed")
+    parser.add_argument(
+        "--warm",
+        type=int,
+        default=0,
+        help="seconds of saturating load with wrk (16 connections) before the paced run, as "
+        "collector_throughput.py runs it (a full dedup window, big files); not reported",
+    )
     args = parser.parse_args()
     auth = base64.b64encode(f"{KEY}:".encode()).decode()
     requests = _paced_requests(max(int(args.rate * args.seconds), 1), auth, "phases")
@@ -179,6 +194,11 @@ def main() -> None:
         child = subprocess.Popen([sys.executable, "-c", _CHILD], env=env)
         try:
             _wait(f"http://127.0.0.1:{port}", child)
+            if args.warm:
+                script = Path(tmp) / "batch.lua"
+                script.write_text(f'AUTH = "{auth}"\n' + LUA)
+                _wrk(f"http://127.0.0.1:{port}/v1/batch", args.warm, 16, script)
+            since = time.perf_counter()
             result = run_paced(
                 "127.0.0.1", port, requests.__getitem__, rate=args.rate, seconds=args.seconds
             )
@@ -193,7 +213,9 @@ def main() -> None:
             f"client latency from when each was due: p50 {result.percentile(50):.1f} ms, "
             f"p99 {result.percentile(99):.1f} ms, max {max(result.latencies_ms, default=0):.1f} ms"
         )
-        report(json.loads(out.read_text()), args.top)
+        if args.warm:
+            print(f"(after {args.warm} s of saturating load with wrk, not reported)")
+        report(json.loads(out.read_text()), args.top, since)
 
 
 if __name__ == "__main__":
