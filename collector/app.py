@@ -323,7 +323,9 @@ def create_app(settings: CollectorSettings) -> Starlette:
     async def metrics(request: Request) -> Response:
         if collector.personalizer is not None:
             engine = collector.personalizer.engine
-            collector.metrics.observe_decisions(engine.stats, engine.pending, engine.available)
+            collector.metrics.observe_decisions(
+                engine.stats, engine.pending, engine.available, engine.take_flush_seconds()
+            )
         return Response(collector.metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
     async def readyz(request: Request) -> Response:

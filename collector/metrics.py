@@ -8,7 +8,7 @@ several apps in one process do not mix their counts.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -87,8 +87,24 @@ class Metrics:
             registry=self.registry,
         )
 
-    def observe_decisions(self, stats: Mapping[str, int], pending: int, available: bool) -> None:
+        self.decision_flush = Histogram(
+            "journeykit_decisions_flush_seconds",
+            "Time of one profile flush (fold and write). A full queue is flushed by the request "
+            "that filled it: the event loop pauses that long.",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+            registry=self.registry,
+        )
+
+    def observe_decisions(
+        self,
+        stats: Mapping[str, int],
+        pending: int,
+        available: bool,
+        flush_seconds: Iterable[float] = (),
+    ) -> None:
         """Copy the decision engine's state in, just before a scrape renders it."""
+        for seconds in flush_seconds:
+            self.decision_flush.observe(seconds)
         for name, value in stats.items():
             self.decision_stats.labels(name).set(value)
         self.decision_pending.set(pending)

@@ -126,6 +126,14 @@ class DecisionEngine:
         """False while the store is considered down (after a failure, until the retry time)."""
         return self._health.available
 
+    def take_flush_seconds(self) -> list[float]:
+        """How long each flush since the last call took (fold and write), oldest first.
+
+        A flush of a full queue runs in the ``update`` call that filled it: on the collector,
+        a pause of its event loop. At most the latest 4,096 are kept between calls.
+        """
+        return self._health.take_flush_seconds()
+
     def update(self, events: Sequence[Mapping[str, Any]]) -> UpdateResult:
         """Queue stored events for their profiles (cheap; written by the next flush).
 

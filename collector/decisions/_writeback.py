@@ -35,11 +35,12 @@ while it deletes.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
@@ -68,6 +69,7 @@ log = logging.getLogger("journeykit.collector")
 # far under the socket timeout), dropped and counted past 10x while the store is down.
 STATS_MAX_KEYS = 20_000
 MAX_HINTS = 1024  # groups whose linked ids and seeds are kept (per queue epoch)
+FLUSH_TIMES_KEPT = 4096  # flush durations waiting for a metrics scrape
 
 Hints = dict[str, None]
 Suppressed = Callable[[Collection[str]], Collection[str]]
@@ -81,6 +83,17 @@ class Health:
         self.retry_seconds = retry_seconds
         self.down_until = 0.0
         self.stats: Counter[str] = Counter()
+        # Seconds each flush took (fold and write), until taken by a metrics scrape; the
+        # latest FLUSH_TIMES_KEPT when nobody takes them.
+        self.flush_seconds: deque[float] = deque(maxlen=FLUSH_TIMES_KEPT)
+
+    def take_flush_seconds(self) -> list[float]:
+        """The durations of the flushes since the last call, oldest first."""
+        taken: list[float] = []
+        with contextlib.suppress(IndexError):
+            while True:
+                taken.append(self.flush_seconds.popleft())
+        return taken
 
     @property
     def available(self) -> bool:
@@ -200,9 +213,11 @@ class WriteBehind:
                         self._gen += 1
                     writing = True
 
+            started = time.perf_counter()
             try:
                 ok = self._write(events, subjects, write_stats, commit_next)
             finally:
+                self.health.flush_seconds.append(time.perf_counter() - started)
                 with self._lock:
                     if ok:
                         self._events.drop_first(len(events))
