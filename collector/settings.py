@@ -95,9 +95,9 @@ class DecisionOptions(DecisionSettings):
     @classmethod
     def _not_the_collectors(cls, data: Any) -> Any:
         # Before the fields: "backend" here must not first fail DecisionSettings' own checks.
-        for name in sorted(
-            _FROM_THE_COLLECTOR.keys() & set(data if isinstance(data, dict) else ())
-        ):
+        taken = sorted(_FROM_THE_COLLECTOR.keys() & set(data if isinstance(data, dict) else ()))
+        if taken:
+            name = taken[0]
             raise ValueError(
                 f"{name}: not an option here; the collector's {_FROM_THE_COLLECTOR[name]!r} "
                 "setting sets it"
