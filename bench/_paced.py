@@ -28,11 +28,19 @@ class PacedResult:
     failures: dict[str, int]  # by HTTP status or exception name
     late_start_ms: float  # the most any request started after it was due
     latencies_ms: list[float]
+    indexes: list[int]  # the schedule position of each latency's request
 
-    def percentile(self, p: float) -> float:
-        if not self.latencies_ms:
+    def percentile(self, p: float, first: int = 0, end: int | None = None) -> float:
+        """The ``p``-th percentile latency of the requests due from position ``first`` (to
+        ``end``): a run's first seconds include the server's start-up (caches, connections)."""
+        picked = [
+            ms
+            for i, ms in zip(self.indexes, self.latencies_ms, strict=True)
+            if i >= first and (end is None or i < end)
+        ]
+        if not picked:
             return float("nan")
-        ordered = sorted(self.latencies_ms)
+        ordered = sorted(picked)
         return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))]
 
 
@@ -63,6 +71,7 @@ async def _run(
     idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
     slots = asyncio.Semaphore(max_connections)
     latencies: list[float] = []
+    indexes: list[int] = []
     failures: dict[str, int] = {}
     late = 0.0
     total = int(rate * seconds)
@@ -91,6 +100,7 @@ async def _run(
             idle.append(conn)
         if 200 <= status < 300:
             latencies.append((time.perf_counter() - due) * 1000)
+            indexes.append(index)
         else:
             failures[str(status)] = failures.get(str(status), 0) + 1
 
@@ -107,7 +117,7 @@ async def _run(
     for _, writer in idle:
         writer.close()
     failed = sum(failures.values())
-    return PacedResult(total, len(latencies), failed, failures, late, latencies)
+    return PacedResult(total, len(latencies), failed, failures, late, latencies, indexes)
 
 
 def run_paced(

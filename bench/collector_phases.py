@@ -1,6 +1,7 @@
 """Where a paced collector's slow requests spend their time: a diagnostic, not a benchmark.
 
     python bench/collector_phases.py [--rate 450] [--seconds 10] [--decisions] [--warm 6]
+                                     [--switch-interval 0.001]
 
 Serves the collector (uvicorn, httptools, uvloop, ``fsync=always``, as ``collector serve``)
 in a child process that times, for every request, the handler as a whole, ``prepare`` (the
@@ -114,6 +115,8 @@ settings = CollectorSettings(
     pseudonym_key=os.environ["PHASES_PSEUDONYM_KEY"])
 app = app_module.create_app(settings)
 tune_for_serving()
+if os.environ.get("PHASES_SWITCH"):
+    sys.setswitchinterval(float(os.environ["PHASES_SWITCH"]))
 gc.callbacks.append(on_gc)
 signal.signal(signal.SIGUSR1, dump)
 uvicorn.run(app, host="127.0.0.1", port=int(os.environ["PHASES_PORT"]), log_level="warning",
@@ -176,6 +179,12 @@ def main() -> None:
         help="seconds of saturating load with wrk (16 connections) before the paced run, as "
         "collector_throughput.py runs it (a full dedup window, big files); not reported",
     )
+    parser.add_argument(
+        "--switch-interval",
+        type=float,
+        default=None,
+        help="the server's sys.setswitchinterval in seconds (CPython's default: 0.005)",
+    )
     args = parser.parse_args()
     auth = base64.b64encode(f"{KEY}:".encode()).decode()
     requests = _paced_requests(max(int(args.rate * args.seconds), 1), auth, "phases")
@@ -190,6 +199,7 @@ def main() -> None:
             PHASES_KEY=KEY,
             PHASES_PSEUDONYM_KEY=PSEUDONYM_KEY,
             PHASES_DECISIONS="1" if args.decisions else "0",
+            PHASES_SWITCH="" if args.switch_interval is None else str(args.switch_interval),
         )
         child = subprocess.Popen([sys.executable, "-c", _CHILD], env=env)
         try:
