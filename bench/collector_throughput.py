@@ -13,9 +13,9 @@ saturation, waiting included (wrk, closed-loop, would hide it). The paced server
 process: its first ``WARM_SECONDS`` (2 s) of requests are sent and timed but reported apart
 ("first 2 s p99"), since they measure its start-up (first calls, caches, the client opening
 its connections), not the steady state; p50/p99 are of the ``--seconds`` after them. Then
-saturated again, since
-this machine's speed drifts: the paced rate is printed as a share of both saturated rates, with
-the busiest server thread's share of a core during the paced run (near 100%: overloaded).
+saturated again, since this machine's speed drifts: the paced rate is printed as a share of
+both saturated rates, with the busiest server thread's share of a core during the paced run
+(near 100%: overloaded).
 
 ``--decisions both`` (the default) runs the collector twice, with decisions off
 (``JOURNEYKIT_DECISIONS=false``) and on (the default settings: profiles updated and up to

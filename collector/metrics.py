@@ -86,7 +86,6 @@ class Metrics:
             "1 while the profile store answers, 0 while decisions report 'unavailable'.",
             registry=self.registry,
         )
-
         self.decision_flush = Histogram(
             "journeykit_decisions_flush_seconds",
             "Time of one profile flush (fold and write). A full queue is flushed by the request "

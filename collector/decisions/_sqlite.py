@@ -77,6 +77,10 @@ def _json_by_key(db: sqlite3.Connection, select: str, keys: Collection[str]) -> 
     return out
 
 
+def _profiles(db: sqlite3.Connection, subjects: Collection[str]) -> dict[str, Doc]:
+    return _json_by_key(db, "SELECT subject, doc FROM profiles WHERE subject IN ", subjects)
+
+
 class SqliteStore:
     """:class:`ProfileStore` on SQLite: a connection for writes and one for reads, each used
     under its own lock (threads share them)."""
@@ -114,9 +118,7 @@ class SqliteStore:
 
     def _read(self, subjects: Collection[str]) -> dict[str, Doc]:
         """Documents as the write transaction sees them (its reader)."""
-        return _json_by_key(
-            self._db, "SELECT subject, doc FROM profiles WHERE subject IN ", subjects
-        )
+        return _profiles(self._db, subjects)
 
     def transact(self, update: Callable[[Reader], Changes]) -> Changes:
         with self._lock:
@@ -197,9 +199,7 @@ class SqliteStore:
     def fetch(self, subjects: Collection[str]) -> dict[str, Doc]:
         with self._read_lock:
             try:
-                return _json_by_key(
-                    self._reader, "SELECT subject, doc FROM profiles WHERE subject IN ", subjects
-                )
+                return _profiles(self._reader, subjects)
             except sqlite3.Error as exc:
                 raise StoreUnavailable(f"profile store {self.path}: {exc}") from exc
 
