@@ -143,5 +143,9 @@ def run_serve(args: argparse.Namespace) -> int:
         log_config=logging_config(server.log_format, server.log_level),
         access_log=False,
         server_header=False,
+        # uvicorn would rewrite the peer address from X-Forwarded-For for loopback peers (or
+        # any, under FORWARDED_ALLOW_IPS) before the collector sees it: `trusted_proxies`,
+        # read by `client_ip`, is the only authority on which proxies are believed.
+        proxy_headers=False,
     )
     return 0

@@ -67,3 +67,24 @@ def test_schema_command_prints_the_schema(capsys: pytest.CaptureFixture[str]) ->
     assert main(["protocol", "schema"]) == 0
     schema = json.loads(capsys.readouterr().out)
     assert "Track" in schema["$defs"]
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_forwarded_for_is_believed_only_from_configured_trusted_proxies(
+    tmp_path: Path, workers: str
+) -> None:
+    # uvicorn rewrites the peer address from X-Forwarded-For for loopback connections by
+    # default (and for any peer under FORWARDED_ALLOW_IPS=*), before the collector sees it:
+    # ``serve`` turns that off, so only ``trusted_proxies`` decides.
+    def stored_ip(data_dir: Path, *args: str) -> str:
+        env = {"FORWARDED_ALLOW_IPS": "*"}
+        with serve(data_dir, "--workers", workers, "--write-key", "k", *args, env=env) as (url, _):
+            body = {"batch": [{"type": "track", "userId": "u", "event": "E", "messageId": "m"}]}
+            headers = {**basic_auth("k"), "X-Forwarded-For": "203.0.113.9"}
+            assert httpx.post(url + "/v1/batch", json=body, headers=headers).is_success
+        [event] = ndjson_lines(data_dir / "events")
+        ip: str = event["context"]["ip"]
+        return ip
+
+    assert stored_ip(tmp_path / "untrusted") == "127.0.0.0"  # truncated by the default policy
+    assert stored_ip(tmp_path / "trusted", "--trusted-proxy", "127.0.0.1") == "203.0.113.0"
