@@ -120,7 +120,7 @@ if os.environ.get("PHASES_SWITCH"):
 gc.callbacks.append(on_gc)
 signal.signal(signal.SIGUSR1, dump)
 uvicorn.run(app, host="127.0.0.1", port=int(os.environ["PHASES_PORT"]), log_level="warning",
-            loop="uvloop", http="httptools")
+            loop="uvloop", http="httptools", proxy_headers=False)
 """
 
 

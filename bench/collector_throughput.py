@@ -300,6 +300,7 @@ def main() -> None:
             "--log-level",
             "warning",
             "--no-access-log",
+            "--no-proxy-headers",  # as `collector serve` runs it
             "--loop",
             "uvloop",
             "--http",

@@ -194,8 +194,8 @@ def main() -> None:
         script = tmp / "decisions.lua"
         script.write_text(f'AUTH = "{auth}"\nPROFILES = {args.profiles}\n' + LUA)
         uvicorn = [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--log-level",
-                   "warning", "--no-access-log", "--loop", "uvloop", "--http", "httptools",
-                   *(workers if args.workers > 1 else [])]  # fmt: skip
+                   "warning", "--no-access-log", "--no-proxy-headers", "--loop", "uvloop",
+                   "--http", "httptools", *(workers if args.workers > 1 else [])]  # fmt: skip
         floor_env = {**env, "PYTHONPATH": str(BENCH)}
         print(f"profiles {args.profiles:,}, workers {args.workers}, {args.seconds} s per run")
         with server([*uvicorn, "_floor_app:app"], floor_env) as (url, pid):
