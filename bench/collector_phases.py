@@ -45,7 +45,7 @@ from pathlib import Path
 import uvicorn
 from journeykit.collector import app as app_module
 from journeykit.collector import ingest
-from journeykit.collector._gc import tune_for_serving
+from journeykit.collector._tuning import tune_for_serving
 from journeykit.collector._handover import Handover
 from journeykit.collector.decisions._writeback import WriteBehind
 from journeykit.collector.settings import CollectorSettings
@@ -183,7 +183,7 @@ def main() -> None:
         "--switch-interval",
         type=float,
         default=None,
-        help="the server's sys.setswitchinterval in seconds (CPython's default: 0.005)",
+        help="the server's sys.setswitchinterval in seconds (collector serve's: 0.0005)",
     )
     args = parser.parse_args()
     auth = base64.b64encode(f"{KEY}:".encode()).decode()

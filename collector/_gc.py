@@ -12,22 +12,22 @@ the cycles that do occur (exceptions with tracebacks, mostly), which wait longer
 alive after start-up are moved out of the collector's sight with ``gc.freeze()``: they live
 as long as the process.
 
-``tune_for_serving`` is called by ``journeykit collector serve`` (and by each of its worker
-processes) just before serving, never on import: an application that embeds the ASGI app keeps
-its own settings. ``collect_young`` is for any process: it changes no setting.
+``tune_gc`` is called by ``journeykit collector serve`` (and by each of its worker processes,
+see ``_tuning``) just before serving, never on import: an application that embeds the ASGI app
+keeps its own settings. ``collect_young`` is for any process: it changes no setting.
 """
 
 from __future__ import annotations
 
 import gc
 
-__all__ = ["GC_THRESHOLDS", "collect_young", "tune_for_serving"]
+__all__ = ["GC_THRESHOLDS", "collect_young", "tune_gc"]
 
 GC_THRESHOLDS = (20_000, 20, 100)
 """``gc.set_threshold`` arguments: a young collection per ~20,000 container allocations."""
 
 
-def tune_for_serving() -> None:
+def tune_gc() -> None:
     """Freeze what start-up built and make young collections rarer; see the module docstring."""
     gc.collect()
     gc.freeze()

@@ -93,7 +93,7 @@ def run_serve(args: argparse.Namespace) -> int:
         from journeykit.collector.app import create_app
     except ImportError as exc:
         return _fail(f"the collector needs its extra: pip install 'journeykit[collector]' ({exc})")
-    from journeykit.collector._gc import tune_for_serving
+    from journeykit.collector._tuning import tune_for_serving
     from journeykit.collector.config import (
         SETTINGS_JSON_ENV,
         ConfigError,

@@ -372,7 +372,7 @@ def create_app(settings: CollectorSettings) -> Starlette:
 
 def app_from_env() -> Starlette:
     """uvicorn factory for ``serve --workers N``: settings from ``JOURNEYKIT__SETTINGS_JSON``."""
-    from journeykit.collector._gc import tune_for_serving
+    from journeykit.collector._tuning import tune_for_serving
     from journeykit.collector.config import settings_from_env
 
     app = create_app(settings_from_env())

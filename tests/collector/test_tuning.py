@@ -1,4 +1,4 @@
-"""The serving process's garbage-collector settings (``collector/_gc.py``)."""
+"""A serving process's garbage-collector and switch-interval settings (``_tuning.py``)."""
 
 from __future__ import annotations
 
@@ -6,13 +6,16 @@ import subprocess
 import sys
 
 _CHECK = """
-import gc
-from journeykit.collector._gc import GC_THRESHOLDS, tune_for_serving
-import journeykit.collector.app  # importing the app must not touch the collector settings
+import gc, sys
+from journeykit.collector._gc import GC_THRESHOLDS
+from journeykit.collector._tuning import SWITCH_INTERVAL, tune_for_serving
+import journeykit.collector.app  # importing the app must not touch the process settings
 assert gc.get_threshold() != GC_THRESHOLDS, gc.get_threshold()
 assert gc.get_freeze_count() == 0
+assert sys.getswitchinterval() != SWITCH_INTERVAL
 tune_for_serving()
 assert gc.get_threshold() == GC_THRESHOLDS, gc.get_threshold()
+assert sys.getswitchinterval() == SWITCH_INTERVAL
 assert gc.get_freeze_count() > 1000, gc.get_freeze_count()  # start-up objects set aside
 print("ok")
 """
