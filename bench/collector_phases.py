@@ -36,7 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from _paced import run_paced
-from collector_throughput import KEY, LUA, PSEUDONYM_KEY, _free_port, _paced_requests, _wait, _wrk
+from _workload import lua_script, paced_requests
+from collector_throughput import KEY, PSEUDONYM_KEY, _free_port, _wait, _wrk
 
 # Runs in the child: wraps the phases, serves, and dumps the timings on SIGUSR1.
 _CHILD = """
@@ -187,7 +188,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     auth = base64.b64encode(f"{KEY}:".encode()).decode()
-    requests = _paced_requests(max(int(args.rate * args.seconds), 1), auth, "phases")
+    requests = paced_requests(max(int(args.rate * args.seconds), 1), auth, "phases")
     with tempfile.TemporaryDirectory() as tmp:
         port = _free_port()
         out = Path(tmp) / "phases.json"
@@ -206,7 +207,7 @@ def main() -> None:
             _wait(f"http://127.0.0.1:{port}", child)
             if args.warm:
                 script = Path(tmp) / "batch.lua"
-                script.write_text(f'AUTH = "{auth}"\n' + LUA)
+                script.write_text(lua_script(auth))
                 _wrk(f"http://127.0.0.1:{port}/v1/batch", args.warm, 16, script)
             since = time.perf_counter()
             result = run_paced(

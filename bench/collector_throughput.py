@@ -22,6 +22,10 @@ both saturated rates, with the busiest server thread's share of a core during th
 ``inline_decisions`` subjects decided per batch), and prints the CPU per event of "on" over
 "off"; ``on`` or ``off`` runs only one of them.
 
+``--events rich`` sends events of ~1.25 KB as analytics.js does instead of the ~200-byte ones
+(``bench/_workload.py``): the issue's floor figures (~3,500 requests/s, pydantic at ~9 us per
+event) match the rich shape.
+
 ``--attempts N`` repeats a mode's three runs (saturated, paced, saturated) up to N times until
 the two saturated rates agree within ``HELD`` (10%): when they do not, the machine's speed
 moved during the paced run, and "80% of the maximum rate" was a different load on the machine
@@ -44,42 +48,13 @@ from pathlib import Path
 
 import httpx
 from _paced import run_paced
+from _workload import SHAPES, lua_script, paced_requests
 
 BENCH = Path(__file__).resolve().parent
 KEY = "bench-write-key-0123456789"
 WARM_SECONDS = 2.0  # a paced run's start, sent and timed but left out of its p50/p99
 HELD = 0.10  # saturated rates before and after a paced run agreeing within this: speed held
 PSEUDONYM_KEY = "bench-pseudonym-key-0123456789abcdef"
-
-# One batch of 100 track events; messageIds are made unique per request in Lua.
-LUA = r"""
-local counter = 0
-local thread_id = 0
-local threads = {}
-function setup(thread)
-  thread:set("tid", #threads)
-  table.insert(threads, thread)
-end
-function init(args)
-  thread_id = tid
-end
-request = function()
-  counter = counter + 1
-  local parts = {}
-  for i = 1, 100 do
-    parts[i] = string.format(
-      '{"type":"track","userId":"user-%d","event":"Product Viewed","messageId":"m-%d-%d-%d",'
-      .. '"properties":{"product_id":"p%d","price":19.9,"currency":"EUR"},'
-      .. '"context":{"ip":"203.0.113.7","userAgent":"bench"}}',
-      i, thread_id, counter, i, i)
-  end
-  local body = '{"batch":[' .. table.concat(parts, ",") .. ']}'
-  return wrk.format("POST", "/v1/batch", {
-    ["Content-Type"] = "application/json",
-    ["Authorization"] = "Basic " .. AUTH,
-  }, body)
-end
-"""
 
 
 def _free_port() -> int:
@@ -163,25 +138,6 @@ def _wrk(url: str, seconds: int, connections: int, script: Path) -> dict[str, fl
         "p99": percentile("99"),
         "errors": float(non2xx.group(1)) if non2xx else 0.0,
     }
-
-
-def _paced_requests(count: int, auth: str, run: str) -> list[bytes]:
-    """``count`` HTTP requests of 100 track events like wrk's, each with fresh messageIds."""
-    requests = []
-    for n in range(count):
-        events = ",".join(
-            f'{{"type":"track","userId":"user-{i}","event":"Product Viewed",'
-            f'"messageId":"p-{run}-{n}-{i}","properties":{{"product_id":"p{i}","price":19.9,'
-            f'"currency":"EUR"}},"context":{{"ip":"203.0.113.7","userAgent":"bench"}}}}'
-            for i in range(1, 101)
-        )
-        body = f'{{"batch":[{events}]}}'.encode()
-        head = (
-            "POST /v1/batch HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            f"Authorization: Basic {auth}\r\nContent-Length: {len(body)}\r\n\r\n"
-        )
-        requests.append(head.encode() + body)
-    return requests
 
 
 def _fsync_tail(url: str) -> tuple[float, float]:
@@ -288,6 +244,12 @@ def main() -> None:
         help="the collector's inline_decisions (subjects decided per batch answer)",
     )
     parser.add_argument(
+        "--events",
+        choices=SHAPES,
+        default="small",
+        help="the events' shape (bench/_workload.py): ~200 bytes, or ~1.25 KB as analytics.js",
+    )
+    parser.add_argument(
         "--attempts",
         type=int,
         default=1,
@@ -307,7 +269,7 @@ def main() -> None:
     auth = base64.b64encode(f"{KEY}:".encode()).decode()
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "batch.lua"
-        script.write_text(f'AUTH = "{auth}"\n' + LUA)
+        script.write_text(lua_script(auth, args.events))
         env = {k: v for k, v in os.environ.items() if not k.startswith("JOURNEYKIT_")}
         uvicorn = [
             sys.executable,
@@ -374,7 +336,7 @@ def main() -> None:
                 # Open loop at 80% of this mode's saturated rate: the issue's latency target.
                 rate = 0.8 * full["rps"]
                 count = max(int(rate * (WARM_SECONDS + args.seconds)), 1)
-                requests = _paced_requests(count, auth, tag)
+                requests = paced_requests(count, auth, tag, args.events)
                 light_name = f"{name}, paced at {rate:.0f} req/s"
                 light_cmd = collector(f"{tag}-light")
                 light = _run(light_name, light_cmd, mode_env, args, script, c, (rate, requests))

@@ -118,6 +118,7 @@ def admit(
     received = times.received
     received_at = times.received_at
     dates: dict[str, datetime] = {}
+    is_written = IsoTimes.is_written
     accepted: list[tuple[int, dict[str, Any]]] = []
     raws: list[dict[str, Any]] = []  # the screened form of each accepted event
     unscreened: list[tuple[int, Any]] = []  # for screen(), validate() and enrich()
@@ -169,6 +170,7 @@ def admit(
         timestamp = get("timestamp")
         sent = get("sentAt")
         original = get("originalTimestamp")
+        client_text = timestamp if timestamp is not None else original
         if timestamp is not None or sent is not None or original is not None:
             try:
                 timestamp = None if timestamp is None else _time(timestamp, dates)
@@ -192,12 +194,18 @@ def admit(
                 event["context"] = {**own, "ip": client_ip}
         client_time = timestamp or original
         sent = sent or sent_at
+        written = False
         if client_time is not None:
-            event["originalTimestamp"] = times.text(client_time)
+            # Usually the client's own text is what times.text would write (each event of a
+            # browser's batch has its own time: formatting it again was a fifth of the CPU).
+            written = type(client_text) is str and is_written(client_text)
+            event["originalTimestamp"] = client_text if written else times.text(client_time)
         if sent is not None:
             event["sentAt"] = times.text(sent)
         if client_time is None:
             event["timestamp"] = received
+        elif sent is None and written:  # nothing to correct, and already in UTC: as it came
+            event["timestamp"] = client_text
         else:
             event["timestamp"] = times.text(_corrected(client_time, sent, received_at))
         accepted.append((index, event))

@@ -12,6 +12,7 @@ and keeps these for anything unusual; together, in order, they are the reference
 from __future__ import annotations
 
 import functools
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,6 +34,9 @@ MAX_EVENT_DEPTH = 254
 _COUNTED = 16 * MAX_EVENT_DEPTH  # the largest body ``fits`` counts; see there
 
 _IDS = ("userId", "anonymousId", "groupId", "previousId")
+_WRITTEN = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]\.[0-9]{3}Z"
+).fullmatch
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +89,18 @@ class IsoTimes:
             if len(self._known) < 64:  # a batch's shared times; per-event ones are not kept
                 self._known[value] = found
         return found
+
+    @staticmethod
+    def is_written(text: str) -> bool:
+        """Whether ``text``, once read as a time, is what :meth:`text` writes for it.
+
+        A browser's ``Date.toISOString()`` and our SDK write their times so (UTC, milliseconds,
+        ``Z``): such a client text can be stored as it came, where formatting the parsed time
+        again costs about 1.5 us. Only for a text the protocol has read as a time, which rules
+        out impossible dates (February 30th, hour 24, second 60: the pattern excludes the last
+        two as well).
+        """
+        return _WRITTEN(text) is not None
 
 
 def screen(

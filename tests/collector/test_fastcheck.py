@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr, ValidationError
 
-from journeykit.collector._fastcheck import check
+from journeykit.collector._fastcheck import _read_time, check
 from journeykit.collector.dedup import Deduplicator
 from journeykit.collector.events import (
     MAX_EVENT_DEPTH,
@@ -464,3 +464,29 @@ def test_fits_only_when_every_event_is_within_the_limits(
     assert screen(0, raw, s, None, envelope.context) == screen(
         0, envelope.events[0], s, None, envelope.context, measure=False
     )
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59, 999999)),
+    st.from_regex(
+        r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z", fullmatch=True
+    ),
+)
+def test_a_time_stored_as_the_client_wrote_it_is_what_formatting_would_store(
+    moment: datetime, text: str
+) -> None:
+    # ``IsoTimes.is_written``: admit stores such a client text as it came instead of
+    # formatting the parsed time again; both must give the same text.
+    times = IsoTimes(RECEIVED)
+    written = times.text(moment.replace(tzinfo=UTC))
+    assert IsoTimes.is_written(written)
+    for candidate in (written, text):
+        try:
+            parsed = _read_time(candidate)
+        except ValidationError:
+            continue  # not a time (month 13, February 30th, hour 24): never stored as one
+        assert IsoTimes.is_written(candidate)
+        assert times.text(parsed) == candidate
+    assert not IsoTimes.is_written(written.replace("Z", "+00:00"))
+    assert not IsoTimes.is_written(written[:-1] + "0Z")  # microseconds
