@@ -196,8 +196,9 @@ def admit(
         sent = sent or sent_at
         written = False
         if client_time is not None:
-            # Usually the client's own text is what times.text would write (each event of a
-            # browser's batch has its own time: formatting it again was a fifth of the CPU).
+            # Usually the client's own text is what times.text would write: stored as it came,
+            # one of the two formats per event saved (each event of a browser's batch has its
+            # own time, and formatting both took a fifth of the CPU, docs/benchmarks.md).
             written = type(client_text) is str and is_written(client_text)
             event["originalTimestamp"] = client_text if written else times.text(client_time)
         if sent is not None:
@@ -206,6 +207,12 @@ def admit(
             event["timestamp"] = received
         elif sent is None and written:  # nothing to correct, and already in UTC: as it came
             event["timestamp"] = client_text
+        elif (
+            sent is not None
+            and client_time.microsecond % 1000 == 0
+            and sent.microsecond % 1000 == 0
+        ):
+            event["timestamp"] = times.corrected(client_time, sent)  # both in whole milliseconds
         else:
             event["timestamp"] = times.text(_corrected(client_time, sent, received_at))
         accepted.append((index, event))

@@ -15,7 +15,7 @@ import functools
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -34,6 +34,9 @@ MAX_EVENT_DEPTH = 254
 _COUNTED = 16 * MAX_EVENT_DEPTH  # the largest body ``fits`` counts; see there
 
 _IDS = ("userId", "anonymousId", "groupId", "previousId")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+_FIRST_MS = (datetime(1, 1, 1, tzinfo=UTC) - _EPOCH) // _MS  # datetime's first instant
 _WRITTEN = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]\.[0-9]{3}Z"
 ).fullmatch
@@ -65,11 +68,13 @@ class IsoTimes:
     time; formatting a datetime costs about a microsecond, paid once per request instead.
     """
 
-    __slots__ = ("_known", "received", "received_at")
+    __slots__ = ("_known", "_minutes", "_received_ms", "received", "received_at")
 
     def __init__(self, received_at: datetime) -> None:
         self._known: dict[datetime, str] = {}
+        self._minutes: dict[int, str] = {}  # minutes since 1970 -> "YYYY-MM-DDTHH:MM"
         self.received_at = received_at
+        self._received_ms = (received_at - _EPOCH) // _MS
         self.received = self.text(received_at)
         """The text of ``received_at``; every event's ``receivedAt``, and most ``timestamp``."""
 
@@ -89,6 +94,28 @@ class IsoTimes:
             if len(self._known) < 64:  # a batch's shared times; per-event ones are not kept
                 self._known[value] = found
         return found
+
+    def corrected(self, client: datetime, sent: datetime) -> str:
+        """``text(_corrected(client, sent, received_at))`` for times of whole milliseconds.
+
+        Both must have a microsecond that is a multiple of 1,000 (the caller checks): then the
+        client's delay is whole milliseconds, and the corrected time's milliseconds are the
+        receive time's minus that delay, written from a minute's text made once per request.
+        Formatting each event's corrected time as a datetime cost about 2 us; a browser's
+        batch has as many of them as events.
+        """
+        if sent < client:  # sent before it happened: the receive time (correct_clock_skew)
+            return self.received
+        ms = self._received_ms - (sent - client) // _MS
+        if ms < _FIRST_MS:  # before year 1: a clock too wrong to correct (_corrected)
+            return self.received
+        minute, rest = divmod(ms, 60_000)
+        prefix = self._minutes.get(minute)
+        if prefix is None:
+            prefix = (_EPOCH + timedelta(minutes=minute)).isoformat()[:16]
+            if len(self._minutes) < 64:
+                self._minutes[minute] = prefix
+        return f"{prefix}:{rest // 1000:02d}.{rest % 1000:03d}Z"
 
     @staticmethod
     def is_written(text: str) -> bool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from journeykit.collector.events import (
     MAX_EVENT_DEPTH,
     IsoTimes,
     Rejection,
+    _corrected,
     enrich,
     fits,
     screen,
@@ -490,3 +491,34 @@ def test_a_time_stored_as_the_client_wrote_it_is_what_formatting_would_store(
         assert times.text(parsed) == candidate
     assert not IsoTimes.is_written(written.replace("Z", "+00:00"))
     assert not IsoTimes.is_written(written[:-1] + "0Z")  # microseconds
+
+
+whole_ms = st.builds(
+    lambda moment, ms, minutes: moment.replace(microsecond=ms * 1000, tzinfo=UTC).astimezone(
+        timezone(timedelta(minutes=minutes))
+    ),
+    st.datetimes(min_value=datetime(2, 1, 1), max_value=datetime(9998, 12, 30)),
+    st.integers(0, 999),
+    st.integers(-23 * 60, 23 * 60),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    whole_ms,
+    whole_ms,
+    st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31)),
+    st.booleans(),
+)
+def test_corrected_time_in_whole_milliseconds_is_the_formatted_corrected_time(
+    client: datetime, sent: datetime, received: datetime, close: bool
+) -> None:
+    # ``IsoTimes.corrected``, admit's way for times of whole milliseconds, against the steps'.
+    if close:  # the usual: sent seconds after the event, received about then
+        sent = client + timedelta(milliseconds=abs(hash(sent)) % 100_000)
+        received = client.astimezone(UTC).replace(tzinfo=None) + timedelta(
+            microseconds=abs(hash(received)) % 10**8
+        )
+    at = received.replace(tzinfo=UTC)
+    times = IsoTimes(at)
+    assert times.corrected(client, sent) == times.text(_corrected(client, sent, at))
