@@ -37,6 +37,8 @@ _IDS = ("userId", "anonymousId", "groupId", "previousId")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 _FIRST_MS = (datetime(1, 1, 1, tzinfo=UTC) - _EPOCH) // _MS  # datetime's first instant
+_SECONDS = tuple(f"{second:02d}." for second in range(60))
+_MILLIS = tuple(f"{milli:03d}Z" for milli in range(1000))
 _WRITTEN = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]\.[0-9]{3}Z"
 ).fullmatch
@@ -72,7 +74,7 @@ class IsoTimes:
 
     def __init__(self, received_at: datetime) -> None:
         self._known: dict[datetime, str] = {}
-        self._minutes: dict[int, str] = {}  # minutes since 1970 -> "YYYY-MM-DDTHH:MM"
+        self._minutes: dict[int, str] = {}  # minutes since 1970 -> "YYYY-MM-DDTHH:MM:"
         self.received_at = received_at
         self._received_ms = (received_at - _EPOCH) // _MS
         self.received = self.text(received_at)
@@ -112,10 +114,11 @@ class IsoTimes:
         minute, rest = divmod(ms, 60_000)
         prefix = self._minutes.get(minute)
         if prefix is None:
-            prefix = (_EPOCH + timedelta(minutes=minute)).isoformat()[:16]
+            prefix = (_EPOCH + timedelta(minutes=minute)).isoformat()[:17]
             if len(self._minutes) < 64:
                 self._minutes[minute] = prefix
-        return f"{prefix}:{rest // 1000:02d}.{rest % 1000:03d}Z"
+        second, milli = divmod(rest, 1000)
+        return prefix + _SECONDS[second] + _MILLIS[milli]  # a formatted f-string cost 0.4 us
 
     @staticmethod
     def is_written(text: str) -> bool:
