@@ -10,9 +10,10 @@ at a time; the commit thread (``_committer``) makes about seven system calls per
 the loop has work, taking the GIL back after such a call waits for the loop to be asked to
 drop it, after CPython's switch interval: 5 ms by default, so a group commit whose fsync took
 0.2 ms took up to 35 ms, and every request in it waited that long (the fsync histogram read
-25-50 ms at most while ``strace`` timed the fsyncs themselves at 3-8 ms). At 0.5 ms, paced at
-800 requests/s, p99 went from 13-90 ms to 9-18 ms and the commit's max from 10-25 ms to 5-10
-ms, for no CPU per event that the same runs could tell from noise (docs/benchmarks.md).
+up to 25-50 ms while ``strace`` timed the fsync calls themselves at 8 ms at most). At 0.5 ms,
+paced at 800 requests/s, p99 went from 13-90 ms to 9-18 ms and the commit's max from 10-25 ms
+to 5-10 ms, for no CPU per event that the same runs could tell from noise
+(docs/benchmarks.md, "Session 6").
 """
 
 from __future__ import annotations
