@@ -106,7 +106,18 @@ class PendingEvents:
                 continue
             queued += 1
             if user is not None and other is not None and other != user:
-                linked += self.add(event, user, other)
+                # Usually linked already (each event of a signed-in visitor carries both ids):
+                # both are then children of one root, and the union-find has nothing to do.
+                root = parent.get(user)
+                found = None
+                if root is not None and parent.get(other) == root and parent[root] == root:
+                    found = members.get(root)
+                if found is None:
+                    linked += self.add(event, user, other)
+                    continue
+                found.append(len(evs))
+                evs.append(event)
+                ids.append((user, other))
                 continue
             root = parent.get(key)
             if root is None:

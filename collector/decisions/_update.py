@@ -378,9 +378,12 @@ def fold(
         if doc is not None and "alias" in doc:
             user = resolve(user)
             doc = docs.get(user)
-        if other is not None and other != user and batch.merge(user, other, ts):
-            counts.merged += 1
-            doc = docs[user]
+        if other is not None and other != user:
+            # Usually merged already: ``other`` points at ``user`` (merge would find so).
+            linked = docs.get(other)
+            if (linked is None or linked.get("alias") != user) and batch.merge(user, other, ts):
+                counts.merged += 1
+                doc = docs[user]
         kind = get("type")
         applied += 1
         if kind == "alias":
