@@ -6,8 +6,9 @@
 Serves the collector (uvicorn, httptools, uvloop, ``fsync=always``, as ``collector serve``)
 in a child process that times, for every request, the handler as a whole, ``prepare`` (the
 checks, on the event loop), each ``commit_many`` of the writer thread (wall and CPU time,
-requests per write), with ``--decisions`` each wait for an inline decision and each profile
-flush (wall and CPU), and every garbage collection; then sends requests open-loop at ``--rate``
+requests per write), with ``--decisions`` each wait for an inline decision, the decision
+thread's own work per hand-over (wall and CPU) and each profile flush (wall and CPU), and every
+garbage collection; then sends requests open-loop at ``--rate``
 per second (``bench/_paced.py``) and prints the distributions and the largest pauses with when
 they happened. A pause that grows with time is memory growing; one whose wall time is far
 above its CPU time is waiting (the disk, the GIL). This found the dedup window's table
@@ -49,13 +50,29 @@ from journeykit.collector import ingest
 from journeykit.collector._tuning import tune_for_serving
 from journeykit.collector._handover import Handover
 from journeykit.collector.decisions._writeback import WriteBehind
+from journeykit.collector.personalize import Personalizer
 from journeykit.collector.settings import CollectorSettings
 
 handled, prepared, commits, collections = [], [], [], []
-decided, flushes = [], []
+decided, computed, flushes = [], [], []
 handle, prepare, commit_many = (
     app_module.CollectorCore.handle, ingest.Ingestor.prepare, ingest.Ingestor.commit_many)
 hand_over, flush = Handover.run, WriteBehind.flush
+for_requests, for_ids = Personalizer.for_requests, Personalizer.for_ids
+
+def timed_for_requests(self, requests):
+    started, cpu = time.perf_counter(), time.thread_time()
+    try:
+        return for_requests(self, requests)
+    finally:
+        computed.append((started, time.perf_counter(), time.thread_time() - cpu, len(requests)))
+
+def timed_for_ids(self, ids):
+    started, cpu = time.perf_counter(), time.thread_time()
+    try:
+        return for_ids(self, ids)
+    finally:
+        computed.append((started, time.perf_counter(), time.thread_time() - cpu, 1))
 
 async def timed_hand_over(self, job):
     started = time.perf_counter()
@@ -100,7 +117,7 @@ def on_gc(phase, info):
 
 def dump(*_):
     out = {"handled": handled, "prepared": prepared, "commits": commits,
-           "decided": decided, "flushes": flushes,
+           "decided": decided, "computed": computed, "flushes": flushes,
            "collections": [c for c in collections if c[1] is not None]}
     Path(os.environ["PHASES_OUT"]).write_text(json.dumps(out))
     os._exit(0)
@@ -110,6 +127,8 @@ ingest.Ingestor.prepare = timed_prepare
 ingest.Ingestor.commit_many = timed_commit_many
 Handover.run = timed_hand_over
 WriteBehind.flush = timed_flush
+Personalizer.for_requests = timed_for_requests
+Personalizer.for_ids = timed_for_ids
 settings = CollectorSettings(
     data_dir=Path(os.environ["PHASES_DATA"]), write_keys=[os.environ["PHASES_KEY"]],
     consent_regime="opt_out", fsync="always", decisions=os.environ["PHASES_DECISIONS"] == "1",
@@ -153,6 +172,9 @@ def report(phases: dict[str, Any], top: int, since: float = 0.0) -> None:
     _spread("commit_many, wall", [b - a for a, b, _, _ in commits])
     _spread("commit_many, CPU", [cpu for _, _, cpu, _ in commits])
     _spread("inline decisions, wait", [b - a for a, b in phases["decided"]])
+    # The decision thread's own time per hand-over (wall: GIL and store waits included).
+    _spread("  decided per hand-over, wall", [b - a for a, b, _, _ in phases["computed"]])
+    _spread("  decided per hand-over, CPU", [cpu for _, _, cpu, _ in phases["computed"]])
     _spread("profile flush, wall", [b - a for a, b, _, _ in phases["flushes"]])
     _spread("profile flush, CPU", [cpu for _, _, cpu, _ in phases["flushes"]])
     for generation in (0, 1, 2):
