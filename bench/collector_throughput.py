@@ -297,6 +297,10 @@ def main() -> None:
             script,
             c,
         )
+        # The bare floor leaves gigabytes of dirty pages behind; written back while the
+        # collector runs, they would slow its fsyncs (and the first seconds of its paced run).
+        Path(floor_env["FLOOR_FILE"]).unlink(missing_ok=True)
+        os.sync()
         collector_env = {**env, "JOURNEYKIT_PSEUDONYM_KEY": PSEUDONYM_KEY}
 
         def collector(data: str) -> list[str]:
