@@ -297,8 +297,8 @@ def main() -> None:
             script,
             c,
         )
-        # The bare floor leaves gigabytes of dirty pages behind; written back while the
-        # collector runs, they would slow its fsyncs (and the first seconds of its paced run).
+        # Gigabytes of the floor's file are not needed any more: gone, and everything written
+        # synced, before the collector's runs, so none of them starts with writes pending.
         Path(floor_env["FLOOR_FILE"]).unlink(missing_ok=True)
         os.sync()
         collector_env = {**env, "JOURNEYKIT_PSEUDONYM_KEY": PSEUDONYM_KEY}
