@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import orjson
 
-__all__ = ["SHAPES", "lua_script", "paced_requests"]
+__all__ = ["SHAPES", "WRK_THREAD_IDS", "lua_script", "paced_requests"]
 
 SHAPES = ("small", "rich")
 _MARK = "\x00MID\x00"
@@ -119,14 +119,20 @@ def lua_script(auth: str, shape: str = "small") -> str:
     return f'AUTH = "{auth}"\nEVENTS = {{\n{rows}\n}}\n' + _LUA
 
 
-_LUA = r"""
-local counter = 0
-local thread_id = 0
+WRK_THREAD_IDS = r"""
 local threads = {}
 function setup(thread)
   thread:set("tid", #threads)
   table.insert(threads, thread)
 end
+"""
+"""A wrk script's prelude giving each thread its number as ``tid`` (read it in ``init``)."""
+
+_LUA = (
+    WRK_THREAD_IDS
+    + r"""
+local counter = 0
+local thread_id = 0
 function init(args)
   thread_id = tid
 end
@@ -144,3 +150,4 @@ request = function()
   }, body)
 end
 """
+)

@@ -44,6 +44,7 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import httpx
+from _workload import WRK_THREAD_IDS
 from collector_throughput import KEY, PSEUDONYM_KEY, _free_port, _wait, _wrk
 from decisions import _batches, redis_server
 
@@ -51,12 +52,9 @@ from journeykit.collector.decisions import DecisionEngine, DecisionSettings
 
 BENCH = Path(__file__).resolve().parent
 
-LUA = r"""
-local threads = {}
-function setup(thread)
-  thread:set("tid", #threads)
-  table.insert(threads, thread)
-end
+LUA = (
+    WRK_THREAD_IDS
+    + r"""
 function init(args)
   math.randomseed(os.time() * 97 + tid)
 end
@@ -65,6 +63,7 @@ request = function()
                     {["Authorization"] = "Basic " .. AUTH})
 end
 """
+)
 
 
 def _tree_cpu(pid: int) -> float:
