@@ -60,19 +60,14 @@ handle, prepare, commit_many = (
 hand_over, flush = Handover.run, WriteBehind.flush
 for_requests, for_ids = Personalizer.for_requests, Personalizer.for_ids
 
-def timed_for_requests(self, requests):
-    started, cpu = time.perf_counter(), time.thread_time()
-    try:
-        return for_requests(self, requests)
-    finally:
-        computed.append((started, time.perf_counter(), time.thread_time() - cpu, len(requests)))
-
-def timed_for_ids(self, ids):
-    started, cpu = time.perf_counter(), time.thread_time()
-    try:
-        return for_ids(self, ids)
-    finally:
-        computed.append((started, time.perf_counter(), time.thread_time() - cpu, 1))
+def on_thread(method, into, size):  # method timed (wall, thread CPU) into into, with size(arg)
+    def timed(self, argument):
+        started, cpu = time.perf_counter(), time.thread_time()
+        try:
+            return method(self, argument)
+        finally:
+            into.append((started, time.perf_counter(), time.thread_time() - cpu, size(argument)))
+    return timed
 
 async def timed_hand_over(self, job):
     started = time.perf_counter()
@@ -102,13 +97,6 @@ def timed_prepare(self, *args, **kwargs):
     finally:
         prepared.append((started, time.perf_counter()))
 
-def timed_commit_many(self, batch):
-    started, cpu = time.perf_counter(), time.thread_time()
-    try:
-        return commit_many(self, batch)
-    finally:
-        commits.append((started, time.perf_counter(), time.thread_time() - cpu, len(batch)))
-
 def on_gc(phase, info):
     if phase == "start":
         collections.append([time.perf_counter(), None, info["generation"]])
@@ -124,11 +112,11 @@ def dump(*_):
 
 app_module.CollectorCore.handle = timed_handle
 ingest.Ingestor.prepare = timed_prepare
-ingest.Ingestor.commit_many = timed_commit_many
+ingest.Ingestor.commit_many = on_thread(commit_many, commits, len)
 Handover.run = timed_hand_over
 WriteBehind.flush = timed_flush
-Personalizer.for_requests = timed_for_requests
-Personalizer.for_ids = timed_for_ids
+Personalizer.for_requests = on_thread(for_requests, computed, len)
+Personalizer.for_ids = on_thread(for_ids, computed, lambda ids: 1)
 settings = CollectorSettings(
     data_dir=Path(os.environ["PHASES_DATA"]), write_keys=[os.environ["PHASES_KEY"]],
     consent_regime="opt_out", fsync="always", decisions=os.environ["PHASES_DECISIONS"] == "1",
