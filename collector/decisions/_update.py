@@ -301,7 +301,15 @@ class _Batch:
         return subject
 
     def merge(self, user: str, other: str, ts: int) -> bool:
-        """Fold ``other``'s profile into ``user``'s and point ``other`` at ``user``."""
+        """Fold ``other``'s profile into ``user``'s (a resolved id, not an alias) and point
+        ``other`` at ``user``.
+
+        False when they are merged already: usually ``other`` points at ``user`` itself (each
+        event of a signed-in visitor carries both ids), seen without following aliases.
+        """
+        linked = self.docs.get(other)
+        if linked is not None and linked.get("alias") == user:
+            return False
         source = self.resolve(other)
         if source == user:
             return False
@@ -378,12 +386,9 @@ def fold(
         if doc is not None and "alias" in doc:
             user = resolve(user)
             doc = docs.get(user)
-        if other is not None and other != user:
-            # Usually merged already: ``other`` points at ``user`` (merge would find so).
-            linked = docs.get(other)
-            if (linked is None or linked.get("alias") != user) and batch.merge(user, other, ts):
-                counts.merged += 1
-                doc = docs[user]
+        if other is not None and other != user and batch.merge(user, other, ts):
+            counts.merged += 1
+            doc = docs[user]
         kind = get("type")
         applied += 1
         if kind == "alias":

@@ -57,6 +57,25 @@ def test_an_event_with_both_ids_merges_once(engine: DecisionEngine, clock: Clock
     assert "high_intent" in d.segments  # 4 views + an add, across both ids
 
 
+def test_an_anonymous_id_linked_to_one_user_then_seen_with_another_is_followed(
+    engine: DecisionEngine, clock: Clock
+) -> None:
+    # A shared device: the anonymous id already points at u1 when u2 signs in on it. Its
+    # link is followed (u1's profile goes with it), as for any id merged before; only an id
+    # pointing at the very same user is left as it is.
+    _browse_anonymously(engine, clock)
+    engine.update([identify("u1", "anon-1", clock.now - 2 * HOUR)])
+    assert engine.flush()
+    both = view("u2", "p5", clock.now - HOUR)
+    both["anonymousId"] = "anon-1"
+    engine.update([both])
+    for _ in range(2):  # queued, then written
+        d = engine.decide("u2", personalization_granted=True)
+        assert d.next_best_action is not None
+        assert d.next_best_action.reason.startswith("1 item(s) worth 50 USD")
+        assert engine.flush()
+
+
 def test_merge_inside_one_batch(engine: DecisionEngine, clock: Clock) -> None:
     t = clock.now - 3 * HOUR
     engine.update(
