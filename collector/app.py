@@ -215,7 +215,12 @@ class CollectorCore:
             personalizer.update(result.stored)
             if s.inline_decisions and result.stored:
                 ids = personalizer.inline_ids(result.stored)
-                if ids:
+                if ids and personalizer.engine.local_store:
+                    # A local read is brief: decided here, the answer no longer waits, behind
+                    # every callback the busy loop has queued, for a thread's result (a lower
+                    # tail under load for the same CPU: docs/benchmarks.md, "Session 7").
+                    decided = personalizer.for_ids(ids)
+                elif ids:  # a network round trip must not stall the loop
                     decided = await self._inline_decisions(personalizer).run(ids)
         answer["decisions"] = {k: d.model_dump(mode="json") for k, d in decided.items()}
         return _json(answer)

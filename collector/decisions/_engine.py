@@ -117,6 +117,11 @@ class DecisionEngine:
         return self._queue.flush(stats=True)
 
     @property
+    def local_store(self) -> bool:
+        """Whether the store reads local files only (SQLite), no network round trip."""
+        return self._store.local
+
+    @property
     def pending(self) -> int:
         """Events queued and not yet written to the store."""
         return self._queue.queued

@@ -107,6 +107,7 @@ class RedisStore:
 
     # One script of 20,000 increments stays far under the socket timeout.
     stats_batch_limit = 20_000
+    local = False
 
     def __init__(self, url: str, prefix: str = "jk:", timeout: float = 0.5) -> None:
         self._r = redis.Redis.from_url(

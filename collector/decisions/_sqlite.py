@@ -88,6 +88,7 @@ class SqliteStore:
     # Local and without a socket timeout: fewer, larger item-statistic writes rewrite each
     # product's neighbour list less often.
     stats_batch_limit = 1_000_000
+    local = True
 
     def __init__(
         self, path: Path, busy_timeout: float = 5.0, item_cache_entries: int = 250_000

@@ -181,6 +181,10 @@ class ProfileStore(Protocol):
     stats_batch_limit: int
     """Pending item-statistic increments written early, before ``stats_flush_seconds``."""
 
+    local: bool
+    """Whether reads touch only local files, no network round trip: brief enough that the
+    collector decides a batch's subjects on its event loop instead of handing them over."""
+
     def transact(self, update: Callable[[Reader], Changes]) -> Changes:
         """Run ``update`` with a reader and apply its changes atomically; returns them."""
         ...
