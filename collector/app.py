@@ -25,6 +25,7 @@ from starlette.routing import Route
 from journeykit.collector._committer import Committer
 from journeykit.collector._consent_sync import consent_sync
 from journeykit.collector._handover import Handover
+from journeykit.collector._loop_batches import LoopBatches
 from journeykit.collector.admin import AdminGate, admin_routes
 from journeykit.collector.admin_dsr import dsr_routes
 from journeykit.collector.admin_suppressions import suppression_routes
@@ -57,6 +58,7 @@ __all__ = ["CollectorCore", "app_from_env", "create_app"]
 log = logging.getLogger("journeykit.collector")
 
 _InlineDecisions = Handover[dict[str, list[str]], dict[str, Decision]]
+_LoopDecisions = LoopBatches[dict[str, list[str]], dict[str, Decision]]
 _JSON_TYPES = ("application/json", "text/plain")  # text/plain: what sendBeacon can send
 
 
@@ -138,6 +140,7 @@ class CollectorCore:
         self._committer = Committer(self.ingestor.commit_many)
         # The decisions in a batch's answer: decided off the loop, the requests waiting together.
         self._inline: _InlineDecisions | None = None
+        self._on_loop: _LoopDecisions | None = None
 
     def _sink(self, name: str) -> NdjsonSink:
         s = self.settings
@@ -216,14 +219,21 @@ class CollectorCore:
             if s.inline_decisions and result.stored:
                 ids = personalizer.inline_ids(result.stored)
                 if ids and personalizer.engine.local_store:
-                    # A local read is brief: decided here, the answer no longer waits, behind
-                    # every callback the busy loop has queued, for a thread's result (a lower
-                    # tail under load for the same CPU: docs/benchmarks.md, "Session 7").
-                    decided = personalizer.for_ids(ids)
+                    # A local read is brief: decided on the loop (with the other requests
+                    # ready in the same pass), the answer no longer waits, behind every
+                    # callback the busy loop has queued, for a thread's result (a lower tail
+                    # under load for the same CPU: docs/benchmarks.md, "Session 7").
+                    decided = await self._loop_decisions(personalizer).run(ids)
                 elif ids:  # a network round trip must not stall the loop
                     decided = await self._inline_decisions(personalizer).run(ids)
         answer["decisions"] = {k: d.model_dump(mode="json") for k, d in decided.items()}
         return _json(answer)
+
+    def _loop_decisions(self, personalizer: Personalizer) -> _LoopDecisions:
+        batches = self._on_loop
+        if batches is None:
+            batches = self._on_loop = LoopBatches(personalizer.for_ids, personalizer.for_requests)
+        return batches
 
     def _inline_decisions(self, personalizer: Personalizer) -> _InlineDecisions:
         inline = self._inline

@@ -6,9 +6,11 @@ stage, next best action and recommendations; ``not_consented`` (empty) when the 
 record does not allow personalization or the subject is suppressed; ``unavailable`` (empty) while
 the profile store cannot be reached. Rate limits count one event per request.
 
-Deciding reads the profile store, which may wait, so it runs off the event loop:
-:class:`DecisionBatches` hands over, in one go, every request that arrived while the previous
-hand-over was running (:mod:`journeykit.collector._handover` says why), and decides them by one
+Deciding reads the profile store. A local store's read (SQLite) is brief: the requests ready in
+one pass of the event loop are decided together on it (:mod:`journeykit.collector._loop_batches`).
+A remote store (Redis) may wait, so there it runs off the loop: :class:`DecisionBatches` hands
+over, in one go, every request that arrived while the previous hand-over was running
+(:mod:`journeykit.collector._handover` says why). Either way a batch is decided by one
 ``Personalizer.many`` (one consent check, one store read: one Redis round trip), with the same
 answers as one by one.
 
@@ -27,6 +29,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from journeykit.collector._handover import Handover
+from journeykit.collector._loop_batches import LoopBatches
 from journeykit.collector.errors import HttpError
 from journeykit.collector.suppression import InvalidSubject, check_subject
 from journeykit.sdk._decision import Decision
@@ -112,6 +115,22 @@ def _batches(request: Request, collector: CollectorCore) -> DecisionBatches:
     return batches
 
 
+def _on_loop(request: Request, collector: CollectorCore) -> LoopBatches[str, Decision]:
+    state = request.app.state
+    batches: LoopBatches[str, Decision] | None = getattr(state, "loop_decisions", None)
+    if batches is None:
+        personalizer = collector.personalizer
+        assert personalizer is not None
+        many = personalizer.many
+
+        def in_order(subjects: list[str]) -> list[Decision]:
+            found = many(subjects)
+            return [found[subject] for subject in subjects]
+
+        batches = state.loop_decisions = LoopBatches(personalizer.one, in_order)
+    return batches
+
+
 async def get_decision(request: Request) -> Response:
     collector: CollectorCore = request.app.state.collector
     collector.authenticate(request, events=1)
@@ -122,7 +141,10 @@ async def get_decision(request: Request) -> Response:
         raise HttpError(400, "invalid_subject", str(exc)) from None
     if collector.personalizer is None:
         raise HttpError(404, "decisions_disabled", "this collector keeps no profiles")
-    decision = await _batches(request, collector).decide(subject)
+    if collector.personalizer.engine.local_store:
+        decision = await _on_loop(request, collector).run(subject)
+    else:
+        decision = await _batches(request, collector).decide(subject)
     return Response(decision_json(decision), media_type="application/json")
 
 

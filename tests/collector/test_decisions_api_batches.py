@@ -1,4 +1,5 @@
-"""GET /v1/decisions hands decisions to a worker thread in batches: each answer stays its own."""
+"""GET /v1/decisions decides concurrent requests in batches (on the event loop with SQLite, on
+a worker thread with Redis): each answer stays its own."""
 
 from __future__ import annotations
 
