@@ -1,5 +1,5 @@
-"""Where a batch's inline decision is made: on the event loop with the embedded SQLite store
-(a local read, brief), on the decision thread with Redis (a network round trip)."""
+"""Where decisions are made: on the event loop with the embedded SQLite store (a local read,
+brief), on threads of their own with Redis (a network round trip)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ import pytest
 from helpers import running_collector
 
 
-def _decision_threads() -> set[threading.Thread]:
-    return {t for t in threading.enumerate() if t.name == "journeykit-inline"}
+def _threads(name: str) -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name == name}
 
 
 @pytest.mark.parametrize("store", ["sqlite", "redis"])
-def test_only_a_remote_store_hands_the_batchs_decision_to_a_thread(
+def test_only_a_remote_store_hands_decisions_to_threads(
     tmp_path: Path, store: str, request: pytest.FixtureRequest
 ) -> None:
     settings: dict[str, Any] = {"consent_regime": "opt_out"}
@@ -29,13 +29,20 @@ def test_only_a_remote_store_hands_the_batchs_decision_to_a_thread(
         for i in range(3)
     ]  # fmt: skip
     with running_collector(tmp_path / "data", **settings) as running:
-        before = _decision_threads()
+        # Threads are compared before and after: other tests' collectors may have theirs.
+        before = _threads("journeykit-inline")
         answer = httpx.post(
             f"{running.url}/v1/batch", json={"batch": views}, headers=running.auth()
         )
-        started = _decision_threads() - before  # threads of other tests' collectors left out
+        inline = _threads("journeykit-inline") - before
         assert answer.status_code == 200, answer.text
         decision = answer.json()["decisions"]["rue"]
         # Decided either way, the batch's own views counted (no views: "awareness").
         assert (decision["personalization"], decision["stage"]) == ("granted", "consideration")
-        assert bool(started) == (store == "redis")
+        assert bool(inline) == (store == "redis")
+        before = _threads("journeykit-decisions")
+        asked = httpx.get(f"{running.url}/v1/decisions/rue", headers=running.auth())
+        on_demand = _threads("journeykit-decisions") - before
+        assert asked.status_code == 200, asked.text
+        assert asked.json() == decision  # the same answer, wherever it is made
+        assert bool(on_demand) == (store == "redis")
