@@ -205,9 +205,9 @@ class CollectorCore:
         m.count_events("duplicate", {"seen": result.duplicates})
         m.count_events("dropped", result.dropped)
         m.count_events("dropped", {"suppressed": result.suppressed})
-        m.count_events(
-            "rejected", Counter(r.errors[0]["type"] if r.errors else "" for r in result.rejected)
-        )
+        if result.rejected:
+            rejected = Counter(r.errors[0]["type"] if r.errors else "" for r in result.rejected)
+            m.count_events("rejected", rejected)
         m.consent_records.inc(result.consent_records)
         for reason, n in result.fields_removed.items():
             m.fields_removed.labels(reason).inc(n)

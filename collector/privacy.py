@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from starlette.datastructures import Headers
+
 from journeykit.collector._consent_store import ConsentStore
 from journeykit.collector._privacy_fast import FusedStep, Header
 from journeykit.collector.suppression import SuppressionList
@@ -180,7 +182,7 @@ class PrivacyStep:
         path.
         """
         # The header speaks for every event of the request: read it once, not per event.
-        gpc = parse_gpc(headers, now=received_at)
+        gpc = _gpc(headers, received_at)
         outcome = PrivacyOutcome()
         changes: list[ConsentChange] = []
         policy = self._prepare(upstream)
@@ -348,3 +350,11 @@ class PrivacyStep:
             user_agent=agent,
             at=update.timestamp.astimezone(UTC),
         )
+
+
+def _gpc(headers: Mapping[str, str], now: datetime) -> ConsentUpdate | None:
+    """``parse_gpc`` of a request's headers: Starlette's are looked up, not all decoded."""
+    if isinstance(headers, Headers):
+        value = headers.get("sec-gpc")  # the first such header, the one parse_gpc reads
+        return None if value is None else parse_gpc((("sec-gpc", value),), now=now)
+    return parse_gpc(headers, now=now)

@@ -156,3 +156,28 @@ def test_under_opt_in_the_header_does_not_grant_anything(tmp_path: Path) -> None
     assert outcome.kept == []
     assert outcome.dropped == {"denied:analytics": 1}
     assert [c.denied for c in outcome.changes] == [[Purpose.MARKETING]]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        [],
+        [(b"sec-gpc", b"1")],
+        [(b"Sec-GPC", b" 1 ")],
+        [(b"SEC-GPC", b"0")],
+        [(b"sec-gpc", b"0"), (b"sec-gpc", b"1")],  # the first one speaks
+        [(b"sec-gpc", b"1"), (b"Sec-Gpc", b"0")],
+        [(b"user-agent", b"Brave"), (b"sec-gpc", b"yes")],
+    ],
+)
+def test_a_starlette_requests_header_is_read_as_parse_gpc_reads_every_header(
+    raw: list[tuple[bytes, bytes]],
+) -> None:
+    from starlette.datastructures import Headers
+
+    from journeykit.collector.privacy import _gpc
+    from journeykit.consent import parse_gpc
+
+    headers = Headers(raw=[(name.lower(), value) for name, value in raw])  # as ASGI sends them
+    pairs = [(name.decode(), value.decode()) for name, value in raw]
+    assert _gpc(headers, NOW) == parse_gpc(pairs, now=NOW)
