@@ -1,8 +1,9 @@
 """Blocking work off the event loop, every job that is waiting in one hand-over.
 
-Deciding reads the profile store, which may wait (a Redis round trip, a flush holding the
-SQLite store), so it runs on a thread; but handing one call to a worker thread and back costs
-tens of µs of CPU on a small VM (two thread wake-ups, the loop's self-pipe; anyio's
+Deciding reads the profile store: with Redis a network round trip, which must not stall the
+event loop, so it runs on a thread (a local SQLite read is brief and stays on the loop:
+:mod:`journeykit.collector._loop_batches`); but handing one call to a worker thread and back
+costs tens of µs of CPU on a small VM (two thread wake-ups, the loop's self-pipe; anyio's
 ``to_thread`` adds a capacity limiter and a cancel scope), a tenth of a decision.
 :class:`Handover` hands over, in one go, every job that arrived while the previous hand-over
 was running: one round trip between the threads per batch, not per job, and under load a batch
