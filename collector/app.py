@@ -138,7 +138,8 @@ class CollectorCore:
         )
         # Writes wait on the disk: one thread does them, every waiting request in one go.
         self._committer = Committer(self.ingestor.commit_many)
-        # The decisions in a batch's answer: decided off the loop, the requests waiting together.
+        # The decisions in a batch's answer, the requests waiting together: on the loop with a
+        # local store (SQLite), on a thread with Redis.
         self._inline: _InlineDecisions | None = None
         self._on_loop: _LoopDecisions | None = None
 
