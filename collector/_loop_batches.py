@@ -12,6 +12,7 @@ join, and the batch runs before anything that becomes ready later.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -32,7 +33,11 @@ class LoopBatches(Generic[T, R]):
     def __init__(self, run_one: Callable[[T], R], run_many: Callable[[list[T]], list[R]]) -> None:
         self._run_one = run_one
         self._run_many = run_many
-        self._waiting: dict[asyncio.AbstractEventLoop, list[tuple[T, asyncio.Future[R]]]] = {}
+        # Per loop (tests and embedders may run several); weak, so that a loop closed before
+        # it ran its batch is not kept alive by it.
+        self._waiting: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, list[tuple[T, asyncio.Future[R]]]
+        ] = weakref.WeakKeyDictionary()
 
     async def run(self, job: T) -> R:
         loop = asyncio.get_running_loop()
