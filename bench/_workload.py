@@ -15,9 +15,11 @@ Each event is a template split around its messageId, so wrk's Lua only concatena
 
 from __future__ import annotations
 
+import argparse
+
 import orjson
 
-__all__ = ["SHAPES", "WRK_THREAD_IDS", "lua_script", "paced_requests"]
+__all__ = ["SHAPES", "WRK_THREAD_IDS", "add_events_option", "lua_script", "paced_requests"]
 
 SHAPES = ("small", "rich")
 _MARK = "\x00MID\x00"
@@ -96,6 +98,16 @@ def _templates(shape: str) -> list[tuple[str, str]]:
         before, after = text.split(orjson.dumps(_MARK).decode())
         out.append((before + '"', '"' + after))
     return out
+
+
+def add_events_option(parser: argparse.ArgumentParser) -> None:
+    """``--events small|rich``, the shape every collector bench sends (default ``small``)."""
+    parser.add_argument(
+        "--events",
+        choices=SHAPES,
+        default="small",
+        help="the events' shape (bench/_workload.py): ~200 bytes, or ~1.25 KB as analytics.js",
+    )
 
 
 def paced_requests(count: int, auth: str, run: str, shape: str = "small") -> list[bytes]:

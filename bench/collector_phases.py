@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from _paced import run_paced
-from _workload import SHAPES, lua_script, paced_requests
+from _workload import add_events_option, lua_script, paced_requests
 from collector_throughput import KEY, PSEUDONYM_KEY, _free_port, _wait, _wrk
 
 # Runs in the child: wraps the phases, serves, and dumps the timings on SIGUSR1.
@@ -185,12 +185,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--decisions", action="store_true", help="profiles and decisions on")
     parser.add_argument("--top", type=int, default=8, help="largest pauses listed")
-    parser.add_argument(
-        "--events",
-        choices=SHAPES,
-        default="small",
-        help="the events' shape (bench/_workload.py): ~200 bytes, or ~1.25 KB as analytics.js",
-    )
+    add_events_option(parser)
     parser.add_argument(
         "--warm",
         type=int,

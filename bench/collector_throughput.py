@@ -48,7 +48,7 @@ from pathlib import Path
 
 import httpx
 from _paced import run_paced
-from _workload import SHAPES, lua_script, paced_requests
+from _workload import add_events_option, lua_script, paced_requests
 
 BENCH = Path(__file__).resolve().parent
 KEY = "bench-write-key-0123456789"
@@ -243,12 +243,7 @@ def main() -> None:
         default=None,
         help="the collector's inline_decisions (subjects decided per batch answer)",
     )
-    parser.add_argument(
-        "--events",
-        choices=SHAPES,
-        default="small",
-        help="the events' shape (bench/_workload.py): ~200 bytes, or ~1.25 KB as analytics.js",
-    )
+    add_events_option(parser)
     parser.add_argument(
         "--attempts",
         type=int,
