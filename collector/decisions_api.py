@@ -87,14 +87,9 @@ class DecisionBatches(Handover[str, Decision]):
         decide_many: DecideMany | None = None,
         idle_seconds: float = 10.0,
     ) -> None:
-        def many(subjects: list[str]) -> list[Decision]:
-            assert decide_many is not None
-            found = decide_many(subjects)
-            return [found[subject] for subject in subjects]
-
         super().__init__(
             decide,
-            None if decide_many is None else many,
+            None if decide_many is None else _in_order(decide_many),
             concurrency=concurrency,
             idle_seconds=idle_seconds,
             name="journeykit-decisions",
@@ -121,14 +116,19 @@ def _on_loop(request: Request, collector: CollectorCore) -> LoopBatches[str, Dec
     if batches is None:
         personalizer = collector.personalizer
         assert personalizer is not None
-        many = personalizer.many
-
-        def in_order(subjects: list[str]) -> list[Decision]:
-            found = many(subjects)
-            return [found[subject] for subject in subjects]
-
-        batches = state.loop_decisions = LoopBatches(personalizer.one, in_order)
+        batches = LoopBatches(personalizer.one, _in_order(personalizer.many))
+        state.loop_decisions = batches
     return batches
+
+
+def _in_order(decide_many: DecideMany) -> Callable[[list[str]], list[Decision]]:
+    """``decide_many`` answering a batch's subjects in order, as a batch runner does."""
+
+    def many(subjects: list[str]) -> list[Decision]:
+        found = decide_many(subjects)
+        return [found[subject] for subject in subjects]
+
+    return many
 
 
 async def get_decision(request: Request) -> Response:
