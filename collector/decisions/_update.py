@@ -59,6 +59,7 @@ class UpdateCounts:
     applied: int = 0
     skipped: Counter[str] = field(default_factory=Counter)  # reason -> events
     merged: int = 0
+    kept_apart: int = 0  # merges refused: an anonymous id of one user seen with another
 
 
 def plain_id(value: Any) -> str | None:
@@ -281,6 +282,7 @@ class _Batch:
         self.loaded: set[str] = set()
         self.changed: dict[str, Doc] = {}
         self.customers: dict[str, tuple[float, int, float] | None] = {}
+        self.kept_apart = 0
 
     def load(self, ids: set[str]) -> None:
         for _ in range(MAX_ALIAS_HOPS):
@@ -300,16 +302,25 @@ class _Batch:
             subject = doc["alias"]
         return subject
 
-    def merge(self, user: str, other: str, ts: int) -> bool:
+    def merge(self, user: str, other: str, ts: int, explicit: bool) -> bool:
         """Fold ``other``'s profile into ``user``'s (a resolved id, not an alias) and point
-        ``other`` at ``user``.
+        ``other`` at ``user``; ``explicit`` for an ``alias`` call, else an event's two ids.
 
         False when they are merged already: usually ``other`` points at ``user`` itself (each
-        event of a signed-in visitor carries both ids), seen without following aliases.
+        event of a signed-in visitor carries both ids), seen without following aliases. False
+        too, counted in ``kept_apart``, when an event's anonymous id already belongs to another
+        user: a shared device (a family's browser, a shop's kiosk) must not make one person of
+        two who signed in on it. Only an ``alias`` call, the application's own statement that
+        two ids are one person, merges them then.
         """
         linked = self.docs.get(other)
-        if linked is not None and linked.get("alias") == user:
-            return False
+        if linked is not None and "alias" in linked:
+            if linked["alias"] == user:
+                return False
+            if not explicit:
+                if self.resolve(other) != user:
+                    self.kept_apart += 1
+                return False
         source = self.resolve(other)
         if source == user:
             return False
@@ -358,7 +369,7 @@ def fold(
     ``subjects`` are the events' :func:`event_ids` when the caller has them already; ``times``
     a parser whose cache outlives this call.
     """
-    counts.applied, counts.merged = 0, 0
+    counts.applied, counts.merged, counts.kept_apart = 0, 0, 0
     counts.skipped.clear()
     batch = _Batch(read)
     pairs = [event_ids(e) for e in events] if subjects is None else subjects
@@ -386,10 +397,10 @@ def fold(
         if doc is not None and "alias" in doc:
             user = resolve(user)
             doc = docs.get(user)
-        if other is not None and other != user and batch.merge(user, other, ts):
+        kind = get("type")
+        if other is not None and other != user and batch.merge(user, other, ts, kind == "alias"):
             counts.merged += 1
             doc = docs[user]
-        kind = get("type")
         applied += 1
         if kind == "alias":
             continue
@@ -420,6 +431,7 @@ def fold(
         ):
             _consent(doc, event)
     counts.applied = applied
+    counts.kept_apart = batch.kept_apart
     customers = batch.customers
     for subject, doc in changed.items():
         if "alias" in doc:

@@ -271,6 +271,8 @@ class WriteBehind:
         stats["flushes"] += 1
         stats["events_applied"] += counts.applied
         stats["profiles_merged"] += counts.merged
+        if counts.kept_apart:
+            stats["merges_refused"] += counts.kept_apart
         if left_out:
             counts.skipped["suppressed"] += left_out
         for reason, n in counts.skipped.items():

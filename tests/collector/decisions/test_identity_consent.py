@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from decisions_helpers import DAY, HOUR, Clock, add, alias, consent, identify, order, track, view
 
 from journeykit.collector.decisions import DecisionEngine
@@ -57,23 +58,46 @@ def test_an_event_with_both_ids_merges_once(engine: DecisionEngine, clock: Clock
     assert "high_intent" in d.segments  # 4 views + an add, across both ids
 
 
-def test_an_anonymous_id_linked_to_one_user_then_seen_with_another_is_followed(
+@pytest.mark.parametrize("flushed_first", [True, False], ids=["link stored", "link queued"])
+def test_a_shared_device_does_not_make_one_person_of_two_users(
+    engine: DecisionEngine, clock: Clock, flushed_first: bool
+) -> None:
+    # A shared device: the anonymous id belongs to u1 (its cart with it) when u2 signs in on
+    # it. u2's events count for u2 alone; u1 keeps its profile, and the id stays u1's.
+    _browse_anonymously(engine, clock)
+    engine.update([identify("u1", "anon-1", clock.now - 2 * HOUR)])
+    if flushed_first:
+        assert engine.flush()
+    both = view("u2", "p5", clock.now - HOUR)
+    both["anonymousId"] = "anon-1"
+    engine.update([both, identify("u2", "anon-1", clock.now - HOUR + 1)])
+    for _ in range(2):  # queued, then written
+        u2 = engine.decide("u2", personalization_granted=True)
+        assert u2.next_best_action is None or not u2.next_best_action.reason.startswith("1 item")
+        assert "cart_abandoner" not in u2.segments
+        u1 = engine.decide("u1", personalization_granted=True)
+        assert "cart_abandoner" in u1.segments
+        assert engine.decide("anon-1", personalization_granted=True).segments == u1.segments
+        assert engine.flush()
+    profile = engine.profile("u2")
+    assert profile is not None
+    assert profile["c"]["Product Viewed"][0] == 1  # its own view, none of u1's
+    assert engine.stats["merges_refused"] == 2  # the view and the identify, each refused
+
+
+def test_an_alias_call_still_merges_an_id_another_user_holds(
     engine: DecisionEngine, clock: Clock
 ) -> None:
-    # A shared device: the anonymous id already points at u1 when u2 signs in on it. Its
-    # link is followed (u1's profile goes with it), as for any id merged before; only an id
-    # pointing at the very same user is left as it is.
+    # alias() is the application saying two ids are one person: followed, with u1's profile.
     _browse_anonymously(engine, clock)
     engine.update([identify("u1", "anon-1", clock.now - 2 * HOUR)])
     assert engine.flush()
-    both = view("u2", "p5", clock.now - HOUR)
-    both["anonymousId"] = "anon-1"
-    engine.update([both])
-    for _ in range(2):  # queued, then written
-        d = engine.decide("u2", personalization_granted=True)
-        assert d.next_best_action is not None
-        assert d.next_best_action.reason.startswith("1 item(s) worth 50 USD")
-        assert engine.flush()
+    engine.update([alias("u2", "anon-1", clock.now - HOUR)])
+    d = engine.decide("u2", personalization_granted=True)
+    assert d.next_best_action is not None
+    assert d.next_best_action.reason.startswith("1 item(s) worth 50 USD")
+    assert engine.flush()
+    assert engine.stats["merges_refused"] == 0
 
 
 def test_merge_inside_one_batch(engine: DecisionEngine, clock: Clock) -> None:
