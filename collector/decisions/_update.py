@@ -302,40 +302,33 @@ class _Batch:
             subject = doc["alias"]
         return subject
 
-    def merge(self, user: str, other: str, ts: int, explicit: bool) -> bool:
+    def merge(self, user: str, other: str, ts: int) -> bool:
         """Fold ``other``'s profile into ``user``'s (a resolved id, not an alias) and point
-        ``other`` at ``user``; ``explicit`` for an ``alias`` call, else an event's two ids.
+        ``other`` at ``user``.
 
         False when they are merged already: usually ``other`` points at ``user`` itself (each
         event of a signed-in visitor carries both ids), seen without following aliases. False
-        too, counted in ``kept_apart``, when an event's anonymous id already belongs to another
-        user: a shared device (a family's browser, a shop's kiosk) must not make one person of
-        two who signed in on it. Only an ``alias`` call, the application's own statement that
-        two ids are one person, merges them then.
+        too, counted in ``kept_apart``, when ``other`` already belongs to another user: a
+        shared device (a family's browser, a shop's kiosk) must not make one person of two who
+        signed in on it, whether the second one's event carries the device's anonymous id or
+        is the ``alias`` call a sign-up sends from it. Only an id of its own profile (a first
+        visit's anonymous id, a user id that ``alias`` renames) is merged.
         """
         linked = self.docs.get(other)
         if linked is not None and "alias" in linked:
-            if linked["alias"] == user:
-                return False
-            if not explicit:
-                if self.resolve(other) != user:
-                    self.kept_apart += 1
-                return False
-        source = self.resolve(other)
-        if source == user:
+            if linked["alias"] != user and self.resolve(other) != user:
+                self.kept_apart += 1
             return False
         docs, changed = self.docs, self.changed
-        anon = docs.get(source)
+        own = docs.get(other)  # ``other``'s own profile (not an alias: see above), if any
         target = docs.get(user)
         if target is None:
             target = docs[user] = new_profile(ts)
-        if anon is not None and "alias" not in anon:
-            target = docs[user] = merge_profiles(target, anon)
-            self.customers[source] = None
+        if own is not None:
+            target = docs[user] = merge_profiles(target, own)
+            self.customers[other] = None
         changed[user] = target
-        docs[source] = changed[source] = {"alias": user}
-        if other != source:
-            docs[other] = changed[other] = {"alias": user}
+        docs[other] = changed[other] = {"alias": user}
         return True
 
 
@@ -398,7 +391,7 @@ def fold(
             user = resolve(user)
             doc = docs.get(user)
         kind = get("type")
-        if other is not None and other != user and batch.merge(user, other, ts, kind == "alias"):
+        if other is not None and other != user and batch.merge(user, other, ts):
             counts.merged += 1
             doc = docs[user]
         applied += 1

@@ -85,18 +85,32 @@ def test_a_shared_device_does_not_make_one_person_of_two_users(
     assert engine.stats["merges_refused"] == 2  # the view and the identify, each refused
 
 
-def test_an_alias_call_still_merges_an_id_another_user_holds(
+def test_a_sign_up_alias_from_a_shared_device_is_kept_apart(
     engine: DecisionEngine, clock: Clock
 ) -> None:
-    # alias() is the application saying two ids are one person: followed, with u1's profile.
+    # analytics.js sends alias(previousId=<the device's anonymous id>) when u2 signs up on
+    # u1's device: the id is u1's already, so u1 is not merged into the newcomer.
     _browse_anonymously(engine, clock)
     engine.update([identify("u1", "anon-1", clock.now - 2 * HOUR)])
     assert engine.flush()
     engine.update([alias("u2", "anon-1", clock.now - HOUR)])
+    assert "cart_abandoner" not in engine.decide("u2", personalization_granted=True).segments
+    assert engine.flush()
+    assert "cart_abandoner" in engine.decide("u1", personalization_granted=True).segments
+    assert engine.stats["merges_refused"] == 1
+
+
+def test_an_alias_renaming_a_user_merges_the_profiles(engine: DecisionEngine, clock: Clock) -> None:
+    # alias(previousId=u1, userId=u2): the user's own id changed; its profile goes along.
+    _browse_anonymously(engine, clock)
+    engine.update([identify("u1", "anon-1", clock.now - 2 * HOUR)])
+    assert engine.flush()
+    engine.update([alias("u2", "u1", clock.now - HOUR)])
     d = engine.decide("u2", personalization_granted=True)
     assert d.next_best_action is not None
     assert d.next_best_action.reason.startswith("1 item(s) worth 50 USD")
     assert engine.flush()
+    assert engine.decide("anon-1", personalization_granted=True).segments == d.segments
     assert engine.stats["merges_refused"] == 0
 
 
