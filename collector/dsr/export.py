@@ -7,7 +7,8 @@ The zip holds JSON files and a manifest::
     profile.json           the computed profile (null when none is kept)
     decisions.json         the personalization decision in force (null when none)
     consent_history.json   every consent-ledger record about the subject
-    manifest.json          counts, time range, the ids searched, and the sha256 of each file
+    manifest.json          counts, time range, the ids searched (shared device ids named),
+                           and the sha256 of each file
 
 Events are streamed from the NDJSON files into the zip, so memory does not grow with the data.
 The zip is written under a temporary name and renamed when complete.
@@ -51,6 +52,7 @@ class ExportManifest:
     subject: str
     ids: list[str]
     generated_at: str
+    shared: list[str] = field(default_factory=list)
     files: dict[str, dict[str, object]] = field(default_factory=dict)
     first_event_at: str | None = None
     last_event_at: str | None = None
@@ -64,6 +66,7 @@ class ExportManifest:
             "manifest_version": MANIFEST_VERSION,
             "subject": self.subject,
             "ids_searched": self.ids,
+            "shared_device_ids": self.shared,
             "generated_at": self.generated_at,
             "time_range": {"first": self.first_event_at, "last": self.last_event_at},
             "files": self.files,
@@ -145,6 +148,7 @@ def export_subject(
     manifest = ExportManifest(
         subject=subject.query,
         ids=sorted(subject.ids | subject.pseudonyms),
+        shared=sorted(subject.shared),
         generated_at=(now or datetime.now(UTC)).isoformat().replace("+00:00", "Z"),
     )
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -106,7 +106,10 @@ class DsrService:
         ledger = LedgerPaths.under(self.data_dir).ledger
         if not ledger.is_file():
             return []
-        return list(history(ledger, subject.query, resolver=lambda _: subject.ids))
+        # The subject's own records: another user's that name one of its device ids (a shared
+        # device, see dsr/subject.py) are that user's.
+        records = history(ledger, subject.query, resolver=lambda _: subject.ids)
+        return [r for r in records if r.subject in subject.ids]
 
     def _raw_ids(self, subject: Subject) -> list[str]:
         # The query first: the profile and the decision are looked up under the id people use.
@@ -184,6 +187,7 @@ class DsrService:
             **removed.as_json(),
             "profiles_deleted": profiles,
             "ids_suppressed": len(raw),
+            "shared_device_ids": len(subject.shared),
             "ledger_receipt_seq": receipt.seq,
         }
         log.info("journeykit dsr: erasure %s completed: %s", request.id, detail)

@@ -4,15 +4,24 @@ A privacy officer types what the person gave them: a user id, an anonymous (devi
 email address or a phone number. The collector may hold that person's data under
 
 - the id itself, in ``userId``, ``anonymousId`` or ``previousId`` (alias);
-- other ids linked to it: ``alias`` (``previousId`` -> ``userId``), and any event that carries
-  both a ``userId`` and an ``anonymousId`` (``identify`` after login, and every later event);
-  the consent ledger's ``linked_ids`` too;
+- other ids linked to it: the anonymous (device) ids its events carried (``identify`` after
+  login, every later event, the ``previousId`` of an ``alias``), the user a device id led to,
+  and the consent ledger's ``linked_ids``;
 - HMAC pseudonyms of the id, email or phone under the current and every old key (fields the
   collector or the SDK pseudonymized).
 
-:func:`resolve` follows the links to a fixed point, a few streaming passes over the data. An
-event belongs to the subject when one of its identity fields holds one of those ids, or when
-any of its values is one of the subject's pseudonyms (their email, pseudonymized, in traits).
+:func:`resolve` follows the links to a fixed point, a few streaming passes over the data.
+
+A shared device (a family's browser, a shop's kiosk) carries one anonymous id for several
+people. The id is each of theirs, but it does not make them one person: from a device id the
+search goes on to a user only when the device was seen with that user alone. So a request
+about one user never returns, nor erases, another user's events, and a device id asked about
+directly leads to no user when several signed in on it (``Subject.shared`` names such ids). The
+profile store keeps the same people apart (docs/decisions.md, "Shared devices").
+
+An event belongs to the subject when its ``userId`` is one of the subject's ids, or it has no
+``userId`` and its ``anonymousId`` is one (an ``alias`` belongs to its ``userId``); or when any
+of its values is one of the subject's pseudonyms (their email, pseudonymized, in traits).
 """
 
 from __future__ import annotations
@@ -27,14 +36,19 @@ import orjson
 
 from journeykit.collector.dsr._scan import data_files, line_chunks, open_data
 from journeykit.collector.suppression import check_subject
-from journeykit.consent import ConsentError, FieldKind, LedgerError, Pseudonymizer, history
+from journeykit.consent import (
+    ConsentError,
+    FieldKind,
+    LedgerError,
+    Pseudonymizer,
+    history,
+    is_pseudonym,
+)
 from journeykit.consent._paths import LedgerPaths
 
-__all__ = ["IDENTITY_FIELDS", "Subject", "resolve"]
+__all__ = ["Subject", "identity", "resolve"]
 
 log = logging.getLogger("journeykit.collector")
-
-IDENTITY_FIELDS = ("userId", "anonymousId", "previousId")
 
 _MAX_PASSES = 8  # each pass may add ids linked to the last ones; real chains are 2-3 long
 
@@ -48,6 +62,8 @@ class Subject:
     """Raw and pseudonymized ids matched against ``userId``, ``anonymousId``, ``previousId``."""
     pseudonyms: frozenset[str]
     """Pseudonyms of the subject's email, phone or ids, matched against any value."""
+    shared: frozenset[str] = frozenset()
+    """Those of ``ids`` seen with another user too (shared devices): not followed to them."""
 
     needles: tuple[bytes, ...] = field(init=False, repr=False, compare=False)
     """Each id and pseudonym as the JSON string token it is written as (with quotes)."""
@@ -61,10 +77,9 @@ class Subject:
 
     def owns(self, event: Mapping[str, Any]) -> bool:
         """Whether ``event`` is about this subject (see the module docstring)."""
-        for name in IDENTITY_FIELDS:
-            value = event.get(name)
-            if isinstance(value, str) and value in self.ids:
-                return True
+        user, device = identity(event)
+        if (device if user is None else user) in self.ids:
+            return True
         return bool(self.pseudonyms) and _holds_any(event, self.pseudonyms)
 
     def owned_lines(self, chunk: bytes) -> Iterator[tuple[int, int, dict[str, Any]]]:
@@ -73,6 +88,29 @@ class Subject:
         Only the lines around a needle's occurrences are looked at, so a chunk costs a few
         substring searches plus the work on its hits, not a pass over every line.
         """
+        for start, end, record in self._records(chunk):
+            if self._owns_record(record):
+                yield start, end, record
+
+    def candidates(self, chunk: bytes) -> Iterator[dict[str, Any]]:
+        """Each record in a chunk of whole lines that holds a needle, the subject's or not."""
+        for _, _, record in self._records(chunk):
+            yield record
+
+    def event_of(self, line: bytes) -> dict[str, Any] | None:
+        """The line's event if it belongs to the subject (a rejected record's raw event too)."""
+        if not self.chunk_may_match(line):
+            return None
+        record = _record(line)
+        return record if record is not None and self._owns_record(record) else None
+
+    def _owns_record(self, record: dict[str, Any]) -> bool:
+        if self.owns(record):
+            return True
+        raw = record.get("event")  # rejected/: {"errors": ..., "event": <the raw event>}
+        return isinstance(raw, dict) and "errors" in record and self.owns(raw)
+
+    def _records(self, chunk: bytes) -> Iterator[tuple[int, int, dict[str, Any]]]:
         spans: set[tuple[int, int]] = set()
         for needle in self.needles:
             pos = chunk.find(needle)
@@ -83,33 +121,92 @@ class Subject:
                 spans.add((start, end))
                 pos = chunk.find(needle, end)
         for start, end in sorted(spans):
-            event = self.event_of(chunk[start:end])
-            if event is not None:
-                yield start, end, event
+            record = _record(chunk[start:end])
+            if record is not None:
+                yield start, end, record
 
-    def event_of(self, line: bytes) -> dict[str, Any] | None:
-        """The line's event if it belongs to the subject (a rejected record's raw event too)."""
-        if not self.chunk_may_match(line):
-            return None
-        try:
-            record = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            return None  # a torn line: the collector's start-up repair deals with those
-        if not isinstance(record, dict):
-            return None
-        if self.owns(record):
-            return record
-        raw = record.get("event")  # rejected/: {"errors": ..., "event": <the raw event>}
-        if isinstance(raw, dict) and "errors" in record and self.owns(raw):
-            return record
-        return None
-
-    def widened(self, more: Iterable[str], pseudonymizer: Pseudonymizer | None) -> Subject:
+    def widened(
+        self, more: Iterable[str], pseudonymizer: Pseudonymizer | None, shared: Iterable[str]
+    ) -> Subject:
         ids = set(self.ids)
         for value in more:
             ids.add(value)
             ids.update(_id_pseudonyms(value, pseudonymizer))
-        return Subject(self.query, frozenset(ids), self.pseudonyms)
+        return Subject(self.query, frozenset(ids), self.pseudonyms, frozenset(shared))
+
+
+def identity(event: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """``(userId, the device id it carries)``: its ``anonymousId``, an alias's ``previousId``."""
+    user = event.get("userId")
+    device = event.get("previousId" if event.get("type") == "alias" else "anonymousId")
+    return (
+        user if isinstance(user, str) and user else None,
+        device if isinstance(device, str) and device else None,
+    )
+
+
+_SELF = ""  # among a device's users: the subject itself (user ids are never empty)
+
+
+class _Links:
+    """Ids linked to a subject, and the users each of its device ids was seen with.
+
+    The data holds ids as the client sent them and the consent ledger their pseudonyms: a user
+    or a device is counted once under either form (by the raw id's pseudonyms).
+    """
+
+    def __init__(self, subject: Subject, pseudonymizer: Pseudonymizer | None) -> None:
+        self.subject = subject
+        self.found: set[str] = set()
+        self.users: dict[str, set[str]] = {}  # device -> the users seen with it (_SELF: ours)
+        self._pseudonymizer = pseudonymizer
+        self._raw: dict[str, str] = {}  # pseudonym -> the raw id it is of
+        self._known: set[str] = set()
+        for value in subject.ids:
+            self._key(value)
+
+    def _key(self, value: str) -> str:
+        if value not in self._known:
+            self._known.add(value)
+            if not is_pseudonym(value):
+                for pseudonym in _id_pseudonyms(value, self._pseudonymizer):
+                    self._raw.setdefault(pseudonym, value)
+        return self._raw.get(value, value)
+
+    def add(self, user: str | None, devices: Iterable[str], own: bool) -> None:
+        """A record of ``user`` carrying ``devices``; ``own``: it is the subject's."""
+        ids = self.subject.ids
+        if user is None:  # anonymous: links nothing
+            if own:
+                self.found.update(devices)
+            return
+        if own or user in ids:
+            self.found.add(user)
+            for device in devices:
+                self.found.add(device)
+                self.users.setdefault(self._key(device), set()).add(_SELF)
+            return
+        for device in devices:
+            if device in ids:
+                self.users.setdefault(self._key(device), set()).add(self._key(user))
+
+    def result(self) -> tuple[set[str], set[str]]:
+        """The linked ids (a device's user only if it is that device's one user); the shared."""
+        found, shared = set(self.found), set()
+        for device, users in self.users.items():
+            if len(users) > 1:
+                shared.add(device)
+            elif _SELF not in users:
+                found |= users
+        return found, shared
+
+
+def _record(line: bytes) -> dict[str, Any] | None:
+    try:
+        record = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None  # a torn line: the collector's start-up repair deals with those
+    return record if isinstance(record, dict) else None
 
 
 def _holds_any(value: object, wanted: frozenset[str]) -> bool:
@@ -144,31 +241,31 @@ def _pii_pseudonyms(query: str, pseudonymizer: Pseudonymizer | None) -> set[str]
     return out
 
 
-def _linked_in_data(data_dir: Path, subject: Subject) -> set[str]:
-    found: set[str] = set()
+def _linked_in_data(data_dir: Path, links: _Links) -> None:
+    subject = links.subject
     for file in data_files(data_dir):
         with open_data(file) as handle:
             for chunk in line_chunks(handle):
-                for _, _, event in subject.owned_lines(chunk):
+                for event in subject.candidates(chunk):
                     inner = event.get("event") if "errors" in event else None
                     source = inner if isinstance(inner, dict) else event
-                    found.update(
-                        v for k in IDENTITY_FIELDS if isinstance(v := source.get(k), str) and v
-                    )
-    return found
+                    user, device = identity(source)
+                    own = bool(subject.pseudonyms) and _holds_any(source, subject.pseudonyms)
+                    links.add(user, () if device is None else (device,), own)
 
 
-def _linked_in_ledger(ledger: Path, subject: Subject) -> set[str]:
+def _linked_in_ledger(ledger: Path, links: _Links) -> None:
     if not ledger.is_file():
-        return set()
-    found: set[str] = set()
+        return
+    subject = links.subject
     try:
         for record in history(ledger, subject.query, resolver=lambda _: subject.ids):
-            found.add(record.subject)
-            found.update(record.linked_ids)
+            # The collector records the user first and the device after (an erasure receipt:
+            # the subject asked about, then its other ids).
+            own = record.subject in subject.ids
+            links.add(record.subject, record.linked_ids, own)
     except LedgerError as exc:
         log.warning("journeykit dsr: consent ledger not searched for linked ids: %s", exc)
-    return found
 
 
 def resolve(data_dir: Path, query: str, pseudonymizer: Pseudonymizer | None) -> Subject:
@@ -185,10 +282,13 @@ def resolve(data_dir: Path, query: str, pseudonymizer: Pseudonymizer | None) -> 
     )
     ledger = LedgerPaths.under(data_dir).ledger
     for _ in range(_MAX_PASSES):
-        more = _linked_in_data(data_dir, subject) | _linked_in_ledger(ledger, subject)
+        links = _Links(subject, pseudonymizer)
+        _linked_in_data(data_dir, links)
+        _linked_in_ledger(ledger, links)
+        more, shared = links.result()
         if more <= subject.ids:
-            return subject
-        subject = subject.widened(more, pseudonymizer)
+            return Subject(subject.query, subject.ids, subject.pseudonyms, frozenset(shared))
+        subject = subject.widened(more, pseudonymizer, shared)
     log.warning(
         "journeykit dsr: stopped following linked ids of a subject after %d passes", _MAX_PASSES
     )
