@@ -182,6 +182,25 @@ class RequestTracker:
             self._sync_anonymous_cookie()
         return result
 
+    def reset(self) -> None:
+        """Sign out: forget the user and give this browser a new anonymous id.
+
+        What analytics.js's ``reset()`` does; call it when a user signs out. Without it, the
+        next person on the same browser (a family computer, a shop's kiosk) carries on with the
+        last one's anonymous id, and the collector keeps an anonymous id with the first user it
+        was linked to (docs/decisions.md, "Shared devices"): their anonymous browsing would
+        count for the previous person. The consent choice stays, as it belongs to the browser
+        (the banner's cookie), not to a user. An anonymous id from ``anonymous_id_header`` is
+        the proxy's to renew, and is kept.
+        """
+        self.user_id = None
+        header = self._settings.anonymous_id_header
+        if header and self.request.header(header):
+            return
+        self.anonymous_id = uuid.uuid4().hex
+        self._anon_stored = False
+        self._sync_anonymous_cookie()  # the new id is stored only if consent allows it
+
     # -- tracking calls -------------------------------------------------------------------------
 
     def track(self, event: Any, properties: Mapping[str, Any] | None = None, **kw: Any) -> Enqueued:

@@ -34,6 +34,13 @@ def make_app(client: Client, **settings: Any) -> Flask:
     def css() -> str:
         return "body {}"
 
+    @app.post("/logout")
+    def logout() -> str:
+        g.journeykit.track("Signed Out")
+        g.journeykit.reset()
+        g.journeykit.track("Logged Out Page Viewed")
+        return "bye"
+
     @app.get("/who")
     def who() -> dict[str, Any]:
         tracker = g.journeykit
@@ -106,6 +113,42 @@ def test_withdrawal_deletes_the_anonymous_id_cookie(client: Client, recorder: Re
     assert cookies["jk_aid"]["max-age"] == "0"
     first, second = consent_messages(recorder.events)
     assert first["anonymousId"] == second["anonymousId"]  # the withdrawal reaches the same subject
+
+
+def test_reset_at_sign_out_gives_the_browser_a_new_anonymous_id(
+    client: Client, recorder: Recorder
+) -> None:
+    http, answer = accept(make_app(client))
+    before = set_cookies(answer.headers.getlist("Set-Cookie"))["jk_aid"]["value"]
+    out = http.post("/logout")
+    cookie = set_cookies(out.headers.getlist("Set-Cookie"))["jk_aid"]
+    assert_private_flags(cookie)
+    after = cookie["value"]
+    assert after != before
+    http.get("/buy")
+    by_name = {e.get("event"): e for e in recorder.events}
+    assert by_name["Signed Out"]["anonymousId"] == before  # the sign-out is the last one's
+    assert by_name["Logged Out Page Viewed"]["anonymousId"] == after
+    assert by_name["Product Viewed"]["anonymousId"] == after
+    assert http.get("/who").get_json()["anonymous_id"] == after
+
+
+def test_reset_without_consent_stores_no_id(client: Client, recorder: Recorder) -> None:
+    out = make_app(client).test_client().post("/logout")
+    assert "jk_aid" not in set_cookies(out.headers.getlist("Set-Cookie"))
+    assert recorder.requests == []
+
+
+def test_reset_keeps_an_anonymous_id_the_proxy_owns(client: Client, recorder: Recorder) -> None:
+    app = make_app(client, anonymous_id_header="X-Anonymous-Id")
+    http, _ = accept(app)
+    out = http.post("/logout", headers={"X-Anonymous-Id": "proxy-owned-id-1"})
+    assert "jk_aid" not in set_cookies(out.headers.getlist("Set-Cookie"))
+    assert {e["anonymousId"] for e in recorder.events if e.get("event") == "Signed Out"} == {
+        "proxy-owned-id-1"
+    }
+    [after] = [e for e in recorder.events if e.get("event") == "Logged Out Page Viewed"]
+    assert after["anonymousId"] == "proxy-owned-id-1"
 
 
 def test_gpc_denies_marketing_and_strips_its_fields(client: Client, recorder: Recorder) -> None:
