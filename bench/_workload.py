@@ -19,7 +19,14 @@ import argparse
 
 import orjson
 
-__all__ = ["SHAPES", "WRK_THREAD_IDS", "add_events_option", "lua_script", "paced_requests"]
+__all__ = [
+    "SHAPES",
+    "WRK_THREAD_IDS",
+    "add_events_option",
+    "lua_script",
+    "paced_requests",
+    "templates",
+]
 
 SHAPES = ("small", "rich")
 _MARK = "\x00MID\x00"
@@ -89,7 +96,7 @@ def _rich(i: int) -> dict[str, object]:
     }
 
 
-def _templates(shape: str) -> list[tuple[str, str]]:
+def templates(shape: str) -> list[tuple[str, str]]:
     """(text before the messageId, text after it) of each of the 100 events."""
     make = _rich if shape == "rich" else _small
     out = []
@@ -112,10 +119,10 @@ def add_events_option(parser: argparse.ArgumentParser) -> None:
 
 def paced_requests(count: int, auth: str, run: str, shape: str = "small") -> list[bytes]:
     """``count`` raw HTTP requests of 100 ``shape`` events, messageIds ``p-{run}-{n}-{i}``."""
-    templates = _templates(shape)
+    rows = templates(shape)
     requests = []
     for n in range(count):
-        events = ",".join(f"{a}p-{run}-{n}-{i}{b}" for i, (a, b) in enumerate(templates, 1))
+        events = ",".join(f"{a}p-{run}-{n}-{i}{b}" for i, (a, b) in enumerate(rows, 1))
         body = f'{{"batch":[{events}]}}'.encode()
         head = (
             "POST /v1/batch HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
@@ -127,7 +134,7 @@ def paced_requests(count: int, auth: str, run: str, shape: str = "small") -> lis
 
 def lua_script(auth: str, shape: str = "small") -> str:
     """A wrk script posting batches of 100 ``shape`` events, messageIds ``m-{thread}-{n}-{i}``."""
-    rows = "\n".join(f"  {{[==[{a}]==], [==[{b}]==]}}," for a, b in _templates(shape))
+    rows = "\n".join(f"  {{[==[{a}]==], [==[{b}]==]}}," for a, b in templates(shape))
     return f'AUTH = "{auth}"\nEVENTS = {{\n{rows}\n}}\n' + _LUA
 
 
