@@ -122,6 +122,11 @@ def _export(args: argparse.Namespace) -> int:
         say(f"  {name:22} {entry['count']:>8} item(s)  sha256 {entry['sha256']}")
     first, last = manifest.first_event_at, manifest.last_event_at
     say(f"  events from {first or '-'} to {last or '-'}; deadline was {request.deadline}")
+    if manifest.shared:
+        say(
+            f"  shared devices: {', '.join(manifest.shared)} (also used by other users: their "
+            "anonymous events are included, the other users' events are not; docs/dsr.md)"
+        )
     return 0
 
 
@@ -143,6 +148,11 @@ def _erase(args: argparse.Namespace) -> int:
     say(f"  rejected events removed: {d['rejected_removed']}")
     say(f"  profiles deleted:        {d['profiles_deleted']}")
     say(f"  ids suppressed:          {d['ids_suppressed']}")
+    if d["shared_device_ids"]:
+        say(
+            f"  shared device ids:       {d['shared_device_ids']} (suppressed too: other users' "
+            "later events from them are dropped; docs/dsr.md)"
+        )
     say(f"  ledger receipt:          seq {d['ledger_receipt_seq']}")
     return 0
 

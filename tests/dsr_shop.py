@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from helpers import RunningCollector
+from helpers import PSEUDONYM_KEY, WRITE_KEY, RunningCollector
 
 from journeykit.consent import Pseudonymizer
 
@@ -72,3 +75,17 @@ class Shop:
     data_dir: Path
     pseudonymizer: Pseudonymizer
     collector: RunningCollector
+
+
+def dsr(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``journeykit dsr ARGS --data-dir DATA_DIR`` in a child process, with the tests' keys."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOURNEYKIT_")}
+    env |= {"JOURNEYKIT_PSEUDONYM_KEY": PSEUDONYM_KEY, "JOURNEYKIT_WRITE_KEYS": WRITE_KEY}
+    return subprocess.run(
+        [sys.executable, "-m", "journeykit.collector", "dsr", *args, "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import httpx
-from dsr_shop import Shop
-from helpers import PSEUDONYM_KEY, WRITE_KEY, running_collector
+from dsr_shop import Shop, dsr
+from helpers import running_collector
 from pydantic import SecretStr
 
 from journeykit.consent import verify_ledger
@@ -21,19 +18,6 @@ from journeykit.consent.history import iter_records
 
 ADMIN_KEY = "admin-key-0123456789abcdef"
 ALICE_IDS = {"m-1", "m-2", "m-3", "m-4", "m-5", "m-6"}
-
-
-def dsr(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JOURNEYKIT_")}
-    env |= {"JOURNEYKIT_PSEUDONYM_KEY": PSEUDONYM_KEY, "JOURNEYKIT_WRITE_KEYS": WRITE_KEY}
-    return subprocess.run(
-        [sys.executable, "-m", "journeykit.collector", "dsr", *args, "--data-dir", str(data_dir)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
 
 
 def send_as(shop: Shop, user: str, n: int) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from dsr_shop import dsr
 from helpers import RunningCollector, running_collector
 from pydantic import SecretStr
 
@@ -146,3 +147,18 @@ def test_erasing_one_user_keeps_the_other_users_of_the_device(
     detail = answer.json()["request"]["detail"]
     assert (detail["events_removed"], detail["shared_device_ids"]) == (4, 1)
     assert _ids(family.events) == {"s-4", "s-5", "s-6", "s-7", "s-9", "s-10", "s-11"}
+
+
+def test_the_commands_tell_the_officer_about_the_shared_device(
+    family: RunningCollector, tmp_path: Path
+) -> None:
+    out = tmp_path / "u1.zip"
+    exported = dsr(family.data_dir, "export", "u1", "--out", str(out))
+    assert exported.returncode == 0, exported.stderr
+    assert "shared devices: dev-1 (also used by other users" in exported.stdout
+    alone = dsr(family.data_dir, "export", "u4", "--out", str(tmp_path / "u4.zip"))
+    assert alone.returncode == 0, alone.stderr
+    assert "shared devices" not in alone.stdout
+    erased = dsr(family.data_dir, "erase", "u1", "--yes")
+    assert erased.returncode == 0, erased.stderr
+    assert "shared device ids:       1 (suppressed too" in erased.stdout
