@@ -59,7 +59,7 @@ class UpdateCounts:
     applied: int = 0
     skipped: Counter[str] = field(default_factory=Counter)  # reason -> events
     merged: int = 0
-    kept_apart: int = 0  # merges refused: an anonymous id of one user seen with another
+    kept_apart: int = 0  # merges refused: an id that belongs to one user, linked to another
 
 
 def plain_id(value: Any) -> str | None:
@@ -390,10 +390,10 @@ def fold(
         if doc is not None and "alias" in doc:
             user = resolve(user)
             doc = docs.get(user)
-        kind = get("type")
         if other is not None and other != user and batch.merge(user, other, ts):
             counts.merged += 1
             doc = docs[user]
+        kind = get("type")
         applied += 1
         if kind == "alias":
             continue
