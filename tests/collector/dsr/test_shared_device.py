@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from dsr_shop import dsr
+from dsr_shop import dsr, event
 from helpers import RunningCollector, running_collector
 from pydantic import SecretStr
 
@@ -25,32 +25,23 @@ from journeykit.collector.keys import load_pseudonymizer
 ADMIN_KEY = "admin-key-for-tests-0123456789"
 
 
-def _event(kind: str, n: int, **fields: Any) -> dict[str, Any]:
-    return {
-        "type": kind,
-        "messageId": f"s-{n}",
-        "timestamp": f"2026-11-0{n % 9 + 1}T10:00:00Z",
-        **fields,
-    }
-
-
 def traffic() -> list[dict[str, Any]]:
     viewed = {"event": "Product Viewed", "properties": {"product_id": "p1"}}
     purposes = {"analytics": True, "personalization": True}
     consent = {"event": "Consent Updated", "properties": {"purposes": purposes}}
     return [
-        _event("page", 1, anonymousId="dev-1", name="Home"),
-        _event("identify", 2, userId="u1", anonymousId="dev-1", traits={"plan": "pro"}),
-        _event("track", 3, userId="u1", anonymousId="dev-1", **viewed),
-        _event("identify", 4, userId="u2", anonymousId="dev-1"),
-        _event("track", 5, userId="u2", anonymousId="dev-1", **viewed),
-        _event("track", 6, userId="u2", anonymousId="dev-1", **consent),
-        _event("alias", 7, userId="u3", previousId="dev-1"),
-        _event("track", 8, userId="u1", anonymousId="dev-2", **viewed),
-        _event("page", 9, anonymousId="dev-solo", name="Home"),
-        _event("identify", 10, userId="u4", anonymousId="dev-solo"),
+        event("page", 1, anonymousId="dev-1", name="Home"),
+        event("identify", 2, userId="u1", anonymousId="dev-1", traits={"plan": "pro"}),
+        event("track", 3, userId="u1", anonymousId="dev-1", **viewed),
+        event("identify", 4, userId="u2", anonymousId="dev-1"),
+        event("track", 5, userId="u2", anonymousId="dev-1", **viewed),
+        event("track", 6, userId="u2", anonymousId="dev-1", **consent),
+        event("alias", 7, userId="u3", previousId="dev-1"),
+        event("track", 8, userId="u1", anonymousId="dev-2", **viewed),
+        event("page", 9, anonymousId="dev-solo", name="Home"),
+        event("identify", 10, userId="u4", anonymousId="dev-solo"),
         # In the ledger under pseudonyms: still one user of dev-solo, not two.
-        _event("track", 11, userId="u4", anonymousId="dev-solo", **consent),
+        event("track", 11, userId="u4", anonymousId="dev-solo", **consent),
     ]
 
 
@@ -96,14 +87,14 @@ def _ids(events: list[dict[str, Any]]) -> set[str]:
     ("query", "events"),
     [
         # The device's anonymous page is each user's; another user's own events are not.
-        ("u1", {"s-1", "s-2", "s-3", "s-8"}),
-        ("u2", {"s-1", "s-4", "s-5", "s-6"}),
-        ("u3", {"s-1", "s-7"}),
+        ("u1", {"m-1", "m-2", "m-3", "m-8"}),
+        ("u2", {"m-1", "m-4", "m-5", "m-6"}),
+        ("u3", {"m-1", "m-7"}),
         # Asked about directly, a shared device leads to none of its users.
-        ("dev-1", {"s-1"}),
+        ("dev-1", {"m-1"}),
         # A device one user alone was seen with leads to that user.
-        ("dev-solo", {"s-9", "s-10", "s-11"}),
-        ("dev-2", {"s-1", "s-2", "s-3", "s-8"}),
+        ("dev-solo", {"m-9", "m-10", "m-11"}),
+        ("dev-2", {"m-1", "m-2", "m-3", "m-8"}),
     ],
 )
 def test_an_access_request_holds_the_subjects_events_alone(
@@ -146,7 +137,7 @@ def test_erasing_one_user_keeps_the_other_users_of_the_device(
     assert answer.status_code == 200, answer.text
     detail = answer.json()["request"]["detail"]
     assert (detail["events_removed"], detail["shared_device_ids"]) == (4, 1)
-    assert _ids(family.events) == {"s-4", "s-5", "s-6", "s-7", "s-9", "s-10", "s-11"}
+    assert _ids(family.events) == {"m-4", "m-5", "m-6", "m-7", "m-9", "m-10", "m-11"}
 
 
 def test_the_commands_tell_the_officer_about_the_shared_device(
