@@ -33,8 +33,16 @@ def starlette_app(client: Client, barrier: asyncio.Barrier | None = None, **sett
     async def robots(request: Request) -> PlainTextResponse:
         return PlainTextResponse("User-agent: *")
 
+    async def logout(request: Request) -> PlainTextResponse:
+        request.state.journeykit.reset()
+        return PlainTextResponse("bye")
+
     return Starlette(
-        routes=[Route("/product", product), Route("/robots.txt", robots)],
+        routes=[
+            Route("/product", product),
+            Route("/robots.txt", robots),
+            Route("/logout", logout, methods=["POST"]),
+        ],
         middleware=[Middleware(JourneyKitMiddleware, client=client, **settings)],
     )
 
@@ -70,6 +78,19 @@ def test_accept_sets_private_cookies_then_events_flow(client: Client, recorder: 
     kinds = [e.get("event") or e["type"] for e in recorder.events]
     assert kinds == ["Consent Updated", "Product Viewed", "page"]  # robots.txt: excluded
     assert {e["anonymousId"] for e in recorder.events} == {cookies["jk_aid"]["value"]}
+
+
+def test_reset_at_sign_out_sets_a_new_anonymous_id_cookie(
+    client: Client, recorder: Recorder
+) -> None:
+    app = starlette_app(client)
+    consent, out, _ = run(app, ACCEPT, ("POST", "/logout", {}), ("GET", "/product", {}))
+    before = set_cookies(consent.headers.get_list("set-cookie"))["jk_aid"]["value"]
+    cookie = set_cookies(out.headers.get_list("set-cookie"))["jk_aid"]
+    assert_private_flags(cookie)
+    assert cookie["value"] != before
+    [viewed] = [e for e in recorder.events if e.get("event") == "Product Viewed"]
+    assert viewed["anonymousId"] == cookie["value"]
 
 
 def test_gpc_denies_marketing(client: Client, recorder: Recorder) -> None:
