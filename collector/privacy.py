@@ -40,6 +40,7 @@ from journeykit.consent import (
     FieldKind,
     GatePolicy,
     InvalidConsentSignal,
+    InvalidFieldValue,
     Pseudonymized,
     Pseudonymizer,
     PseudonymRules,
@@ -52,6 +53,7 @@ from journeykit.consent import (
     parse_gpc,
     parse_message,
     pseudonymize_message,
+    truncate_ip,
 )
 from journeykit.consent._compiled import IdPseudonyms, Protector
 
@@ -334,7 +336,7 @@ class PrivacyStep:
     ) -> ConsentChange:
         found = event.get("context")
         context: Mapping[str, Any] = found if isinstance(found, dict) else {}
-        ip = context.get("ip") if isinstance(context.get("ip"), str) else None
+        ip = _address(context.get("ip"))
         agent = context.get("userAgent")
         if not isinstance(agent, str):
             agent = headers.get("user-agent")
@@ -350,6 +352,20 @@ class PrivacyStep:
             user_agent=agent,
             at=update.timestamp.astimezone(UTC),
         )
+
+
+def _address(value: object) -> str | None:
+    """An event's ``context.ip`` if the ledger can record it, else ``None``.
+
+    The consent state has already changed when the change is written, so an address the ledger
+    would refuse must not fail the request: the change is recorded without one.
+    """
+    if not isinstance(value, str):
+        return None
+    try:
+        return truncate_ip(value)
+    except InvalidFieldValue:
+        return None
 
 
 def _gpc(headers: Mapping[str, str], now: datetime) -> ConsentUpdate | None:

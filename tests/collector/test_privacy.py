@@ -207,3 +207,24 @@ def test_the_senders_address_is_added_truncated_when_the_event_has_none(
     without, with_own = collector.events
     assert without["context"]["ip"] == "127.0.0.0"  # the test client's 127.0.0.1, cut to /24
     assert with_own["context"]["ip"] == "198.51.100.0"  # the event's own address wins
+
+
+def test_a_consent_change_from_an_event_with_a_bad_address_is_recorded_without_it(
+    tmp_path: Path,
+) -> None:
+    """``context.ip`` that is no IP address cannot fail the request after consent changed.
+
+    The ledger refuses an address it cannot truncate; the change is recorded with no address
+    (as when none was sent), so the withdrawal answers 200 and holds after a restart.
+    """
+    with running_collector(tmp_path / "data", consent_regime="opt_in") as first:
+        send(first, consent(analytics=True))
+        withdrawal = consent(analytics=False)
+        withdrawal["context"] = {"ip": "not-an-address"}
+        assert send(first, withdrawal)["accepted"] == 1
+        last = ledger_records(first)[-1]
+        assert last.denied == ("analytics",)
+        assert last.ip is None
+        assert send(first, track())["dropped"] == {"denied:analytics": 1}
+    with running_collector(tmp_path / "data", consent_regime="opt_in") as second:
+        assert send(second, track())["dropped"] == {"denied:analytics": 1}
