@@ -69,14 +69,13 @@ class ConsentStore:
         """
         with self._lock:
             changed = self._changes(subjects, update)
-            if len(changed) == len(update.purposes):
+            # Nothing changed, nothing recorded, nothing kept: not even an empty state for a
+            # subject seen for the first time, which would hide its device's consent here only.
+            if changed and len(changed) == len(update.purposes):
                 self._merge(subjects, update)
             elif changed:
                 kept = {p: g for p, g in update.purposes.items() if p in changed}
                 self._merge(subjects, update.model_copy(update={"purposes": kept}))
-            else:
-                # Nothing to record: only a subject seen for the first time gets a state.
-                self._merge([s for s in subjects if s not in self._states], update)
         return changed
 
     def _changes(self, subjects: list[str], update: ConsentUpdate) -> dict[Purpose, bool]:

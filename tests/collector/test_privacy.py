@@ -228,3 +228,26 @@ def test_a_consent_change_from_an_event_with_a_bad_address_is_recorded_without_i
         assert send(first, track())["dropped"] == {"denied:analytics": 1}
     with running_collector(tmp_path / "data", consent_regime="opt_in") as second:
         assert send(second, track())["dropped"] == {"denied:analytics": 1}
+
+
+def test_a_signal_naming_no_purpose_leaves_consent_as_the_ledger_has_it(tmp_path: Path) -> None:
+    """Only ``necessary`` in Segment's preferences changes nothing and records nothing.
+
+    So it cannot leave an empty consent state in memory for the user, hiding the consent their
+    device gave, that a restart (which replays the ledger) would not have.
+    """
+    device = {
+        "type": "track",
+        "anonymousId": "anon-1",
+        "event": "Consent Updated",
+        "properties": {"purposes": {"analytics": True}, "source": "banner"},
+    }
+    only_necessary = {"consent": {"categoryPreferences": {"necessary": True}}}
+    signed_in = {**track("u9"), "anonymousId": "anon-1"}
+    with running_collector(tmp_path / "data", consent_regime="opt_in") as first:
+        send(first, device)
+        assert send(first, {**signed_in, "context": only_necessary})["accepted"] == 1
+        assert send(first, signed_in)["accepted"] == 1
+        assert len(ledger_records(first)) == 1
+    with running_collector(tmp_path / "data", consent_regime="opt_in") as second:
+        assert send(second, signed_in)["accepted"] == 1
