@@ -70,21 +70,27 @@ class ConsentBook:
         self._lock = threading.Lock()
 
     def record(self, update: ConsentUpdate) -> ConsentState:
-        """Fold ``update`` into its subject's state, kept under its user and anonymous ids."""
+        """Fold ``update`` into the state of its user id and of its anonymous id.
+
+        Each id's own state takes the update, as in the collector: a device keeps the choices
+        it made itself for purposes the update does not name, rather than taking the user's.
+        Returns the state of the first id (the user's, if named).
+        """
         keys = _keys(update.user_id, update.anonymous_id)
+        states: list[ConsentState] = []
         with self._lock:
-            current = next((self.states[k][0] for k in keys if k in self.states), None)
-            if current is None:
-                state = ConsentState.from_update(update, self._policy.regime)
-            else:
-                state = current.merge(update)
-            entry = (state, state.granted())
             for key in keys:
-                self.states[key] = entry
+                current = self.states.get(key)
+                if current is None:
+                    state = ConsentState.from_update(update, self._policy.regime)
+                else:
+                    state = current[0].merge(update)
+                self.states[key] = (state, state.granted())
                 self.states.move_to_end(key)
+                states.append(state)
             while len(self.states) > self._max:
                 self.states.popitem(last=False)
-        return state
+        return states[0]
 
     def local(self, user_id: str | None, anonymous_id: str | None) -> ConsentState | None:
         """The state recorded here, by user id first, then anonymous id.

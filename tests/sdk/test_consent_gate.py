@@ -200,6 +200,28 @@ def test_a_resolver_that_raises_drops_the_event_with_consent_error() -> None:
     assert [d.reason for d in drops] == ["consent_error"]
 
 
+def test_a_choice_for_user_and_device_keeps_each_ids_other_choices() -> None:
+    """Naming both ids folds the choice into each one's own state, as the collector does.
+
+    The device refused marketing before sign-in; the user granted it elsewhere. A later choice
+    about analytics for both must not hand the user's marketing grant to the device, whose
+    anonymous events (after sign-out, say) keep their advertising fields stripped.
+    """
+    recorder = Recorder()
+    with make_client(recorder) as client:
+        client.consent(None, granted=["analytics"], denied=["marketing"], anonymous_id="a1")
+        client.consent("u1", granted=["analytics", "marketing"])
+        client.consent("u1", granted=["analytics"], anonymous_id="a1")
+        assert client.page(None, "Home", anonymous_id="a1", context=AD_CONTEXT)
+        assert client.flush(timeout=5)
+    device = client.consent_state(None, "a1")
+    user = client.consent_state("u1")
+    assert device is not None and user is not None
+    assert not device.is_granted(Purpose.MARKETING)
+    assert user.is_granted(Purpose.MARKETING)
+    assert recorder.events[-1]["context"]["device"] == {}
+
+
 def test_the_consent_map_is_bounded() -> None:
     with make_client(Recorder(), max_consent_subjects=2) as client:
         for user in ("u1", "u2", "u3"):
