@@ -152,15 +152,16 @@ def _viewed(p: Profile, props: dict[str, Any], ts: int, f: _Fold) -> None:
     if recent is None:
         p["recent"] = [[pid, ts]]
         return
-    # Co-occurrence with the session's earlier views, before this view joins them (``_add``
-    # inlined: up to ten increments per view, the fold's most frequent operation).
+    # Co-occurrence with the views within a session of this one, before or after it (events
+    # arrive out of order), before it joins them (``_add`` inlined: up to ten increments per
+    # view, the fold's most frequent operation).
     related, session, taken, index = f.related, f.session, 0, -1
     mine: dict[str, int] | None = None
     for i in range(len(recent) - 1, -1, -1):
         other, seen = recent[i]
         if other == pid:
             index = i
-        elif taken < RELATED_RECENT and ts - seen <= session:
+        elif taken < RELATED_RECENT and -session <= ts - seen <= session:
             if mine is None:
                 mine = related.get(pid)
                 if mine is None:

@@ -29,6 +29,21 @@ def test_viewed_together_and_bought_together(engine: DecisionEngine, clock: Cloc
     assert ("hat", "co_occurrence") not in recs
 
 
+def test_a_late_view_from_days_before_is_not_viewed_together(
+    engine: DecisionEngine, clock: Clock
+) -> None:
+    """Events arrive out of order (a phone back online sends last week's views): a view is
+    paired with the session's others only when they are within the session either way."""
+    now = clock.now - HOUR
+    engine.update([view("late", "boot", now)])
+    engine.update([view("late", "hat", now - 10 * DAY)])  # arrives after, happened long before
+    engine.update([view("late", "sock", now - 60)])  # arrives after, happened a minute before
+    engine.update([view("me", "boot", clock.now)])
+    recs = _recs(engine, "me")
+    assert recs[0] == ("sock", "co_occurrence")
+    assert ("hat", "co_occurrence") not in recs
+
+
 def test_cold_start_gets_popular_items(engine: DecisionEngine, clock: Clock) -> None:
     engine.update([view(f"s{i}", "top", clock.now - DAY) for i in range(3)])
     engine.update([view("s9", "second", clock.now - DAY)])
