@@ -82,6 +82,7 @@ class AsyncClient(Core):
         self._accepted = 0
         self._flushers = 0
         self._stopping = False
+        self._sealed = False  # shutdown took the queue: calls that reach it later are refused
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         s = self._settings
@@ -155,7 +156,7 @@ class AsyncClient(Core):
         delivered = await self.flush(timeout)
         given_up = self._counters.dropped_for("shutdown")
         self._abort.set()  # a batch still retrying gives up now (and is spooled, with a spool)
-        left = self._take_queued()
+        left = self._take_queued(seal=True)
         unstored = left
         if self._spool is not None and left:
             size = self._settings.batch_size
@@ -200,12 +201,18 @@ class AsyncClient(Core):
     def _submit(self, message_id: str, payload: bytes) -> Enqueued:
         s = self._settings
         with self._lock:
+            # A call from another thread can pass the closed check before shutdown and get
+            # here after it: no task would ever deliver what it queued.
+            sealed = self._sealed
             full = len(self._items) >= s.max_queue_size
-            if not full:
+            if not (full or sealed):
                 self._items.append((message_id, payload))
                 self._bytes += len(payload)
                 self._unfinished += 1
                 self._accepted += 1  # stats().queued, under the lock already held
+        if sealed:
+            self._drop(message_id, "shutdown", "the client was shut down")
+            return Enqueued(False, message_id, "shutdown", "the client was shut down")
         if full:
             detail = f"the queue holds {s.max_queue_size:,} events"
             self._drop(message_id, "queue_full", detail)
@@ -372,8 +379,9 @@ class AsyncClient(Core):
             left, store(self._spool, left, self._settings.batch_size, self._counters), detail
         )
 
-    def _take_queued(self) -> list[Item]:
+    def _take_queued(self, *, seal: bool = False) -> list[Item]:
         with self._lock:
+            self._sealed = self._sealed or seal
             left = list(self._items)
             self._items.clear()
             self._bytes = 0

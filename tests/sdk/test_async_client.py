@@ -121,6 +121,37 @@ def test_shutdown_timeout_drops_and_reports_what_is_left() -> None:
     assert len(drops) == 4
 
 
+def test_a_call_from_another_thread_that_overlaps_shutdown_is_refused_not_left_pending() -> None:
+    """A call past the closed check when shutdown starts, and queued after it ended.
+
+    The consent resolver holds the call between the two; its event must then be refused as
+    ``shutdown`` (as the sync client does), not sit in a queue no task will ever deliver.
+    """
+    entered, go = threading.Event(), threading.Event()
+
+    def resolver(user_id: str | None, anonymous_id: str | None) -> None:
+        entered.set()
+        go.wait(10)
+
+    drops: list[Drop] = []
+    client = make_client(Recorder(), consent_resolver=resolver, on_drop=drops.append)
+
+    async def main() -> Any:
+        call = asyncio.create_task(asyncio.to_thread(client.track, "u1", "Late"))
+        await asyncio.to_thread(entered.wait, 10)
+        assert await client.shutdown(timeout=1)
+        go.set()
+        return await call
+
+    result = asyncio.run(main())
+    assert not result
+    assert result.reason == "shutdown"
+    stats = client.stats()
+    assert stats.pending == 0
+    assert stats.dropped == {"shutdown": 1}
+    assert [d.reason for d in drops] == ["shutdown"]
+
+
 def test_events_left_when_the_loop_ends_are_dropped_and_counted() -> None:
     recorder = Recorder()
     client = make_client(recorder, flush_interval=60)
