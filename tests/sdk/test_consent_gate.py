@@ -216,7 +216,8 @@ def test_a_choice_for_user_and_device_keeps_each_ids_other_choices() -> None:
         assert client.flush(timeout=5)
     device = client.consent_state(None, "a1")
     user = client.consent_state("u1")
-    assert device is not None and user is not None
+    assert device is not None
+    assert user is not None
     assert not device.is_granted(Purpose.MARKETING)
     assert user.is_granted(Purpose.MARKETING)
     assert recorder.events[-1]["context"]["device"] == {}
