@@ -7,7 +7,7 @@ answers. Times are whole Unix seconds. Fields, each with a bound so that a docum
 
 ``first_seen``/``last_seen``; ``c``: event counts by name, ``{name: [lifetime, days, hours]}``
 where ``days``/``hours`` are flat ``[index, count, index, count, ...]`` lists in ascending order
-of day (``ts // 86400``, last 31 days) and hour (``ts // 3600``, last 48 hours), at most
+of day (``ts // 86400``, last 31 days) and hour (``ts // 3600``, last 49 hours), at most
 :data:`MAX_EVENT_NAMES` names (later names count under :data:`OTHER_EVENTS`); ``views``,
 ``adds``, ``units`` (products bought), ``orders``, ``reviews``; ``rev`` (revenue per currency);
 ``first_purchase``, ``last_purchase``, ``last_add``, ``last_review``; ``cats`` (category
@@ -45,7 +45,9 @@ __all__ = [
 
 Profile = dict[str, Any]
 
-HOUR_BUCKETS = 48
+# A window of N hours or days counts the current bucket and the N whole ones before it, so
+# that nothing inside the window is missed: 48 hours and 30 days at most.
+HOUR_BUCKETS = 49
 DAY_BUCKETS = 31
 MAX_BOUGHT = 100
 MAX_RECENT = 10
@@ -110,7 +112,7 @@ def order_lines(props: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, An
 
 
 def order_value(props: Mapping[str, Any]) -> float:
-    """An order's value: ``total``, else ``revenue``, else the sum of its lines."""
+    """An order's value: ``total``, else ``revenue``, else ``value``, else the sum of its lines."""
     for key in ("total", "revenue", "value"):
         value = props.get(key)
         if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:

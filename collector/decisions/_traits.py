@@ -52,7 +52,7 @@ _COUNT = re.compile(r"^count\.(total|(\d+)([hd]))\.(.+)$")
 def _window_ok(amount: str | None, unit: str | None) -> bool:
     if amount is None or unit is None:
         return True  # "total"
-    limit = HOUR_BUCKETS if unit == "h" else DAY_BUCKETS - 1
+    limit = (HOUR_BUCKETS if unit == "h" else DAY_BUCKETS) - 1
     return 1 <= int(amount) <= limit
 
 
@@ -65,7 +65,9 @@ def check_trait(name: str) -> TraitKind:
         known = ", ".join(sorted(TRAITS))
         raise ValueError(f"unknown trait {name!r}; known: {known}, count.<window>.<event>")
     if not _window_ok(match[2], match[3]):
-        raise ValueError(f"window of {name!r} out of range: 1h..{HOUR_BUCKETS}h or 1d..29d")
+        raise ValueError(
+            f"window of {name!r} out of range: 1h..{HOUR_BUCKETS - 1}h or 1d..{DAY_BUCKETS - 1}d"
+        )
     return "number"
 
 
@@ -157,7 +159,9 @@ class Traits:
         if window is None:
             return sum(entry[0] for entry in entries)
         amount, size, column = window
-        oldest = int(self._now // size) - amount + 1
+        # The current bucket and ``amount`` whole ones before it: everything of the window,
+        # and of up to one bucket more (what shared the oldest bucket with its start).
+        oldest = int(self._now // size) - amount
         total = 0
         for entry in entries:
             series = entry[column]

@@ -34,6 +34,23 @@ def test_high_intent_gets_an_onsite_cart_offer(engine: DecisionEngine, clock: Cl
     assert "high_intent" not in decide(engine, "ann").segments
 
 
+def test_a_window_in_hours_counts_everything_inside_it(
+    engine: DecisionEngine, clock: Clock
+) -> None:
+    """``count.24h`` counts by hour buckets: all of the last 24 hours, never less.
+
+    At 9:10, views and an add at 9:40 the day before are 23.5 hours old, inside the window,
+    though their hour began over 24 hours ago; the bucket of 9:00 that day is counted whole.
+    """
+    clock.advance(10 * 60)
+    t = clock.now - 23.5 * HOUR
+    engine.update([view("cy", p, t + i) for i, p in enumerate(["p1", "p2", "p3"])])
+    engine.update([add("cy", "p3", t + 10)])
+    assert "high_intent" in decide(engine, "cy").segments
+    clock.advance(HOUR)  # now 25.5 hours old, and their hour is out of the window
+    assert "high_intent" not in decide(engine, "cy").segments
+
+
 def test_cart_abandoner_gets_the_offer_of_their_experiment_variant(
     engine: DecisionEngine, clock: Clock
 ) -> None:
