@@ -12,17 +12,20 @@ from __future__ import annotations
 from operator import itemgetter
 from typing import Literal
 
-from journeykit.collector.decisions._profile import Profile
+from journeykit.collector.decisions._profile import MAX_BOUGHT, MAX_CART, Profile
 from journeykit.collector.decisions._store import CandidateQuery, Candidates
 from journeykit.sdk._decision import Recommendation
 
-__all__ = ["query_for", "rank"]
+__all__ = ["EXTRA", "query_for", "rank"]
 
 Source = Literal["co_occurrence", "category", "popular"]
 
 SEEDS = 5
 CATEGORIES = 2
-_EXTRA = 50  # candidates fetched beyond K, to survive exclusion
+# Candidates fetched beyond K: as many as rank() may skip (bought, in the cart) plus the seeds,
+# capped only for documents past the profile bounds. A cap below that left a customer who had
+# bought most of the popular products with no recommendations.
+EXTRA = MAX_BOUGHT + 2 * MAX_CART + SEEDS
 
 
 _ITEM, _SCORE = itemgetter(0), itemgetter(1)
@@ -37,7 +40,7 @@ def query_for(profile: Profile, k: int) -> CandidateQuery:
     seeds = list(dict.fromkeys(recent[:SEEDS] + list(profile.get("cart", {}))))
     cats = profile.get("cats", {})
     top = sorted(cats, key=lambda c: (-cats[c], c))[:CATEGORIES]
-    limit = k + min(len(_excluded(profile)) + len(seeds), _EXTRA)
+    limit = k + min(len(_excluded(profile)) + len(seeds), EXTRA)
     return CandidateQuery(seeds=seeds, categories=top, limit=limit)
 
 

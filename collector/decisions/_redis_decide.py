@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import orjson
 
+from journeykit.collector.decisions._recommend import EXTRA
 from journeykit.collector.decisions._store import CandidateQuery, Candidates, Doc, ItemLists
 
 __all__ = ["DECIDE", "decode", "prefetched"]
@@ -30,7 +31,7 @@ __all__ = ["DECIDE", "decode", "prefetched"]
 #   (heaviest, then by item), n = K + E for related and 2K + E for the others,
 #   E the products rank() excludes (bought, in the cart): it skips at most E excluded entries,
 #   plus in the later lists at most K already taken and K repeated across the categories. When
-#   the limit is capped (E + seeds >= 50) the client's E cannot be told from its query, so
+#   the limit is capped (E + seeds >= EXTRA) the client's E cannot be told from its query, so
 #   nothing is cut beyond the limit;
 # - only with extra seeds or categories (the queue may change the query): each list the
 #   documents and the queue name, read from the top to the limit rank() would likely ask, as
@@ -188,8 +189,8 @@ local function query(doc)
   local a, b = top2(doc and doc.cats)
   if a then cl[#cl + 1] = a end
   if b then cl[#cl + 1] = b end
-  local limit = k + math.min(e + #sl, 50)
-  local big = e + #sl >= 50 and math.huge
+  local limit = k + math.min(e + #sl, EXTRA)
+  local big = e + #sl >= EXTRA and math.huge
   local related, order = {}, {}
   for _, pid in ipairs(sl) do
     local flat = zrev('co:' .. pid, limit)
@@ -241,7 +242,7 @@ if hinted > 0 then
       if b then cat(b) end
     end
   end
-  limit = k + math.min(excluded + #seedlist, 50)
+  limit = k + math.min(excluded + #seedlist, EXTRA)
   for _, s in ipairs(seedlist) do
     lists['co:' .. s] = zrev('co:' .. s, limit)
   end
@@ -251,7 +252,7 @@ if hinted > 0 then
   lists['pop'] = zrev('pop', limit)
 end
 return reply(limit, lists, queries)
-"""
+""".replace("EXTRA", str(EXTRA))
 
 
 def _flat_pairs(flat: list[str]) -> list[tuple[str, float]]:

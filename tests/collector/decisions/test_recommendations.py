@@ -71,6 +71,18 @@ def test_what_was_bought_is_never_recommended(engine: DecisionEngine, clock: Clo
     assert "stove" not in [p for p, _ in recs]
 
 
+def test_a_customer_who_bought_most_of_the_popular_products_still_gets_k(
+    engine: DecisionEngine, clock: Clock
+) -> None:
+    """The candidates fetched cover every product rank() may skip (up to 100 bought)."""
+    t = clock.now - DAY
+    engine.update([order("me", t + i, 10.0, [f"b{i:02}"]) for i in range(80)])
+    engine.update([view(f"s{i}", f"o{i}", t, category="hats") for i in range(8)])
+    recs = _recs(engine, "me")
+    assert len(recs) == 5
+    assert all(p.startswith("o") and source == "popular" for p, source in recs)
+
+
 def test_top_k(make_engine: EngineFactory, clock: Clock) -> None:
     engine = make_engine(recommendations=2)
     engine.update([view("s", f"p{i}", clock.now - DAY) for i in range(6)])
