@@ -32,7 +32,7 @@ from journeykit.sdk._spool import Spool
 from journeykit.sdk._spool_policy import SPOOLABLE, Outage, replay, store
 from journeykit.sdk._stats import Drop, _Counters
 from journeykit.sdk._transport import Sender, request_headers
-from journeykit.sdk._worker import Worker
+from journeykit.sdk._worker import QUEUED, Worker
 
 __all__ = ["Client", "Enqueued"]
 
@@ -176,11 +176,16 @@ class Client(Core):
         given_up = self._counters.dropped_for("shutdown")
         self._abort.set()  # a batch still retrying gives up now (and is spooled, with a spool)
         left = self._buffer.close()
-        if background.worker is not None:
+        worker = background.worker
+        if worker is not None:
             # The worker closes its connections when it ends. A request stuck past the
-            # deadline is left to finish on the daemon thread rather than blocking the caller.
+            # deadline is left to end on the daemon thread rather than blocking the caller,
+            # but its batch is settled now (spooled or dropped), before what was left queued.
             remaining = None if deadline is None else max(deadline - time.monotonic(), 0.05)
-            background.worker.stop(remaining)
+            worker.stop(remaining)
+            if worker.alive:
+                worker.give_up(left)
+                left = []
         if left:  # after the worker's own last batch, so the spool keeps their order
             self._spool_or_drop(left)
         if background.sender is not None:
@@ -194,7 +199,7 @@ class Client(Core):
 
     def _spool_or_drop(self, items: list[Item]) -> None:
         for message_id, _ in store(self._spool, items, self._settings.batch_size, self._counters):
-            self._drop(message_id, "shutdown", "still queued when shutdown gave up waiting")
+            self._drop(message_id, "shutdown", QUEUED)
 
     def __enter__(self) -> Client:
         return self

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 
@@ -9,7 +10,7 @@ from journeykit.sdk._buffer import Buffer, Item
 from journeykit.sdk._core import Reporter, crashed, settle
 from journeykit.sdk._settings import ClientSettings
 from journeykit.sdk._spool import Spool
-from journeykit.sdk._spool_policy import SPOOLABLE, Outage, replay
+from journeykit.sdk._spool_policy import SPOOLABLE, Outage, replay, store
 from journeykit.sdk._stats import _Counters
 from journeykit.sdk._transport import BatchOutcome, Sender
 
@@ -18,6 +19,9 @@ __all__ = ["Worker"]
 log = logging.getLogger("journeykit")
 
 _IDLE_POLL = 1.0  # how often an idle worker looks up to see whether it should stop
+
+IN_FLIGHT = "in flight when shutdown gave up waiting; the collector may have received it"
+QUEUED = "still queued when shutdown gave up waiting"
 
 
 class Worker:
@@ -50,6 +54,9 @@ class Worker:
         self._counters = counters
         self._drop = drop
         self._stop = threading.Event()
+        # The batch being sent, until its outcome is settled; give_up() may take it first.
+        self._inflight: list[Item] | None = None
+        self._inflight_lock = threading.Lock()
         # Read by every call instead of Thread.is_alive() (a lock and four Python calls): set
         # before the thread starts, cleared by the thread as its last act.
         self.running = False
@@ -62,10 +69,39 @@ class Worker:
     def finish(self) -> None:
         """Ask the thread to deliver what is queued and end; returns at once.
 
-        Takes none of the buffer's locks, so it is safe from a garbage-collection finalizer on
-        any thread; the thread notices within its idle poll.
+        For a client garbage-collected before it was shut down. Takes none of the buffer's
+        locks, so it is safe from a garbage-collection finalizer on any thread; the thread
+        notices within its idle poll. Until the thread ends, interpreter exit gives it
+        ``exit_timeout`` seconds, as the client's own exit hook would have.
         """
+        atexit.register(self._at_exit)  # before stop: the thread unregisters it as it ends
         self._stop.set()
+
+    def _at_exit(self) -> None:
+        self._buffer.hurry()
+        self._thread.join(self._settings.exit_timeout)
+        if self._thread.is_alive():
+            self.give_up(self._buffer.close())
+
+    def give_up(self, queued: list[Item]) -> None:
+        """Spool, or drop with reason ``shutdown``, the batch in flight and then ``queued``.
+
+        For a thread still busy when its time is up: a request that hangs, or retries. Its batch
+        is taken from it, so whatever the request's outcome, the batch is settled once, here.
+        With a spool it is sent again later (the collector discards the duplicate by
+        ``messageId`` if the first request got through).
+        """
+        with self._inflight_lock:
+            stuck, self._inflight = self._inflight, None
+        for items, detail in ((stuck or [], IN_FLIGHT), (queued, QUEUED)):
+            if not items:
+                continue
+            for message_id, _ in store(
+                self._spool, items, self._settings.batch_size, self._counters
+            ):
+                self._drop(message_id, "shutdown", detail)
+        if stuck:
+            self._buffer.done(len(stuck))
 
     def stop(self, timeout: float | None) -> None:
         self._stop.set()
@@ -98,22 +134,37 @@ class Worker:
                 self._sender.close()
             finally:
                 self.running = False
+                atexit.unregister(self._at_exit)  # registered by finish(), if it was called
 
     def _deliver(self, batch: list[Item]) -> None:
+        if self._spool is not None and self._outage.active and self._spool.write(batch):
+            self._counters.add("spooled", len(batch))  # behind the older records
+            self._buffer.done(len(batch))
+            return
+        outcome = self._send(batch)
+        if outcome is None:
+            return  # give_up() took the batch and settled it
         try:
-            if self._spool is not None and self._outage.active and self._spool.write(batch):
-                self._counters.add("spooled", len(batch))  # behind the older records
-                return
-            try:
-                outcome = self._sender.send([payload for _, payload in batch])
-            except Exception as exc:  # the worker must outlive any one bad batch
-                log.exception("journeykit: unexpected error delivering a batch")
-                outcome = crashed(exc)
             if self._spooled(batch, outcome):
                 return
             settle(batch, outcome, self._counters, self._drop)
         finally:
             self._buffer.done(len(batch))
+
+    def _send(self, batch: list[Item]) -> BatchOutcome | None:
+        """The batch's outcome, or ``None`` if :meth:`give_up` took it meanwhile."""
+        with self._inflight_lock:
+            self._inflight = batch
+        try:
+            outcome = self._sender.send([payload for _, payload in batch])
+        except Exception as exc:  # the worker must outlive any one bad batch
+            log.exception("journeykit: unexpected error delivering a batch")
+            outcome = crashed(exc)
+        finally:
+            with self._inflight_lock:
+                mine = self._inflight is batch
+                self._inflight = None
+        return outcome if mine else None
 
     def _spooled(self, batch: list[Item], outcome: BatchOutcome) -> bool:
         if self._spool is None or outcome.delivered or outcome.failure not in SPOOLABLE:

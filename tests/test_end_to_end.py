@@ -71,3 +71,25 @@ def test_exit_without_flush_delivers_everything(collector: RunningCollector) -> 
         [sys.executable, "-c", script, collector.key, collector.url], check=True, timeout=60
     )
     assert sorted(e["properties"]["i"] for e in collector.events) == list(range(1000))
+
+
+def test_a_client_collected_before_exit_still_delivers_what_it_queued(
+    collector: RunningCollector,
+) -> None:
+    """A client nobody holds is garbage-collected; its worker still gets ``exit_timeout`` at
+    exit for what was queued, rather than dying with the interpreter as a daemon thread."""
+    script = (
+        "import gc, sys\n"
+        "from journeykit.sdk import Client\n"
+        "def send():\n"
+        "    client = Client(sys.argv[1], host=sys.argv[2], exit_timeout=10, flush_interval=30,\n"
+        "                    consent_regime='opt_out', pseudonymize=False)\n"
+        "    for i in range(300):\n"
+        "        client.track('u1', 'Collected', {'i': i})\n"
+        "send()\n"
+        "gc.collect()\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", script, collector.key, collector.url], check=True, timeout=60
+    )
+    assert sorted(e["properties"]["i"] for e in collector.events) == list(range(300))

@@ -246,6 +246,46 @@ def test_flush_times_out_and_shutdown_reports_what_is_left() -> None:
     assert {d.reason for d in drops} == {"shutdown"}
 
 
+def test_shutdown_settles_the_batch_of_a_request_that_outlives_it() -> None:
+    """A request still hanging when shutdown's time is up: its events are reported at once.
+
+    Before, they stayed pending on the daemon thread and vanished at exit, unreported. The
+    outcome the request gets later is not counted a second time.
+    """
+    gate = threading.Event()
+    requests: list[httpx.Request] = []
+
+    def hang(request: httpx.Request) -> httpx.Response:
+        requests.append(request)
+        gate.wait(10)
+        return httpx.Response(200)
+
+    drops: list[Drop] = []
+    before = set(threading.enumerate())
+    client = Client(
+        "k",
+        transport=httpx.MockTransport(hang),
+        batch_size=1,
+        max_backlog_batch=1,
+        on_drop=drops.append,
+        **DELIVERY_ONLY,
+    )
+    for i in range(3):
+        client.track("u1", "E", {"i": i})
+    (worker,) = set(threading.enumerate()) - before
+    assert client.shutdown(timeout=0.3) is False
+    stats = client.stats()
+    assert (stats.pending, stats.dropped) == (0, {"shutdown": 3})
+    assert "in flight" in drops[0].detail
+    assert [d.detail for d in drops[1:]] == ["still queued when shutdown gave up waiting"] * 2
+    gate.set()
+    worker.join(10)  # the request ends now; its 200 must not count as well
+    assert not worker.is_alive()
+    assert len(requests) == 1
+    assert client.stats().sent == 0
+    assert client.stats().dropped == {"shutdown": 3}
+
+
 def test_calls_after_shutdown_are_refused_and_counted() -> None:
     client = make_client(Recorder())
     client.shutdown()

@@ -119,6 +119,37 @@ def test_a_new_client_on_the_same_directory_replays_what_a_stopped_one_left(
     assert second.stats().queued == 0
 
 
+def test_shutdown_spools_the_batch_of_a_request_that_outlives_it(tmp_path: Path) -> None:
+    """A request hanging past shutdown's deadline: its batch is spooled first, then the rest,
+    and a new client sends them all in order (a duplicate, if the first request got through,
+    is the collector's to discard by messageId)."""
+    gate = threading.Event()
+
+    def hang(request: httpx.Request) -> httpx.Response:
+        gate.wait(10)
+        return httpx.Response(200)
+
+    first = Client(
+        "k",
+        transport=httpx.MockTransport(hang),
+        spool_dir=tmp_path,
+        **FAST | {"batch_size": 2, "max_backlog_batch": 2},
+    )
+    ids = [first.track("u1", "Tick", {"i": i}).message_id for i in range(6)]
+    assert first.shutdown(timeout=0.3)  # nothing dropped: all of it is on disk
+    gate.set()
+    assert first.stats().spooled == 6
+    assert first.stats().pending == 0
+
+    up = Switch(down=False)
+    second = _client(up, tmp_path)
+    try:
+        assert _wait_until(lambda: second.stats().replayed == 6)
+    finally:
+        second.shutdown(timeout=5)
+    assert up.ids == ids
+
+
 def test_the_size_bound_evicts_the_oldest_records_and_counts_them(tmp_path: Path) -> None:
     drops: list[Drop] = []
     collector = Switch(down=True)
