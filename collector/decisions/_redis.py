@@ -29,7 +29,7 @@ import redis
 from redis.exceptions import RedisError, WatchError
 
 from journeykit.collector.decisions._redis_decide import DECIDE, decode, prefetched
-from journeykit.collector.decisions._rfm import CutPoints, cut_points
+from journeykit.collector.decisions._rfm import CutPoints, cut_points, quintile_ranks
 from journeykit.collector.decisions._store import (
     MAX_ALIAS_HOPS,
     RELATED_KEEP,
@@ -257,7 +257,7 @@ class RedisStore:
             if not self._r.set(f"{p}rfm:lock", b"1", nx=True, ex=_LOCK_SECONDS):
                 return current
             population = int(self._r.zcard(f"{p}rfm:f"))
-            ranks = [min(population - 1, population * q // 5) for q in (1, 2, 3, 4)]
+            ranks = quintile_ranks(population)
             pipe = self._r.pipeline(transaction=False)
             for dim in "rfm" if population else "":
                 for rank in ranks:

@@ -25,7 +25,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["GROWTH", "CutPoints", "cut_points", "next_check", "refresh_due", "rfm_scores"]
+__all__ = [
+    "GROWTH",
+    "CutPoints",
+    "cut_points",
+    "next_check",
+    "quintile_ranks",
+    "refresh_due",
+    "rfm_scores",
+]
 
 GROWTH = 1.25
 """More customers than this times the cut points' population: recompute at the next check."""
@@ -65,12 +73,22 @@ def cut_points(population: int, nth: Callable[[str, int], float], now: float) ->
     """
     if population == 0:
         return None
-    ranks = [min(population - 1, population * q // 5) for q in (1, 2, 3, 4)]
+    ranks = quintile_ranks(population)
 
     def cuts(dim: str) -> tuple[float, ...]:
         return tuple(nth(dim, rank) for rank in ranks)
 
     return CutPoints(cuts("r"), cuts("f"), cuts("m"), population, now)
+
+
+def quintile_ranks(population: int) -> list[int]:
+    """The ranks (0-based, ascending) of the cut points in a population of ``population``.
+
+    The last value of each of the lower four fifths: a value above it is in a higher fifth.
+    (The first value of the next fifth scored a fifth of each one too low, and in a population
+    of five nobody 5.)
+    """
+    return [max(0, population * q // 5 - 1) for q in (1, 2, 3, 4)]
 
 
 def _score(cuts: Sequence[float], value: float) -> int:

@@ -117,7 +117,7 @@ def test_visitors_who_never_bought_have_no_value_tier(engine: DecisionEngine, cl
 # (days since last order, orders, amount per order)
 POPULATION = {
     "champ": (2, 6, 100.0),
-    "loyal": (5, 4, 20.0),
+    "loyal": (5, 4, 12.0),
     "at_risk": (60, 5, 50.0),
     "hib": (90, 1, 30.0),
     "new": (1, 1, 40.0),
@@ -150,7 +150,7 @@ def test_rfm_segments_by_quintiles_of_the_population(engine: DecisionEngine, clo
     assert actions["new"] == "cross_sell"
     reason = decisions["champ"].next_best_action
     assert reason is not None
-    assert reason.reason == "Top customer: lifetime value 600 USD, RFM 455"
+    assert reason.reason == "Top customer: lifetime value 600 USD, RFM 555"
 
 
 def test_rfm_cut_points_are_recomputed_as_the_population_changes(
