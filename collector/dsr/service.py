@@ -132,7 +132,11 @@ class DsrService:
             subject = resolve(self.data_dir, query, self._pseudonymizer)
             profile = decision = None
             if self._profiles is not None:
+                # Not under a shared device id: the store merged that device into the first
+                # user who signed in on it, who may be somebody else.
                 for candidate in self._raw_ids(subject):
+                    if candidate in subject.shared:
+                        continue
                     profile = self._profiles.profile(candidate)
                     if profile is not None:
                         decision = self._profiles.decision(candidate)

@@ -21,7 +21,10 @@ profile store keeps the same people apart (docs/decisions.md, "Shared devices").
 
 An event belongs to the subject when its ``userId`` is one of the subject's ids, or it has no
 ``userId`` and its ``anonymousId`` is one (an ``alias`` belongs to its ``userId``); or when any
-of its values is one of the subject's pseudonyms (their email, pseudonymized, in traits).
+of its values is one of the subject's pseudonyms (their email, pseudonymized, in traits). Only
+an email or phone that identifies the event's sender (an ``identify``'s traits, or
+``context.traits``) links the sender's ids to the subject: another user's "Invite Sent" with the
+subject's email in ``properties`` holds the subject's data, but its sender is not the subject.
 """
 
 from __future__ import annotations
@@ -219,6 +222,27 @@ def _holds_any(value: object, wanted: frozenset[str]) -> bool:
     return False
 
 
+_IDENTITY_TRAITS = ("email", "phone")
+
+
+def _identifies(event: Mapping[str, Any], wanted: frozenset[str]) -> bool:
+    """Whether ``event`` says who its sender is by one of ``wanted``.
+
+    Only an ``identify``'s traits and the ``context.traits`` every event may carry describe the
+    user sending it; an email elsewhere (``properties.email`` of an "Invite Sent") is somebody
+    else's, so the event holds the subject's data without making its sender the subject.
+    """
+    context = event.get("context")
+    places = [context.get("traits") if isinstance(context, dict) else None]
+    if event.get("type") == "identify":
+        places.append(event.get("traits"))
+    return any(
+        isinstance(traits, dict) and traits.get(name) in wanted
+        for traits in places
+        for name in _IDENTITY_TRAITS
+    )
+
+
 def _id_pseudonyms(value: str, pseudonymizer: Pseudonymizer | None) -> tuple[str, ...]:
     if pseudonymizer is None:
         return ()
@@ -250,7 +274,7 @@ def _linked_in_data(data_dir: Path, links: _Links) -> None:
                     inner = event.get("event") if "errors" in event else None
                     source = inner if isinstance(inner, dict) else event
                     user, device = identity(source)
-                    own = bool(subject.pseudonyms) and _holds_any(source, subject.pseudonyms)
+                    own = bool(subject.pseudonyms) and _identifies(source, subject.pseudonyms)
                     links.add(user, () if device is None else (device,), own)
 
 
