@@ -175,7 +175,7 @@ class CollectorCore:
             body = inflate(raw, request.headers.get("content-encoding"), s.max_request_bytes)
         except BodyError as exc:
             raise HttpError(exc.status, exc.code, exc.message) from None
-        envelope = parse_envelope(body, single_type)
+        envelope = parse_envelope(body, single_type, s.max_batch_events)
         if not has_header:
             key_index = self.keys.find(envelope.write_key)
         if key_index is None:

@@ -47,7 +47,10 @@ ERROR_CODES: Final[dict[int, dict[str, str]]] = {
     },
     404: {"decisions_disabled": "GET /v1/decisions: this collector keeps no profiles"},
     408: {"request_timeout": "the body was not received within request_timeout_seconds"},
-    413: {"payload_too_large": "the body, or the inflated body, is over the limit"},
+    413: {
+        "payload_too_large": "the body, or the inflated body, is over the limit",
+        "too_many_events": "a batch of more than twice the event limit (5,000 by default)",
+    },
     415: {
         "unsupported_media_type": "Content-Type is neither application/json nor text/plain",
         "unsupported_encoding": "Content-Encoding is not identity, gzip or deflate",

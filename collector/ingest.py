@@ -21,7 +21,7 @@ from journeykit.collector.privacy import PrivacyStep
 from journeykit.collector.settings import CollectorSettings
 from journeykit.collector.sink import NdjsonSink
 from journeykit.consent import ConsentChange
-from journeykit.sdk.protocol import Timestamp
+from journeykit.sdk.protocol import MAX_BATCH_EVENTS, Timestamp
 
 __all__ = ["Envelope", "IngestResult", "Ingestor", "Prepared", "Rejection", "parse_envelope"]
 
@@ -72,11 +72,14 @@ class IngestResult:
         }
 
 
-def parse_envelope(body: bytes, single_type: str | None) -> Envelope:
+def parse_envelope(
+    body: bytes, single_type: str | None, max_events: int = MAX_BATCH_EVENTS
+) -> Envelope:
     """Parse a request body; ``single_type`` is set for ``/v1/<type>`` endpoints.
 
-    Raises :class:`HttpError` 400 when the body is not JSON or not the expected shape. Problems
-    inside individual events are not raised here: they become per-event rejections.
+    Raises :class:`HttpError` 400 when the body is not JSON or not the expected shape, and 413
+    for a batch of more than twice ``max_events`` messages. Problems inside individual events
+    are not raised here: they become per-event rejections, those past ``max_events`` too.
     """
     try:
         doc = orjson.loads(body)
@@ -91,6 +94,14 @@ def parse_envelope(body: bytes, single_type: str | None) -> Envelope:
     batch = doc.get("batch")
     if not isinstance(batch, list):
         raise HttpError(400, "not_a_batch", 'the body must be an object with a "batch" array')
+    if len(batch) > 2 * max_events:
+        # Each message past the limit costs a rejection in the answer and under rejected/
+        # (~300 bytes): a 500 KB body of 250,000 zeros would cost 70 MB and a gigabyte of memory.
+        message = (
+            f"the batch has {len(batch):,} messages; at most {max_events:,} are stored and a "
+            f"batch of over {2 * max_events:,} is refused whole: send smaller batches"
+        )
+        raise HttpError(413, "too_many_events", message)
     context = doc.get("context")
     if context is not None and not isinstance(context, dict):
         raise HttpError(400, "invalid_envelope", '"context" must be an object')

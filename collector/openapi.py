@@ -91,9 +91,10 @@ _ERRORS: Final[dict[str, tuple[int, list[str], tuple[str, ...], str]]] = {
     ),
     "PayloadTooLarge": (
         413,
-        ["payload_too_large"],
+        [*ERROR_CODES[413]],
         (),
-        "The body is over {s.max_request_bytes:,} bytes, compressed or inflated",
+        "The body is over {s.max_request_bytes:,} bytes, compressed or inflated, or the batch "
+        "holds over twice {s.max_batch_events:,} messages; nothing was stored",
     ),
     "UnsupportedMediaType": (415, [*ERROR_CODES[415]], (), "Wrong Content-Type or encoding"),
     "RateLimited": (
@@ -236,7 +237,8 @@ def openapi_document(settings: CollectorSettings) -> dict[str, Any]:
     limits = (
         f"Limits: {s.max_request_bytes:,} bytes a request, compressed and inflated (else 413); "
         f"{s.max_event_bytes:,} bytes an event and {s.max_batch_events:,} events a batch (the "
-        "rest are rejected one by one)."
+        f"rest are rejected one by one; a batch of over {2 * s.max_batch_events:,} is refused "
+        "whole with 413)."
     )
     paths: dict[str, Any] = {
         "/v1/batch": _ingest("batch", "Send a batch of messages", batch_ref, answer, limits)

@@ -302,3 +302,15 @@ def test_health_and_readiness(collector: RunningCollector) -> None:
 def test_unknown_paths_and_methods(collector: RunningCollector) -> None:
     assert httpx.get(collector.url + "/v1/batch").status_code == 405
     assert httpx.post(collector.url + "/v2/batch").status_code == 404
+
+
+def test_a_batch_of_over_twice_the_limit_is_refused_whole(collector: RunningCollector) -> None:
+    # 500 KB of zeros would otherwise cost 250,000 rejections: a 30 MB answer, 40 MB on disk.
+    body = b'{"batch":[' + b",".join([b"0"] * (2 * MAX_BATCH_EVENTS + 1)) + b"]}"
+    answer = post(collector, body)
+    assert answer.status_code == 413
+    assert answer.json()["error"]["code"] == "too_many_events"
+    assert (collector.events, collector.rejected) == ([], [])
+    at_ceiling = {"batch": [track(i) for i in range(2 * MAX_BATCH_EVENTS)]}
+    kept = post(collector, at_ceiling).json()
+    assert (kept["accepted"], len(kept["rejected"])) == (MAX_BATCH_EVENTS, MAX_BATCH_EVENTS)
