@@ -11,6 +11,7 @@ import zlib
 from collections.abc import AsyncIterator
 
 import anyio
+from starlette.requests import ClientDisconnect
 
 __all__ = ["BodyError", "inflate", "read_limited"]
 
@@ -39,6 +40,7 @@ async def read_limited(
 
     ``timeout`` bounds the whole read in seconds: a client that trickles its body (slowloris)
     gets 408 ``request_timeout`` instead of holding a connection for ever. ``None``: no bound.
+    A client that hangs up mid-body ends in 499 ``client_closed_request``.
     """
     if content_length is not None:
         try:
@@ -56,6 +58,11 @@ async def read_limited(
     except TimeoutError:
         message = f"the request body was not received within {timeout:g} s"
         raise BodyError(408, "request_timeout", message) from None
+    except ClientDisconnect:
+        # Nobody hears the answer; what it is for is the metrics (nginx's 499), where a client
+        # hanging up must not pass for a collector failure (500, with a traceback logged).
+        message = "the client closed the connection before the whole body arrived"
+        raise BodyError(499, "client_closed_request", message) from None
 
 
 def _on_asyncio() -> bool:

@@ -56,6 +56,7 @@ ERROR_CODES: Final[dict[int, dict[str, str]]] = {
         "unsupported_encoding": "Content-Encoding is not identity, gzip or deflate",
     },
     429: {"rate_limited": "the write key's event rate limit is used up"},
+    499: {"client_closed_request": "the client hung up before the whole body arrived (metrics)"},
     500: {"internal_error": "a bug; logged, never a stack trace in the answer"},
     503: {
         "storage_unavailable": "the disk refused the write; nothing was stored",

@@ -96,6 +96,13 @@ _ERRORS: Final[dict[str, tuple[int, list[str], tuple[str, ...], str]]] = {
         "The body is over {s.max_request_bytes:,} bytes, compressed or inflated, or the batch "
         "holds over twice {s.max_batch_events:,} messages; nothing was stored",
     ),
+    "ClientClosedRequest": (
+        499,
+        ["client_closed_request"],
+        (),
+        "The client closed the connection before the whole body arrived; nothing was stored. "
+        "Never heard by the client: the status counts such requests in the metrics, as nginx does",
+    ),
     "UnsupportedMediaType": (415, [*ERROR_CODES[415]], (), "Wrong Content-Type or encoding"),
     "RateLimited": (
         429,
@@ -276,14 +283,20 @@ def openapi_document(settings: CollectorSettings) -> dict[str, Any]:
     )
     paths["/admin/v1/status"]["get"]["security"] = ADMIN_SECURITY
     admin_errors = ("AdminBadRequest", "AdminUnauthorized", "AdminForbidden")
-    admin_refs = _refs(*admin_errors, "StorageUnavailable", "InternalError")
+    admin_refs = _refs(*admin_errors, "ClientClosedRequest", "StorageUnavailable", "InternalError")
     paths.update(suppression_paths(schemas, admin_refs))
     paths.update(
         decision_paths(
             schemas, _refs("Unauthorized", "DecisionsDisabled", "RateLimited", "InternalError")
         )
     )
-    dsr_errors = _refs(*admin_errors, "RequestTimeout", "StorageUnavailable", "InternalError")
+    dsr_errors = _refs(
+        *admin_errors,
+        "RequestTimeout",
+        "ClientClosedRequest",
+        "StorageUnavailable",
+        "InternalError",
+    )
     paths.update(dsr_paths(schemas, dsr_errors))
     document = {"description": "This document.", "content": _json_content({"type": "object"})}
     paths["/openapi.json"] = _get("openapi", "operations", "This OpenAPI document", document)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+import socket
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import pytest
 from helpers import RunningCollector
 from pydantic import SecretStr
 
@@ -151,3 +155,24 @@ def test_an_unknown_consent_purpose_rejects_that_event_not_the_request(
         ("invalid_consent", "properties.purposes.ads")
     ]
     assert len(collector.rejected) == 1
+
+
+def test_a_client_hanging_up_mid_body_is_not_a_collector_failure(
+    collector: RunningCollector, caplog: pytest.LogCaptureFixture
+) -> None:
+    host, port = collector.url.removeprefix("http://").split(":")
+    head = (
+        f"POST /v1/batch HTTP/1.1\r\nHost: x\r\nAuthorization: {collector.auth()['Authorization']}"
+        "\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+    )
+    with caplog.at_level(logging.ERROR, logger="journeykit.collector"):
+        with socket.create_connection((host, int(port))) as sock:
+            sock.sendall(head.encode() + b'{"batch":[')
+            time.sleep(0.2)
+        deadline = time.monotonic() + 5
+        while 'status="499"' not in (metrics := httpx.get(collector.url + "/metrics").text):
+            assert time.monotonic() < deadline, "the hang-up was never counted"
+            time.sleep(0.05)
+    assert 'journeykit_requests_total{status="500"}' not in metrics
+    assert [r.getMessage() for r in caplog.records] == []
+    assert collector.events == []
