@@ -120,7 +120,8 @@ def read_consent(
     if raw:
         try:
             update = _parse_cookie(settings, raw, now)
-        except (ValueError, TypeError, OverflowError, OSError) as exc:  # binascii.Error, too
+        # binascii.Error is a ValueError; RecursionError: JSON nested a thousand deep.
+        except (ValueError, TypeError, OverflowError, OSError, RecursionError) as exc:
             error = f"{settings.consent_cookie}: {exc}"
         else:
             if update is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from journeykit.consent import Purpose, Regime
 from journeykit.sdk import DEFAULT_HOST
@@ -12,6 +12,13 @@ from journeykit.sdk import DEFAULT_HOST
 __all__ = ["IntegrationSettings"]
 
 _DAY = 24 * 3600
+
+_COOKIE_OF_FORMAT = {
+    "journeykit": "jk_consent",
+    "segment": "tracking-preferences",
+    "onetrust": "OptanonConsent",
+}
+"""Where each consent manager keeps its choice: the consent cookie's name unless given."""
 
 
 class IntegrationSettings(BaseModel):
@@ -33,13 +40,25 @@ class IntegrationSettings(BaseModel):
     consent_regime: Regime = Regime.OPT_IN
     consent_cookie_format: Literal["journeykit", "segment", "onetrust"] = "journeykit"
     consent_cookie: str = "jk_consent"
-    """Name of the cookie the consent is read from (and, in our format, written to)."""
+    """Name of the cookie the consent is read from (and, in our format, written to); by default
+    the format's own: ``jk_consent``, ``tracking-preferences`` or ``OptanonConsent``."""
     consent_max_age: int = Field(default=180 * _DAY, ge=0)
     notice_version: str | None = None
     """Version of the privacy notice the banner shows; recorded with every choice."""
     honor_gpc: bool = True
     send_consent_context: bool = True
     """Attach the consent in force as ``context.consent.categoryPreferences`` to every event."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _cookie_of_the_format(cls, data: Any) -> Any:
+        # A Segment or OneTrust format read from our cookie's name would find no choice at
+        # all, so a visitor who objected there would be tracked under opt-out.
+        if isinstance(data, dict) and data.get("consent_cookie") is None:
+            cookie = _COOKIE_OF_FORMAT.get(data.get("consent_cookie_format", "journeykit"))
+            if cookie is not None:
+                data = {**data, "consent_cookie": cookie}
+        return data
 
     # -- identity -------------------------------------------------------------------------------
     anonymous_id_cookie: str = "jk_aid"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from urllib.parse import quote
 
@@ -43,3 +44,39 @@ def test_other_consent_managers(
         # The cookie belongs to its consent manager: a choice here sends, but never writes it.
         tracker.record_consent(denied=["analytics"])
         assert name not in {op.name for op in tracker.cookie_ops()}
+
+
+@pytest.mark.parametrize(
+    ("fmt", "name", "denial"),
+    [("segment", "tracking-preferences", SEGMENT_NO), ("onetrust", "OptanonConsent", ONETRUST_NO)],
+)
+def test_each_format_reads_its_own_cookie_by_default(
+    client: Client, recorder: Recorder, fmt: str, name: str, denial: str
+) -> None:
+    # Under opt-out, a denial read from the wrong cookie would leave the visitor tracked.
+    settings = IntegrationSettings(consent_cookie_format=fmt, consent_regime="opt_out")
+    assert settings.consent_cookie == name
+    request = RequestInfo("GET", "https", "shop.test", "/", cookies={name: denial})
+    tracker = RequestTracker(client, settings, request)
+    assert tracker.consent is not None
+    assert tracker.track("Product Viewed").reason == "denied:analytics"
+    assert recorder.events == []
+    assert IntegrationSettings().consent_cookie == "jk_consent"
+    named = IntegrationSettings(consent_cookie_format=fmt, consent_cookie="prefs")
+    assert named.consent_cookie == "prefs"
+
+
+@pytest.mark.parametrize(
+    ("fmt", "value"),
+    [
+        ("journeykit", base64.urlsafe_b64encode(b"[" * 1000).decode().rstrip("=")),
+        ("segment", "%5B" * 1000),
+    ],
+)
+def test_a_cookie_nested_too_deep_is_no_choice(client: Client, fmt: str, value: str) -> None:
+    settings = IntegrationSettings(consent_cookie_format=fmt)
+    cookies = {settings.consent_cookie: value}
+    request = RequestInfo("GET", "https", "shop.test", "/", cookies=cookies)
+    tracker = RequestTracker(client, settings, request)
+    assert (tracker.consent, tracker.needs_banner) == (None, True)
+    assert tracker.consent_cookie_error is not None
