@@ -84,7 +84,8 @@ class RequestTracker:
     """Tracking calls for one request, with its ids, context and consent filled in.
 
     Attributes:
-        user_id: the signed-in user's id, or ``None``; set it when a user signs in.
+        user_id: the signed-in user's id, or ``None``; set it when a user signs in. Stored as
+            text (``42`` becomes ``"42"``), as the client sends it.
         anonymous_id: the device's id: the cookie's, else a new one, stored only with consent.
         consent: the consent in force (cookie, then ``Sec-GPC``), ``None`` if none is known.
         gpc: the request carried ``Sec-GPC: 1``.
@@ -96,7 +97,7 @@ class RequestTracker:
         client: Calls,
         settings: IntegrationSettings,
         request: RequestInfo,
-        user_id: str | None = None,
+        user_id: object = None,
     ) -> None:
         self._client = client
         self._settings = settings
@@ -112,6 +113,16 @@ class RequestTracker:
         self._has_choice = read.from_cookie
         self.anonymous_id, self._anon_stored = self._initial_anonymous_id()
         self._sync_anonymous_cookie()
+
+    @property
+    def user_id(self) -> str | None:
+        return self._user_id
+
+    @user_id.setter
+    def user_id(self, value: object) -> None:
+        # An integer primary key (``user.id``) must be the same user as the "42" the client
+        # sends, or the consent lookup for calls without an anonymous id finds nobody.
+        self._user_id = None if value is None or value == "" else str(value)
 
     # -- consent --------------------------------------------------------------------------------
 

@@ -51,7 +51,7 @@ class JourneyKitMiddleware:
         *,
         client: Calls | None = None,
         settings: IntegrationSettings | None = None,
-        user_id: Callable[[Scope], str | None] | None = None,
+        user_id: Callable[[Scope], str | int | None] | None = None,
         **options: Any,
     ) -> None:
         if settings is not None and options:

@@ -41,7 +41,7 @@ _EXTENSION = "journeykit"
 class _AppState:
     settings: IntegrationSettings
     client: Calls
-    user_id: Callable[[], str | None] | None
+    user_id: Callable[[], str | int | None] | None
 
 
 class JourneyKit:
@@ -58,7 +58,7 @@ class JourneyKit:
         app: Flask | None = None,
         *,
         client: Calls | None = None,
-        user_id: Callable[[], str | None] | None = None,
+        user_id: Callable[[], str | int | None] | None = None,
     ) -> None:
         self._client = client
         self._user_id = user_id

@@ -12,6 +12,7 @@ from helpers import Recorder
 from integrations.support import (
     assert_private_flags,
     consent_messages,
+    recording_client,
     set_cookies,
     track_events,
 )
@@ -20,10 +21,14 @@ from journeykit.sdk import Client
 from journeykit.sdk.integrations.flask import JourneyKit
 
 
-def make_app(client: Client, **settings: Any) -> Flask:
+def make_app(client: Client, user: int | None = None, **settings: Any) -> Flask:
     app = Flask(__name__)
     app.config["JOURNEYKIT"] = {"client": client, **settings}
-    JourneyKit(app, user_id=lambda: None)
+    JourneyKit(app, user_id=lambda: user)
+
+    @app.get("/signin")
+    def signin() -> str:
+        return g.journeykit.alias().reason or "sent"
 
     @app.get("/buy")
     def buy() -> str:
@@ -92,6 +97,25 @@ def test_accept_sets_private_cookies_and_sends_the_choice(
     assert viewed["context"]["page"]["path"] == "/buy"
     assert viewed["context"]["userAgent"] == "pytest-browser"
     assert viewed["context"]["consent"]["categoryPreferences"]["Analytics"] is True
+
+
+def test_an_integer_user_id_is_the_user_the_consent_belongs_to(
+    client: Client, recorder: Recorder
+) -> None:
+    # session["user_id"] is an integer primary key in most apps: the alias that links the
+    # browser to the user carries no anonymousId, and must still find the browser's consent.
+    # The choice was made in another process: this one knows it from the cookie alone.
+    http, _ = accept(make_app(client))
+    later = Recorder()
+    fresh = recording_client(later)
+    try:
+        http.application = make_app(fresh, user=42)
+        assert http.get("/signin").text == "sent"
+        [alias] = later.events
+        assert (alias["type"], alias["userId"]) == ("alias", "42")
+        assert fresh.stats().dropped == {}
+    finally:
+        fresh.shutdown(timeout=5)
 
 
 def test_reject_sends_the_choice_and_nothing_else(client: Client, recorder: Recorder) -> None:
