@@ -79,7 +79,9 @@ class JourneyKitMiddleware:
                     (v.decode("latin-1") for k, v in headers if k.lower() == b"content-type"), None
                 )
                 tracker.after_response(message["status"], content_type)
-                headers += _cookie_headers(tracker)
+                cookies = _cookie_headers(tracker)
+                if cookies:
+                    headers = _private(headers) + cookies
                 message = {**message, "headers": headers}
             await send(message)
 
@@ -105,13 +107,35 @@ async def _consent(tracker: RequestTracker, receive: Receive, send: Send) -> Non
         await _answer(send, outcome.status, [], outcome.error.encode())
         return
     location = [(b"location", outcome.location.encode("latin-1", "replace"))]
-    await _answer(send, 303, location + _cookie_headers(tracker), b"")
+    await _answer(send, 303, _private(location) + _cookie_headers(tracker), b"")
 
 
 async def _answer(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
     headers = [(b"content-type", b"text/plain; charset=utf-8"), *headers]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+def _private(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """``headers`` with ``Vary: Cookie`` and ``Cache-Control: private``, for a response setting
+    a per-visitor cookie that a shared cache must not replay to the next visitor."""
+    out: list[tuple[bytes, bytes]] = []
+    vary: list[bytes] = []
+    control: list[bytes] = []
+    for name, value in headers:
+        key = name.lower()
+        if key == b"vary":
+            vary += [v.strip() for v in value.split(b",") if v.strip()]
+        elif key == b"cache-control":
+            control += [v.strip() for v in value.split(b",") if v.strip()]
+        else:
+            out.append((name, value))
+    if not any(v == b"*" or v.lower() == b"cookie" for v in vary):
+        vary.append(b"Cookie")
+    control = [c for c in control if c.lower() != b"public"]
+    if not any(c.lower() in (b"private", b"no-store") for c in control):
+        control.append(b"private")
+    return [*out, (b"vary", b", ".join(vary)), (b"cache-control", b", ".join(control))]
 
 
 def _cookie_headers(tracker: RequestTracker) -> list[tuple[bytes, bytes]]:

@@ -18,10 +18,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 try:
-    from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+    from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
     from django.conf import settings as django_settings
     from django.core.exceptions import ImproperlyConfigured
     from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
+    from django.utils.cache import patch_cache_control, patch_vary_headers
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess without Django
     raise ImportError(
         "journeykit.sdk.integrations.django needs Django: pip install 'journeykit[django]'"
@@ -70,7 +71,12 @@ class JourneyKitMiddleware:
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         auser = getattr(request, "auser", None)
-        user = await auser() if auser is not None else None
+        if auser is not None:
+            user = await auser()
+        else:
+            # An authentication middleware of the app's own sets request.user alone; reading it
+            # may query the database, which Django allows only off the event loop.
+            user = await sync_to_async(_user_of)(request)
         tracker = self._start(request, user)
         with bound(tracker):
             response = await self.get_response(request)  # type: ignore[misc]
@@ -84,7 +90,13 @@ class JourneyKitMiddleware:
 
     def _finish(self, tracker: RequestTracker, response: HttpResponseBase) -> HttpResponseBase:
         tracker.after_response(response.status_code, response.get("Content-Type"))
-        for op in tracker.cookie_ops():
+        ops = tracker.cookie_ops()
+        if ops:
+            # A per-visitor cookie: Django's page cache would replay it to every later visitor
+            # (one anonymous id for all, set without their consent), as would a shared cache.
+            patch_vary_headers(response, ("Cookie",))
+            patch_cache_control(response, private=True)
+        for op in ops:
             response.set_cookie(
                 op.name,
                 op.value or "",
@@ -96,6 +108,10 @@ class JourneyKitMiddleware:
                 samesite=op.samesite,  # type: ignore[arg-type]
             )
         return response
+
+
+def _user_of(request: HttpRequest) -> Any:
+    return getattr(request, "user", None)
 
 
 def tracker_for(request: HttpRequest) -> RequestTracker:

@@ -101,7 +101,13 @@ def _after(response: Response) -> Response:
     if tracker is None:  # a before_request handler before ours answered the request
         return response
     tracker.after_response(response.status_code, response.content_type)
-    for op in tracker.cookie_ops():
+    ops = tracker.cookie_ops()
+    if ops:
+        # A per-visitor cookie: a shared cache must not replay it to the next visitor.
+        response.vary.add("Cookie")
+        response.cache_control.private = True
+        response.cache_control.public = False
+    for op in ops:
         response.set_cookie(
             op.name,
             op.value or "",

@@ -35,7 +35,8 @@ def starlette_app(client: Client, barrier: asyncio.Barrier | None = None, **sett
 
     async def logout(request: Request) -> PlainTextResponse:
         request.state.journeykit.reset()
-        return PlainTextResponse("bye")
+        cached = {"Cache-Control": "public, max-age=600", "Vary": "Accept-Encoding"}
+        return PlainTextResponse("bye", headers=cached)
 
     return Starlette(
         routes=[
@@ -91,6 +92,18 @@ def test_reset_at_sign_out_sets_a_new_anonymous_id_cookie(
     assert cookie["value"] != before
     [viewed] = [e for e in recorder.events if e.get("event") == "Product Viewed"]
     assert viewed["anonymousId"] == cookie["value"]
+
+
+def test_a_response_setting_a_visitors_cookie_is_private(client: Client) -> None:
+    # A shared cache replaying the new anonymous id would give it to every later visitor.
+    consent, out, plain = run(
+        starlette_app(client), ACCEPT, ("POST", "/logout", {}), ("GET", "/product", {})
+    )
+    assert (consent.headers["vary"], consent.headers["cache-control"]) == ("Cookie", "private")
+    assert out.headers["vary"] == "Accept-Encoding, Cookie"
+    assert out.headers["cache-control"] == "max-age=600, private"
+    assert "set-cookie" not in plain.headers
+    assert "cache-control" not in plain.headers
 
 
 def test_gpc_denies_marketing(client: Client, recorder: Recorder) -> None:

@@ -96,6 +96,42 @@ def test_async_path_tracks_and_sets_cookies(client: TrackingClient, recorder: Re
     assert event["anonymousId"] == cookies["jk_aid"]["value"]
 
 
+def test_async_path_reads_a_user_set_without_auser(
+    client: TrackingClient, recorder: Recorder
+) -> None:
+    async def visit() -> None:
+        http = AsyncClient()
+        await http.post("/journeykit/consent", {"choice": "accept"})
+        await http.get("/products/p2", headers={"X-Test-User": "7", "X-Test-No-Auser": "1"})
+
+    with override_settings(JOURNEYKIT={"client": client}):
+        asyncio.run(visit())
+    [event] = viewed(recorder)
+    assert event["userId"] == "7"
+
+
+CACHED = [
+    "django.middleware.cache.UpdateCacheMiddleware",
+    "integrations.django.myapp.middleware.FakeAuthenticationMiddleware",
+    "journeykit.sdk.integrations.django.JourneyKitMiddleware",
+    "django.middleware.cache.FetchFromCacheMiddleware",
+]
+LOCAL_CACHE = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+
+def test_the_page_cache_never_replays_a_visitors_cookie(client: TrackingClient) -> None:
+    with override_settings(JOURNEYKIT={"client": client}, MIDDLEWARE=CACHED, CACHES=LOCAL_CACHE):
+        first = Client()
+        first.post("/journeykit/consent", {"choice": "accept"})
+        del first.cookies["jk_aid"]  # consent kept, the id cookie lost: a new one is set
+        answer = first.get("/products/p1")
+        assert "jk_aid" in cookies_of(answer)
+        assert "Cookie" in answer["Vary"]
+        assert "private" in answer["Cache-Control"]
+        for _ in range(2):  # visitors who never consented
+            assert cookies_of(Client().get("/products/p1")) == {}
+
+
 def test_async_path_without_consent_sends_nothing(
     client: TrackingClient, recorder: Recorder
 ) -> None:

@@ -83,6 +83,7 @@ def test_accept_sets_private_cookies_and_sends_the_choice(
     assert set(cookies) == {"jk_consent", "jk_aid"}
     for cookie in cookies.values():
         assert_private_flags(cookie)
+    assert (answer.headers["Vary"], answer.headers["Cache-Control"]) == ("Cookie", "private")
     [message] = consent_messages(recorder.events)
     assert message["properties"]["purposes"] == {
         "analytics": True,

@@ -1,4 +1,8 @@
-"""Stands in for Django's AuthenticationMiddleware: ``X-Test-User`` signs a user in."""
+"""Stands in for Django's AuthenticationMiddleware: ``X-Test-User`` signs a user in.
+
+``X-Test-No-Auser`` sets ``request.user`` alone, as Django 4.2's middleware does (``auser()``
+came with 5.0).
+"""
 
 from __future__ import annotations
 
@@ -32,6 +36,8 @@ class FakeAuthenticationMiddleware:
         pk = request.headers.get("X-Test-User")
         user = User(int(pk) if pk else None)
         request.user = user  # type: ignore[assignment]
+        if request.headers.get("X-Test-No-Auser"):  # Django 4.2, or an app's own middleware
+            return self.get_response(request)
 
         async def auser() -> User:
             return user
