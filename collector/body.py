@@ -26,6 +26,10 @@ class BodyError(Exception):
         self.message = message
 
 
+_MAX_MEMBERS = 64
+"""Gzip members in one body: each costs a copy of the rest, and a client needs a few at most."""
+
+
 def _too_large(limit: int, what: str) -> BodyError:
     return BodyError(413, "payload_too_large", f"{what} is over the limit of {limit:,} bytes")
 
@@ -89,19 +93,35 @@ def inflate(body: bytes, encoding: str | None, limit: int) -> bytes:
     name = (encoding or "identity").strip().lower()
     if name in ("", "identity"):
         return body
-    if name in ("gzip", "x-gzip"):
+    gzip = name in ("gzip", "x-gzip")
+    if gzip:
         wbits = 16 + zlib.MAX_WBITS
     elif name == "deflate":
         wbits = zlib.MAX_WBITS
     else:
         raise BodyError(415, "unsupported_encoding", f"Content-Encoding {name!r} is not supported")
-    inflater = zlib.decompressobj(wbits)
-    try:
-        out = inflater.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise BodyError(400, "bad_encoding", f"the body is not valid {name}: {exc}") from None
-    if len(out) > limit or inflater.unconsumed_tail:
-        raise _too_large(limit, "decompressed request body")
-    if not inflater.eof:
-        raise BodyError(400, "bad_encoding", f"the {name} body is truncated")
-    return out
+    parts: list[bytes] = []
+    size = 0
+    rest = body
+    for _ in range(_MAX_MEMBERS):
+        inflater = zlib.decompressobj(wbits)
+        try:
+            out = inflater.decompress(rest, limit - size + 1)
+        except zlib.error as exc:
+            raise BodyError(400, "bad_encoding", f"the body is not valid {name}: {exc}") from None
+        size += len(out)
+        if size > limit or inflater.unconsumed_tail:
+            raise _too_large(limit, "decompressed request body")
+        if not inflater.eof:
+            raise BodyError(400, "bad_encoding", f"the {name} body is truncated")
+        parts.append(out)
+        # A gzip body may be several members (RFC 1952: `cat a.gz b.gz`, a compressor that
+        # starts one per flush), padded with zeros; anything else after the data is refused,
+        # as reading only the first member would store part of the batch and say nothing.
+        rest = inflater.unused_data.lstrip(b"\0") if gzip else inflater.unused_data
+        if not rest:
+            return b"".join(parts)
+        if not gzip:
+            raise BodyError(400, "bad_encoding", f"the {name} body has data after its end")
+    message = f"the gzip body has over {_MAX_MEMBERS} members"
+    raise BodyError(400, "bad_encoding", message)

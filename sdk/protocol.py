@@ -18,6 +18,7 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     TypeAdapter,
@@ -70,9 +71,25 @@ def _assume_utc(value: datetime) -> datetime:
 Timestamp = Annotated[datetime, AfterValidator(_assume_utc)]
 """An ISO 8601 date-time; one without an offset is taken as UTC."""
 
+
+def _id_text(value: Any) -> Any:
+    """A whole number as its text; a float refused (see below); the rest left to ``str``."""
+    if type(value) is int:
+        return str(value)
+    # A JSON parser reads an integer past 64 bits as a float: two ids that differ in the last
+    # digits would become one "1.2345678901234568e+22", merging two people or two messages.
+    if isinstance(value, float):
+        raise PydanticCustomError(
+            "id_type",
+            "an id must be a string or a whole number within 64 bits, not {value}",
+            {"value": value},
+        )
+    return value
+
+
 # Ids are strings on the wire, but analytics clients in the wild send numeric ids; Segment
 # accepts them and so do we, keeping the string form.
-Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS, coerce_numbers_to_str=True)]
+Id = Annotated[str, BeforeValidator(_id_text), Field(min_length=1, max_length=MAX_ID_CHARS)]
 Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS)]
 JsonObject = dict[str, Any]
 

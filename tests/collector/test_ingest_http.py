@@ -314,3 +314,19 @@ def test_a_batch_of_over_twice_the_limit_is_refused_whole(collector: RunningColl
     at_ceiling = {"batch": [track(i) for i in range(2 * MAX_BATCH_EVENTS)]}
     kept = post(collector, at_ceiling).json()
     assert (kept["accepted"], len(kept["rejected"])) == (MAX_BATCH_EVENTS, MAX_BATCH_EVENTS)
+
+
+def test_numeric_ids_past_64_bits_are_rejected_not_rounded(collector: RunningCollector) -> None:
+    # Parsed as floats, the two would be stored as one rounded id: one person, one message.
+    big = 12345678901234567890001
+    body = b'{"batch":[%s]}' % b",".join(
+        b'{"type":"track","event":"E","userId":%d,"messageId":%d}' % (big + i, big + i)
+        for i in range(2)
+    )
+    answer = post(collector, body).json()
+    assert answer["accepted"] == 0
+    errors = [{(e["path"], e["type"]) for e in r["errors"]} for r in answer["rejected"]]
+    assert errors == [{("userId", "id_type"), ("messageId", "id_type")}] * 2
+    kept = post(collector, {"batch": [{"type": "track", "event": "E", "userId": 42}]}).json()
+    assert kept["accepted"] == 1, kept["rejected"]
+    assert collector.events[0]["userId"] == "42"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import threading
+import zlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +26,34 @@ def test_inflate_caps_the_output() -> None:
         inflate(data, "gzip", 9_999)
     assert caught.value.status == 413
     assert inflate(b"plain", None, 10) == b"plain"
+
+
+def test_inflate_reads_every_gzip_member() -> None:
+    # `cat a.gz b.gz`, or a compressor starting a member per flush: one body, read whole.
+    doc = b'{"batch":[{"type":"track"},{"type":"page"}]}'
+    body = gzip.compress(doc[:20]) + gzip.compress(doc[20:]) + b"\0" * 8
+    assert inflate(body, "gzip", 1_000) == doc
+    assert inflate(gzip.compress(b"x" * 6) * 2, "gzip", 12) == b"x" * 12
+    with pytest.raises(BodyError) as caught:
+        inflate(gzip.compress(b"x" * 6) * 2, "gzip", 11)  # the limit holds across members
+    assert caught.value.status == 413
+
+
+@pytest.mark.parametrize(
+    ("body", "encoding", "says"),
+    [
+        (gzip.compress(b"{}") + b"trailing", "gzip", "not valid gzip"),
+        (gzip.compress(b"{}") + gzip.compress(b"{}")[:10], "gzip", "truncated"),
+        (zlib.compress(b"{}") + b"more", "deflate", "data after its end"),
+        (gzip.compress(b"") * 65, "gzip", "over 64 members"),
+    ],
+    ids=["garbage", "truncated member", "deflate", "members"],
+)
+def test_inflate_refuses_anything_after_the_data(body: bytes, encoding: str, says: str) -> None:
+    with pytest.raises(BodyError) as caught:
+        inflate(body, encoding, 1_000)
+    assert (caught.value.status, caught.value.code) == (400, "bad_encoding")
+    assert says in caught.value.message
 
 
 def test_dedup_window_expires_and_memory_is_bounded() -> None:
