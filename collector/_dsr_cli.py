@@ -12,12 +12,20 @@ pseudonymization key comes from the same places as the collector's (``--config``
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from journeykit.collector._dsr_requests_cli import add_request_commands, fail, say, settings_of
+from journeykit.collector._dsr_requests_cli import (
+    add_request_commands,
+    fail,
+    failed,
+    message_of,
+    say,
+    settings_of,
+)
 
 __all__ = ["add_commands", "run"]
 
@@ -66,8 +74,8 @@ def _open(args: argparse.Namespace) -> Any:
     try:
         settings = settings_of(args)
         return SuppressionList.open(settings.data_dir, load_pseudonymizer(settings))
-    except (ConfigError, ValueError, OSError) as exc:
-        return str(exc)
+    except (ConfigError, ValueError, OSError, sqlite3.Error) as exc:
+        return message_of(exc)
 
 
 def _suppress(args: argparse.Namespace) -> int:
@@ -79,8 +87,8 @@ def _suppress(args: argparse.Namespace) -> int:
     try:
         before = suppressions.get(args.subject)
         entry = suppressions.add(args.subject, args.reason, via="cli")
-    except InvalidSubject as exc:
-        return fail(str(exc))
+    except (InvalidSubject, sqlite3.Error) as exc:
+        return failed(exc)
     finally:
         suppressions.close()
     state = "already suppressed since" if before is not None else "suppressed at"
@@ -99,8 +107,8 @@ def _unsuppress(args: argparse.Namespace) -> int:
     try:
         pseudonym = suppressions.pseudonyms(args.subject)[0]
         removed = suppressions.remove(args.subject)
-    except InvalidSubject as exc:
-        return fail(str(exc))
+    except (InvalidSubject, sqlite3.Error) as exc:
+        return failed(exc)
     finally:
         suppressions.close()
     say(f"{pseudonym}: {'suppression lifted' if removed else 'was not suppressed'}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -60,6 +61,18 @@ def fail(message: str) -> int:
     return 2
 
 
+def failed(exc: BaseException) -> int:
+    """:func:`fail` with what ``exc`` says."""
+    return fail(message_of(exc))
+
+
+def message_of(exc: BaseException) -> str:
+    """What ``exc`` says; a database's error says which kind of error it is."""
+    if isinstance(exc, sqlite3.Error):
+        return f"a database under the data directory cannot be used: {exc}"
+    return str(exc)
+
+
 def settings_of(args: argparse.Namespace) -> CollectorSettings:
     """The collector's settings for a ``dsr`` command (``--data-dir``, ``--config``, env)."""
     from pydantic import SecretStr
@@ -104,7 +117,7 @@ def _errors() -> tuple[type[Exception], ...]:
     from journeykit.collector.suppression import InvalidSubject
     from journeykit.consent import ConsentError
 
-    return (ConfigError, InvalidSubject, ConsentError, OSError, ValueError)
+    return (ConfigError, InvalidSubject, ConsentError, OSError, ValueError, sqlite3.Error)
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -116,7 +129,7 @@ def _export(args: argparse.Namespace) -> int:
                 args.subject, args.out, law=Law(args.law), reference=args.reference
             )
     except _errors() as exc:
-        return fail(str(exc))
+        return failed(exc)
     say(f"{request.id}: access export written to {args.out}")
     for name, entry in manifest.files.items():
         say(f"  {name:22} {entry['count']:>8} item(s)  sha256 {entry['sha256']}")
@@ -141,7 +154,7 @@ def _erase(args: argparse.Namespace) -> int:
         with _service(args) as service:
             report = service.erase(args.subject, law=Law(args.law), reference=args.reference)
     except _errors() as exc:
-        return fail(str(exc))
+        return failed(exc)
     d = report.detail
     say(f"{report.request.id}: erasure completed")
     say(f"  events removed:          {d['events_removed']} ({d['files_rewritten']} files)")
@@ -165,7 +178,7 @@ def _requests(args: argparse.Namespace) -> int:
     try:
         data_dir = settings_of(args).data_dir
     except _errors() as exc:
-        return fail(str(exc))
+        return failed(exc)
     now = datetime.now(UTC)
     for request in RequestLog(data_dir).requests():
         if args.open and request.status is RequestStatus.COMPLETED:

@@ -88,4 +88,7 @@ def parse_time(text: str) -> datetime:
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:00-02:00 is in year 10000 in UTC
+        raise ValueError(f"{text!r} is outside years 1-9999 in UTC") from None

@@ -100,6 +100,9 @@ def _parsed_lines(path: Path, handle: BinaryIO, size: int) -> Iterator[tuple[int
             if not line.strip():
                 continue
             try:
-                yield number, orjson.loads(line)
+                record = orjson.loads(line)
             except orjson.JSONDecodeError:
-                raise LedgerError(f"{path}: line {number} is not a JSON record") from None
+                record = None
+            if not isinstance(record, dict):  # a damaged line: `verify` says where and how
+                raise LedgerError(f"{path}: line {number} is not a JSON record")
+            yield number, record

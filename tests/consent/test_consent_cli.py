@@ -169,6 +169,8 @@ def test_export_and_report(
         (["state", "x", "--at", "yesterday"], "--at: not an ISO 8601 time: 'yesterday'"),
         (["export", "--purpose", "telemetry"], "valid purposes are: necessary, analytics"),
         (["export", "--to", "5/1/2024"], "--to: not an ISO 8601 time"),
+        (["state", "x", "--at", "9999-12-31T23:00:00-02:00"], "outside years 1-9999 in UTC"),
+        (["export", "--from", "0001-01-01T00:00:00+01:00"], "outside years 1-9999 in UTC"),
     ],
 )
 def test_bad_input_is_one_clear_line(
@@ -190,6 +192,19 @@ def test_missing_ledger(tmp_path: Path, capsys: pytest.CaptureFixture[str], acti
     assert status == 1
     assert ("no consent ledger at" in err) or ("no signing key" in err)
     assert out == ""
+
+
+@pytest.mark.parametrize("action", ["history x", "export --format csv", "report"])
+def test_a_line_that_is_no_record_is_one_clear_line(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], action: str
+) -> None:
+    with (data_dir / "consent" / "ledger.ndjson").open("ab") as handle:
+        handle.write(b'["not", "a", "record"]\n')  # JSON, and damaged: `verify` says so
+    argv = action.split() + (["--out", str(tmp_path / "r.html")] if action == "report" else [])
+    status, _, err = run(capsys, *argv, "--data-dir", str(data_dir))
+    assert status == 1
+    assert "is not a JSON record" in err
+    assert "Traceback" not in err
 
 
 def test_repair_then_verify(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,7 +13,7 @@ from dsr_shop import Shop, dsr
 from helpers import running_collector
 from pydantic import SecretStr
 
-from journeykit.consent import verify_ledger
+from journeykit.consent import ConsentLedger, verify_ledger
 from journeykit.consent.history import iter_records
 
 ADMIN_KEY = "admin-key-0123456789abcdef"
@@ -82,6 +82,26 @@ def test_cli_refuses_a_bad_subject_and_records_nothing(shop: Shop, tmp_path: Pat
     assert result.returncode == 2
     assert "control characters" in result.stderr
     assert dsr(shop.data_dir, "requests").stdout == ""
+
+
+def test_a_damaged_ledger_or_database_is_one_clear_line(shop: Shop, tmp_path: Path) -> None:
+    with ConsentLedger.open(shop.data_dir) as consent:
+        consent.append("someone", granted=["analytics"])
+    ledger = shop.data_dir / "consent" / "ledger.ndjson"
+    kept = ledger.read_bytes()
+    with ledger.open("ab") as handle:
+        handle.write(b'["damaged"]\n')
+    result = dsr(shop.data_dir, "export", "alice", "--out", str(tmp_path / "a.zip"))
+    assert (result.returncode, "Traceback" in result.stderr) == (2, False)
+    assert "is not a JSON record" in result.stderr
+    ledger.write_bytes(kept)
+    broken = tmp_path / "broken"
+    (broken / "suppression").mkdir(parents=True)
+    (broken / "suppression" / "suppressions.sqlite3").write_bytes(b"not a database" * 100)
+    for command in (["suppress", "bob"], ["suppressions"], ["erase", "bob", "--yes"]):
+        result = dsr(broken, *command)
+        assert (result.returncode, "Traceback" in result.stderr) == (2, False), command
+        assert "a database under the data directory cannot be used" in result.stderr
 
 
 def test_admin_api_export_erase_and_requests(tmp_path: Path) -> None:
