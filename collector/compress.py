@@ -20,7 +20,14 @@ import threading
 from pathlib import Path
 from typing import Final
 
-__all__ = ["Compressor", "finish_interrupted", "gzip_file", "pid_alive"]
+__all__ = [
+    "Compressor",
+    "finish_interrupted",
+    "gzip_file",
+    "pid_alive",
+    "process_start",
+    "writer_alive",
+]
 
 log = logging.getLogger("journeykit.collector")
 
@@ -66,6 +73,13 @@ def gzip_file(path: Path) -> Path | None:
     return target
 
 
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
+
+
 def _tmp_pid(path: Path) -> int | None:
     # X.ndjson.gz.<pid>.tmp
     pid = path.name.removesuffix(".tmp").rpartition(".")[2]
@@ -85,6 +99,40 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+_CLOCK_SLACK = 2.0
+"""Seconds a process may seem to have started after what it wrote: a file's name holds whole
+seconds, and the boot time a start is reckoned from is whole seconds too."""
+
+
+def process_start(pid: int) -> float | None:
+    """When process ``pid`` started, as a Unix time; ``None`` where ``/proc`` cannot tell."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+        boot = next(
+            int(line.split()[1])
+            for line in Path("/proc/stat").read_bytes().splitlines()
+            if line.startswith(b"btime ")
+        )
+        # The fields after "pid (name)", whose name may hold spaces; starttime is field 22.
+        ticks = int(stat[stat.rindex(b")") + 2 :].split()[19])
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def writer_alive(pid: int, wrote_at: float) -> bool:
+    """Whether the process ``pid`` that wrote something at ``wrote_at`` still runs.
+
+    A running process with that pid may be a later one: a container's collector is PID 1
+    after every restart, and its workers get the same few pids. A process started after the
+    write is not the writer, so its predecessor's files are repaired and compressed.
+    """
+    if not pid_alive(pid):
+        return False
+    started = process_start(pid)
+    return started is None or started < wrote_at + _CLOCK_SLACK
+
+
 def finish_interrupted(root: Path) -> int:
     """Clean up compressions a crash interrupted under ``root``; returns how many.
 
@@ -96,7 +144,7 @@ def finish_interrupted(root: Path) -> int:
     count = 0
     for temp in sorted(root.rglob("*.ndjson.gz.*.tmp")):
         pid = _tmp_pid(temp)
-        if pid is None or not pid_alive(pid):
+        if pid is None or not writer_alive(pid, _mtime(temp)):
             temp.unlink(missing_ok=True)
             count += 1
     for done in sorted(root.rglob("*.ndjson.gz")):

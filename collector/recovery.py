@@ -24,7 +24,7 @@ from typing import BinaryIO
 
 import orjson
 
-from journeykit.collector.compress import pid_alive
+from journeykit.collector.compress import writer_alive
 from journeykit.collector.sink import host_tag
 
 __all__ = ["TornTail", "closed_files", "recent_message_ids", "repair_torn_tails"]
@@ -50,7 +50,8 @@ def _writer_alive(path: Path, host: str) -> bool:
         return False
     if "-".join(parts[:-3]) != host:
         return True  # another host's file: not ours to judge
-    return pid_alive(int(parts[-3]))
+    opened = int(parts[-2]) if parts[-2].isdigit() else 0
+    return writer_alive(int(parts[-3]), opened)
 
 
 def _last_newline(handle: BinaryIO, size: int) -> int:

@@ -71,8 +71,13 @@ def test_a_crash_before_the_rename_leaves_the_original(tmp_path: Path) -> None:
     temp.write_bytes(gzip.compress(LINES)[:50])  # half written
     live = path.with_name(f"{path.name}.gz.{os.getpid()}.tmp")
     live.write_bytes(b"")  # a running process's work in progress
-    assert finish_interrupted(tmp_path) == 1
+    other = _file(tmp_path, 2, LINES)
+    earlier = other.with_name(f"{other.name}.gz.{os.getpid()}.tmp")
+    earlier.write_bytes(b"")  # an earlier process's, whose pid this one has now
+    os.utime(earlier, (time.time() - 3600, time.time() - 3600))
+    assert finish_interrupted(tmp_path) == 2
     assert not temp.exists()
+    assert not earlier.exists()
     assert live.exists()
     assert path.read_bytes() == LINES
 

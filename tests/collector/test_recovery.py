@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 from helpers import basic_auth, ndjson_lines, running_collector, serve
 
-from journeykit.collector.recovery import recent_message_ids, repair_torn_tails
+from journeykit.collector.recovery import closed_files, recent_message_ids, repair_torn_tails
 from journeykit.collector.sink import host_tag
 
 
@@ -28,8 +28,10 @@ def _dead_pid() -> int:
     return int(process.stdout)
 
 
-def _file(root: Path, pid: int, content: bytes, host: str | None = None) -> Path:
-    path = root / "dt=2026-11-23" / "hr=10" / f"{host or host_tag()}-{pid}-1795400000-0001.ndjson"
+def _file(
+    root: Path, pid: int, content: bytes, host: str | None = None, opened: int = 1795400000
+) -> Path:
+    path = root / "dt=2026-11-23" / "hr=10" / f"{host or host_tag()}-{pid}-{opened}-0001.ndjson"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(content)
     return path
@@ -52,10 +54,19 @@ def test_a_file_that_is_all_torn_becomes_empty(tmp_path: Path) -> None:
 
 
 def test_files_of_live_writers_and_other_hosts_are_left_alone(tmp_path: Path) -> None:
-    mine = _file(tmp_path, os.getpid(), b'{"partial')
+    mine = _file(tmp_path, os.getpid(), b'{"partial', opened=int(time.time()))
     other = _file(tmp_path, _dead_pid(), b'{"partial', host="elsewhere")
     assert repair_torn_tails(tmp_path, tmp_path / "torn") == []
     assert mine.read_bytes() == other.read_bytes() == b'{"partial'
+
+
+def test_a_file_of_an_earlier_process_with_the_same_pid_is_repaired(tmp_path: Path) -> None:
+    # A container's collector is PID 1 after every restart: the pid runs, the writer does not.
+    before = int(time.time()) - 3600
+    path = _file(tmp_path, os.getpid(), b'{"messageId":"a"}\n{"partial', opened=before)
+    (torn,) = repair_torn_tails(tmp_path, tmp_path / "torn")
+    assert (torn.path, path.read_bytes()) == (path, b'{"messageId":"a"}\n')
+    assert closed_files(tmp_path) == [path]
 
 
 def test_recent_ids_are_bounded_and_skip_broken_lines(tmp_path: Path) -> None:
