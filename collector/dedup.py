@@ -22,6 +22,14 @@ class DedupWindow(Protocol):
 
     def release(self, ids: Iterable[str]) -> None: ...
 
+    def pending(self, ids: list[str]) -> list[str]:
+        """Those of ``ids`` reserved by a request whose write has not settled yet."""
+        ...
+
+    def lost(self, ids: list[str]) -> list[str]:
+        """Those of ``ids`` neither reserved nor remembered: their write failed or was dropped."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -139,6 +147,22 @@ class Deduplicator:
     def release(self, ids: Iterable[str]) -> None:
         with self._lock:
             self._pending.difference_update(ids)
+
+    def pending(self, ids: list[str]) -> list[str]:
+        with self._lock:
+            return [mid for mid in ids if mid in self._pending]
+
+    def lost(self, ids: list[str]) -> list[str]:
+        if self._window <= 0:
+            return []
+        with self._lock:
+            self._expire(self._clock())
+            known = [g.ids for g in self._generations]
+            return [
+                mid
+                for mid in ids
+                if mid not in self._pending and not any(mid in seen for seen in known)
+            ]
 
     def close(self) -> None:
         """Nothing to release: the window lives in this process's memory."""

@@ -5,6 +5,7 @@ Kept free of HTTP so it can be tested and benchmarked alone; ``app`` wraps it.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -174,6 +175,9 @@ class Prepared:
     rejected_lines: list[bytes]
     fresh_ids: list[str]  # messageIds reserved in the dedup memory
     stored_ids: list[str]  # the ones that will be stored
+    awaited: list[str] = field(default_factory=list)
+    """Duplicates of ids another request was still writing: counted as duplicates only if
+    that write succeeded."""
 
 
 class Ingestor:
@@ -233,7 +237,7 @@ class Ingestor:
             accepted, rejections = admit_reference(e.events, self._settings, times, **batch)
         else:
             accepted, rejections = admit(e.events, self._settings, times, body=e.body, **batch)
-        ids = [event["messageId"] for _, event in accepted]
+        ids = all_ids = [event["messageId"] for _, event in accepted]
         flags = self._dedup.reserve(ids)
         if False in flags:
             fresh = [pair for pair, new in zip(accepted, flags, strict=True) if new]
@@ -241,6 +245,10 @@ class Ingestor:
         else:
             fresh = accepted
         result.duplicates = len(accepted) - len(fresh)
+        awaited: list[str] = []
+        if result.duplicates:
+            seen = [mid for mid, new in zip(all_ids, flags, strict=True) if not new]
+            awaited = self._dedup.pending(seen)
         try:
             kept, changes = self._protect(
                 fresh, headers or {}, received_at, result, rejections, e.upstream_consent
@@ -257,7 +265,9 @@ class Ingestor:
             for r in rejections
         ]
         stored_ids = [event["messageId"] for event in kept]
-        return Prepared(result, received_at, changes, lines, kept, rejected_lines, ids, stored_ids)
+        return Prepared(
+            result, received_at, changes, lines, kept, rejected_lines, ids, stored_ids, awaited
+        )
 
     def commit(self, prepared: Prepared) -> IngestResult:
         """The blocking part: ledger, events, rejections to disk; then settle the messageIds.
@@ -265,7 +275,10 @@ class Ingestor:
         Raises ``OSError`` if the disk refused; then nothing counts as accepted and no
         messageId is remembered, so the client's retry is stored.
         """
-        return self._commit_group([prepared])[0]
+        [result] = self._commit_group([prepared])
+        if isinstance(result, OSError):
+            raise result
+        return result
 
     def commit_many(self, batch: list[Prepared]) -> list[IngestResult | OSError]:
         """:meth:`commit` of several requests: one write per file and one fsync for them all.
@@ -282,7 +295,7 @@ class Ingestor:
         settled: dict[int, IngestResult | OSError] = {}
         for indexes in by_hour.values():
             members = [batch[i] for i in indexes]
-            results: list[IngestResult] | list[OSError]
+            results: list[IngestResult | OSError] | list[OSError]
             try:
                 results = self._commit_group(members)
             except OSError as exc:
@@ -291,8 +304,13 @@ class Ingestor:
         out.extend(settled[i] for i in range(len(batch)))
         return out
 
-    def _commit_group(self, members: list[Prepared]) -> list[IngestResult]:
+    def _commit_group(self, members: list[Prepared]) -> list[IngestResult | OSError]:
         """:meth:`commit` of requests received within one hour (one file per kind)."""
+        out: list[IngestResult | OSError] = [p.result for p in members]
+        if any(p.awaited for p in members):
+            members = self._without_lost_copies(members, out)
+            if not members:
+                return out
         at = members[0].received_at
         try:
             if self._privacy is not None:
@@ -317,7 +335,31 @@ class Ingestor:
         rejected = [line for p in members for line in p.rejected_lines]
         if rejected:
             self._rejected.write(rejected, at)
-        return [p.result for p in members]
+        return out
+
+    def _without_lost_copies(
+        self, members: list[Prepared], out: list[IngestResult | OSError]
+    ) -> list[Prepared]:
+        """``members`` but those whose duplicates' first copies were not stored after all.
+
+        A resend that arrives while the first copy is being written counts as a duplicate;
+        if that write then failed, the resend, answered 200, would be the event's end. Such a
+        request fails as if its own write had (503: its client sends it again), and nothing
+        of it is written. Writes run one group at a time on one thread per process, so within
+        a process the first copy's write has settled by now; a first copy another worker is
+        still writing (Redis dedup) cannot be waited for.
+        """
+        kept: list[Prepared] = []
+        for index, p in enumerate(members):
+            lost = self._dedup.lost(p.awaited) if p.awaited else []
+            if not lost:
+                kept.append(p)
+                continue
+            self._dedup.release(p.fresh_ids)
+            out[index] = OSError(
+                errno.EAGAIN, f"the first copy of {lost[0]!r} was not stored; send it again"
+            )
+        return kept  # their results, in ``out`` already, are filled in place
 
     def _protect(
         self,

@@ -135,6 +135,33 @@ class RedisDeduplicator:
         else:
             self._local.release(wanted)  # reserved here during the outage, committed in Redis
 
+    def pending(self, ids: list[str]) -> list[str]:
+        states = self._states(ids)
+        if states is None:
+            return self._local.pending(ids)
+        return [mid for mid, state in zip(ids, states, strict=True) if state == b"pending"]
+
+    def lost(self, ids: list[str]) -> list[str]:
+        # Pending in another worker: its write may still fail, which this one cannot wait for.
+        states = self._states(ids)
+        if states is None:
+            return self._local.lost(ids)
+        return [mid for mid, state in zip(ids, states, strict=True) if state is None]
+
+    def _states(self, ids: list[str]) -> list[bytes | None] | None:
+        """Each id's key in Redis (``pending``, ``seen`` or None); None if Redis is away."""
+        if self._window_ms <= 0 or not ids:
+            return [b"seen"] * len(ids)
+        try:
+            states = [
+                s if s is None or isinstance(s, bytes) else s.encode()
+                for s in self._r.mget([self._prefix + mid for mid in ids])
+            ]
+        except RedisError as exc:
+            self._failed(exc)
+            return None
+        return states
+
     def release(self, ids: Iterable[str]) -> None:
         wanted = list(ids)
         self._local.release(wanted)

@@ -85,6 +85,37 @@ def test_a_refused_write_fails_every_request_of_it_and_remembers_no_id(tmp_path:
     rejected.close()
 
 
+def test_a_resend_during_a_write_that_fails_is_not_a_duplicate(tmp_path: Path) -> None:
+    # The client timed out and sent again while the first copy was being written.
+    ingest, events, rejected = ingestor(tmp_path)
+    first = request(ingest, 0, T0)
+    resend = request(ingest, 0, T0)
+    assert resend.result.duplicates == 3
+    (tmp_path / "events").write_text("a file where the sink needs a directory")
+    assert isinstance(ingest.commit_many([first])[0], OSError)
+    (tmp_path / "events").unlink()
+    # Answered 200 "duplicate", the events would be stored nowhere: it fails as well.
+    [answer] = ingest.commit_many([resend])
+    assert isinstance(answer, OSError)
+    assert "not stored; send it again" in str(answer)
+    again = request(ingest, 0, T0)
+    [stored] = ingest.commit_many([again])
+    assert not isinstance(stored, OSError)
+    assert (stored.accepted, stored.duplicates) == (3, 0)
+    # When the first write succeeds, the resend is a duplicate, as ever.
+    first, resend = request(ingest, 1, T0), request(ingest, 1, T0)
+    results = ingest.commit_many([first]) + ingest.commit_many([resend])
+    assert [(r.accepted, r.duplicates) for r in results if not isinstance(r, OSError)] == [
+        (3, 0),
+        (0, 3),
+    ]
+    events.close()
+    rejected.close()
+    assert lines(tmp_path / "events") == {
+        "dt=2026-11-23/hr=10": [f"m{n}-{i}" for n in (0, 1) for i in range(3)]
+    }
+
+
 def test_the_writer_thread_answers_each_waiting_request(tmp_path: Path) -> None:
     ingest, events, rejected = ingestor(tmp_path)
     committer = Committer(ingest.commit_many)

@@ -158,6 +158,28 @@ def test_redis_dedup_is_shared_between_workers(redis_url: str) -> None:
         b.close()
 
 
+def test_redis_dedup_tells_pending_from_lost(redis_url: str) -> None:
+    a = RedisDeduplicator.from_url(redis_url, window=3600, prefix="dedup3:")
+    b = RedisDeduplicator.from_url(redis_url, window=3600, prefix="dedup3:")
+    try:
+        assert a.reserve(["m1", "m2", "m3"]) == [True] * 3
+        assert b.reserve(["m1", "m2", "m3"]) == [False] * 3
+        assert b.pending(["m1", "m2", "m3"]) == ["m1", "m2", "m3"]
+        a.commit(["m1"])
+        a.release(["m2"])  # its write failed
+        assert (b.pending(["m1", "m2", "m3"]), b.lost(["m1", "m2", "m3"])) == (["m3"], ["m2"])
+    finally:
+        a.close()
+        b.close()
+    dead = RedisDeduplicator.from_url(f"redis://127.0.0.1:{free_port()}/0", window=60)
+    try:
+        assert dead.reserve(["m1", "m2"]) == [True, True]
+        dead.release(["m2"])
+        assert (dead.pending(["m1", "m2"]), dead.lost(["m1", "m2"])) == (["m1"], ["m2"])
+    finally:
+        dead.close()
+
+
 def test_redis_dedup_falls_back_to_the_worker_when_redis_is_down() -> None:
     dead = RedisDeduplicator.from_url(f"redis://127.0.0.1:{free_port()}/0", window=60)
     try:
