@@ -131,10 +131,7 @@ class ConsentStore:
             end = data.rfind(b"\n") + 1  # a line still being written waits for the next call
             self._offset += end
             count = 0
-            for line in data[:end].splitlines():
-                record = LedgerRecord.from_json(orjson.loads(line), 0)
-                if record.kind != "consent":
-                    continue
+            for record in _consent_records(data[:end]):
                 self.apply_record(
                     record.subject,
                     record.linked_ids,
@@ -146,6 +143,42 @@ class ConsentStore:
                 )
                 count += 1
             return count
+
+    def restore(self, ledger: Path, subjects: Iterable[str]) -> None:
+        """Put back what the ledger says of ``subjects``, whose last changes it did not take.
+
+        A request's consent changes are merged here while it is checked, and appended to the
+        ledger when it is written. When that append fails the request fails (503), and its
+        retry, finding the changes already made, would record nothing: the choice would hold
+        in this process alone and vanish at its restart. So the subjects' states are read back
+        from the ledger (a full read, on the writer thread, after a disk failure only); other
+        hosts' consent, which comes through Redis, is read again too (``generation``).
+        """
+        wanted = set(subjects)
+        rebuilt = ConsentStore(self._regime)
+        try:
+            data = ledger.read_bytes()
+        except FileNotFoundError:
+            data = b""
+        for record in _consent_records(data[: data.rfind(b"\n") + 1]):
+            if record.subject in wanted or not wanted.isdisjoint(record.linked_ids):
+                rebuilt.apply_record(
+                    record.subject,
+                    record.linked_ids,
+                    record.granted,
+                    record.denied,
+                    record.source,
+                    record.at,
+                    record.notice_version,
+                )
+        with self._lock:
+            for subject in wanted:
+                state = rebuilt._states.get(subject)
+                if state is None:
+                    self._states.pop(subject, None)
+                else:
+                    self._states[subject] = state
+            self.generation += 1
 
     def apply_record(
         self,
@@ -173,3 +206,11 @@ class ConsentStore:
         )
         with self._lock:  # a record holds only changes: all of it is kept, as when recorded
             self._merge([subject, *linked_ids], update)
+
+
+def _consent_records(data: bytes) -> Iterable[LedgerRecord]:
+    """The consent records among whole ledger lines (erasure receipts and the like skipped)."""
+    for line in data.splitlines():
+        record = LedgerRecord.from_json(orjson.loads(line), 0)
+        if record.kind == "consent":
+            yield record

@@ -356,6 +356,8 @@ class Ingestor:
                 kept.append(p)
                 continue
             self._dedup.release(p.fresh_ids)
+            if self._privacy is not None:
+                self._privacy.unrecorded(p.changes)
             out[index] = OSError(
                 errno.EAGAIN, f"the first copy of {lost[0]!r} was not stored; send it again"
             )

@@ -315,8 +315,31 @@ class PrivacyStep:
         :meth:`process` so the collector can run this blocking part off its event loop.
         """
         if changes:
-            self._ledger.append_many(changes)
+            try:
+                self._ledger.append_many(changes)
+            except OSError:
+                self.unrecorded(changes)
+                raise
             self.store.recorded()  # consent sync: wakes the Redis publisher, if any
+
+    def unrecorded(self, changes: list[ConsentChange]) -> None:
+        """Undo in memory ``changes`` that will not be recorded (their request failed).
+
+        Otherwise the client's retry would find them made and record nothing (see
+        ``ConsentStore.restore``).
+        """
+        subjects = {s for c in changes for s in (c.subject, *c.linked_ids)}
+        if not subjects:
+            return
+        try:
+            self.store.restore(self._ledger.path, subjects)
+        except Exception as exc:  # noqa: BLE001 - the request fails anyway; say why it may stick
+            log.error(
+                "journeykit collector: consent changes of a failed request stay in memory "
+                "though not in the ledger (%d subjects): %s",
+                len(subjects),
+                exc,
+            )
 
     def _signals(
         self, event: Mapping[str, Any], gpc: ConsentUpdate | None, now: datetime

@@ -11,6 +11,7 @@ never points past what survives a crash. Line formats: ``_canonical`` and ``chec
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import threading
@@ -170,7 +171,15 @@ class ConsentLedger:
                         LedgerRecord.from_json(body, seq)
                     )  # clean ledger: seq n on line n
                 data = b"".join(chunks)
-                write_all(fd, data)
+                start = os.fstat(fd).st_size
+                try:
+                    write_all(fd, data)
+                except OSError:
+                    # A full disk may take part of the batch: cut it off again, or every
+                    # later append would meet a torn last line and fail until a repair.
+                    with contextlib.suppress(OSError):
+                        os.ftruncate(fd, start)
+                    raise
                 self._size += len(data)
                 self._last = (seq, prev)
                 self._written_gen += 1

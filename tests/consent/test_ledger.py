@@ -351,3 +351,23 @@ def test_thorough_verify_finds_a_well_chained_but_malformed_record(tmp_path: Pat
     assert problem is not None
     assert problem.line == 2
     assert "telepathy" in problem.message
+
+
+def test_an_append_the_disk_refuses_leaves_no_torn_line(
+    ledger_path: Path, signer: LedgerSigner
+) -> None:
+    resource = pytest.importorskip("resource")  # POSIX; Python ignores SIGXFSZ
+    size = ledger_path.stat().st_size
+    with ConsentLedger(ledger_path, signer=signer, checkpoint_every=1000) as ledger:
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        # Room for part of a record: the write stops there with EFBIG, as ENOSPC would.
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size + 40, hard))
+        try:
+            with pytest.raises(OSError, match="too large"):
+                ledger.append("hmac-sha256:k1:" + "a" * 64, granted=["analytics"], at=T0)
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        assert ledger_path.stat().st_size == size
+        record = ledger.append("hmac-sha256:k1:" + "a" * 64, granted=["analytics"], at=T0)
+    assert record.seq == 11
+    assert _verify(ledger_path, signer).ok

@@ -116,3 +116,49 @@ def test_a_full_disk_answers_503_and_the_sdk_delivers_everything_once_it_recover
     stored = Counter(e["messageId"] for e in ndjson_lines(data / "events"))
     assert set(stored) == set(tracked) | set(probe_ids)
     assert max(stored.values()) == 1
+
+
+def _consent(user: str, n: int) -> dict[str, Any]:
+    return {
+        "type": "track",
+        "userId": user,
+        "event": "Consent Updated",
+        "messageId": f"consent-{user}-{n}",
+        "properties": {"purposes": {"analytics": True}},
+    }
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prlimit(2) is Linux only")
+def test_a_consent_the_ledger_refused_is_recorded_by_the_retry(
+    tmp_path: Path, collector_process: Callable[..., CollectorProcess]
+) -> None:
+    # The choice is applied in memory while the request is checked and appended when it is
+    # written: a retry of a refused append must record it, or it is lost at the next restart.
+    data = tmp_path / "data"
+    env = {"JOURNEYKIT_DECISIONS": "false", "JOURNEYKIT_CONSENT_REGIME": "opt_in"}
+    collector = collector_process(data, env)
+    collector.start()
+    auth = basic_auth(WRITE_KEY)
+
+    def send(*events: dict[str, Any]) -> httpx.Response:
+        return httpx.post(collector.url + "/v1/batch", json={"batch": list(events)}, headers=auth)
+
+    assert send(*[_consent(f"other-{i}", 0) for i in range(20)]).status_code == 200
+    ledger = data / "consent" / "ledger.ndjson"
+    room = ledger.stat().st_size + 64  # less than one more record
+    resource.prlimit(collector.pid, resource.RLIMIT_FSIZE, (room, resource.RLIM_INFINITY))
+    refused = send(_consent("u1", 0))
+    assert refused.status_code == 503, refused.text
+    resource.prlimit(
+        collector.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY)
+    )
+    retried = send(_consent("u1", 0))
+    assert retried.status_code == 200, retried.text
+    assert retried.json()["accepted"] == 1
+    page = {"type": "page", "userId": "u1", "name": "Home", "messageId": "page-1"}
+    assert send(page).json()["accepted"] == 1
+    collector.stop()
+
+    collector.start()  # the consent in force is the ledger's
+    later = send({**page, "messageId": "page-2"}).json()
+    assert (later["accepted"], later["dropped"]) == (1, {})
