@@ -135,6 +135,7 @@ class Calls:
         context: Mapping[str, Any] | None = None,
         timestamp: datetime | None = None,
         message_id: str | None = None,
+        remember: bool = True,
     ) -> Enqueued:
         """Record the user's consent choices and send them as a "Consent Updated" event.
 
@@ -148,6 +149,10 @@ class Calls:
             notice_version: the privacy notice the person saw; send it, it is the proof of
                 what they were told.
             source: ``banner`` (default), ``api``, ``gpc`` or ``import``.
+            remember: ``False`` sends the choice without keeping it in this client, for a
+                caller that keeps it itself and answers for it through ``consent_resolver``
+                (the web integrations: a choice made in one browser is that browser's cookie's,
+                and must not hold for the same user's other browsers in this process alone).
         """
         try:
             purposes = _purposes(granted, denied)
@@ -169,7 +174,7 @@ class Calls:
             message_id,
             None,
             {"event": CONSENT_EVENT, "properties": properties},
-            on_built=self._record_consent,
+            on_built=self._record_consent if remember else None,
         )
 
     def consent_state(

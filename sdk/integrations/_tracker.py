@@ -173,6 +173,7 @@ class RequestTracker:
             source=source,
             anonymous_id=self.anonymous_id,
             timestamp=now,
+            remember=False,  # the cookie keeps it, for this browser only
         )
         # The person chose: the choice holds even if its event could not be queued (that drop
         # is counted by the client); only an invalid call leaves everything as it was.

@@ -156,6 +156,17 @@ def test_opt_out_regime_sends_for_unknown_subjects_but_honours_denials() -> None
     assert [e["event"] for e in recorder.events] == ["A", "Consent Updated"]
 
 
+def test_a_choice_not_remembered_is_sent_and_kept_by_the_caller() -> None:
+    recorder = Recorder()
+    with make_client(recorder) as client:
+        assert client.consent("u1", granted=["analytics"], anonymous_id="a1", remember=False)
+        assert client.consent_state("u1", "a1") is None
+        assert not client.track("u1", "Product Viewed", {"product_id": "p1"})
+        assert client.flush(timeout=5)
+    [consent] = recorder.events
+    assert consent["properties"]["purposes"] == {"analytics": True}
+
+
 def test_a_necessary_event_needs_no_consent() -> None:
     policy = GatePolicy(event_purposes={"Password Reset": frozenset({Purpose.NECESSARY})})
     with make_client(Recorder(), gate_policy=policy) as client:

@@ -119,6 +119,19 @@ def test_an_integer_user_id_is_the_user_the_consent_belongs_to(
         fresh.shutdown(timeout=5)
 
 
+def test_a_choice_in_one_browser_is_not_another_browsers(
+    client: Client, recorder: Recorder
+) -> None:
+    # User 42 accepts in browser A; their browser B, in the same process, made no choice.
+    app = make_app(client, user=42)
+    accept(app)
+    before = len(recorder.events)
+    assert app.test_client().get("/buy").status_code == 200
+    assert recorder.events[before:] == []
+    assert client.stats().dropped["no_consent"] == 1
+    assert client.consent_state("42") is None  # the choice is browser A's cookie's alone
+
+
 def test_reject_sends_the_choice_and_nothing_else(client: Client, recorder: Recorder) -> None:
     app = make_app(client, page_views=True)
     http = app.test_client()
