@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from journeykit.consent import (
@@ -51,6 +51,8 @@ _current: ContextVar[RequestTracker | None] = ContextVar("journeykit_tracker", d
 # Ids we made, or that look like them: anything else in the cookie is ignored, not trusted.
 _ANON_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
 _T = TypeVar("_T")
+_MILLISECOND = timedelta(milliseconds=1)  # the finest time a "Consent Updated" event carries
+_MOST_SKEW = timedelta(days=1)
 
 
 def current_tracker() -> RequestTracker | None:
@@ -163,7 +165,7 @@ class RequestTracker:
             no.add(Purpose.MARKETING)
         yes -= {Purpose.NECESSARY}
         notice = notice_version or self._settings.notice_version
-        now = datetime.now(UTC)
+        now = self._choice_time()
         result = self._call(
             self._client.consent,
             self.user_id,
@@ -193,6 +195,22 @@ class RequestTracker:
                 )
             self._sync_anonymous_cookie()
         return result
+
+    def _choice_time(self) -> datetime:
+        """Now, or just after the choice in the cookie if another server's clock wrote it later.
+
+        A click is the person's latest word: merged by time, it would lose against a cookie
+        written by an app server whose clock runs ahead, here and at the collector alike. A
+        cookie more than a day ahead is no clock's error; its choice is dropped instead.
+        """
+        now = datetime.now(UTC)
+        before = self.consent.timestamp if self.consent is not None else None
+        if before is None or before < now:
+            return now
+        if before - now > _MOST_SKEW:
+            self.consent = None  # the click's purposes start afresh, on the regime's defaults
+            return now
+        return before + _MILLISECOND
 
     def reset(self) -> None:
         """Sign out: forget the user and give this browser a new anonymous id.

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 import pytest
 from helpers import Recorder
 
+from journeykit.consent import ConsentState, ConsentUpdate, Purpose, Regime, Source
 from journeykit.sdk import Client
 from journeykit.sdk.integrations import IntegrationSettings, RequestInfo, RequestTracker
+from journeykit.sdk.integrations._cookies import encode_consent_cookie
 
 SEGMENT = quote(json.dumps({"version": 1, "custom": {"marketingAndAnalytics": True}}))
 SEGMENT_NO = quote(json.dumps({"version": 1, "custom": {"marketingAndAnalytics": False}}))
@@ -80,3 +83,32 @@ def test_a_cookie_nested_too_deep_is_no_choice(client: Client, fmt: str, value: 
     tracker = RequestTracker(client, settings, request)
     assert (tracker.consent, tracker.needs_banner) == (None, True)
     assert tracker.consent_cookie_error is not None
+
+
+@pytest.mark.parametrize("ahead", [timedelta(seconds=2), timedelta(days=400)])
+def test_a_click_wins_over_a_cookie_written_by_a_clock_ahead(
+    client: Client, recorder: Recorder, ahead: timedelta
+) -> None:
+    # Another app server, its clock two seconds ahead, wrote "accept"; the person rejects here.
+    accepted = ConsentState.from_update(
+        ConsentUpdate(
+            purposes={Purpose.ANALYTICS: True, Purpose.MARKETING: True},
+            source=Source.BANNER,
+            timestamp=datetime.now(UTC) + ahead,
+        ),
+        Regime.OPT_IN,
+    )
+    settings = IntegrationSettings()
+    cookies = {"jk_consent": encode_consent_cookie(accepted)}
+    request = RequestInfo("GET", "https", "s.test", "/", cookies=cookies)
+    tracker = RequestTracker(client, settings, request)
+    assert tracker.allows("analytics")
+    tracker.record_consent(denied=["analytics", "marketing"])
+    assert not tracker.allows("analytics")
+    written = {op.name: op for op in tracker.cookie_ops()}
+    value = written["jk_consent"].value or ""
+    later = RequestInfo("GET", "https", "s.test", "/", cookies={"jk_consent": value})
+    assert not RequestTracker(client, settings, later).allows("analytics")
+    [event] = recorder.events
+    sent = datetime.fromisoformat(event["timestamp"])
+    assert sent > accepted.timestamp if ahead.days == 0 else sent < accepted.timestamp
