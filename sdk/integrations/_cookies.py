@@ -116,7 +116,8 @@ def read_consent(
     """The consent in force for one request: the cookie's choice, then ``Sec-GPC`` on top."""
     state: ConsentState | None = None
     error = None
-    raw = cookies.get(settings.consent_cookie)
+    headers = list(headers)
+    raw = _newest(settings, now, headers) or cookies.get(settings.consent_cookie)
     if raw:
         try:
             update = _parse_cookie(settings, raw, now)
@@ -137,6 +138,40 @@ def read_consent(
             base = state or ConsentState(regime=settings.consent_regime)
             state = base.merge(signal)
     return ReadConsent(state, from_cookie, gpc, error)
+
+
+def _newest(
+    settings: IntegrationSettings, now: datetime, headers: Iterable[tuple[str, str]]
+) -> str | None:
+    """The consent cookie's value when the browser sent it twice, else ``None``.
+
+    A changed ``cookie_domain`` or ``cookie_path`` leaves the old cookie beside the new one,
+    and frameworks keep one of the two: Flask and Starlette the first, Django the last. The
+    three must agree, and on the newer choice: ours by its time, another format's by the
+    browser's order (equal paths: oldest first).
+    """
+    name = settings.consent_cookie
+    values = [
+        value.strip().strip('"')
+        for header, line in headers
+        if header == "cookie"
+        for part in line.split(";")
+        for key, sep, value in [part.strip().partition("=")]
+        if sep and key == name
+    ]
+    if len(values) < 2:
+        return None
+    if settings.consent_cookie_format != "journeykit":
+        return values[-1]
+    best: tuple[datetime, str] | None = None
+    for value in values:
+        try:
+            update = _parse_cookie(settings, value, now)
+        except (ValueError, TypeError, OverflowError, OSError, RecursionError):
+            continue
+        if update is not None and (best is None or update.timestamp >= best[0]):
+            best = (update.timestamp, value)
+    return values[-1] if best is None else best[1]
 
 
 def encode_consent_cookie(state: ConsentState) -> str:

@@ -42,11 +42,18 @@ class RequestInfo:
         return next((v for n, v in self.headers if n == wanted), None)
 
     def client_ip(self, settings: IntegrationSettings) -> str | None:
-        """The client's address: the peer's, or ``X-Forwarded-For``'s first when trusted."""
+        """The client's address: the peer's, or the one your proxies saw when trusted.
+
+        Each proxy appends the address it received from on the right of ``X-Forwarded-For``;
+        everything left of what your own proxies appended was written by the client, who can
+        write anything there. Several headers are one list, in order.
+        """
         if settings.trust_forwarded_for:
-            forwarded = self.header("x-forwarded-for")
-            if forwarded:
-                return forwarded.split(",", 1)[0].strip() or self.remote_addr
+            entries = [
+                e.strip() for n, v in self.headers if n == "x-forwarded-for" for e in v.split(",")
+            ]
+            if len(entries) >= settings.forwarded_hops:
+                return entries[-settings.forwarded_hops] or self.remote_addr
         return self.remote_addr
 
     def page(self, settings: IntegrationSettings) -> dict[str, Any]:

@@ -78,6 +78,9 @@ class IntegrationSettings(BaseModel):
     """Query strings often hold emails and tokens, so ``page.url`` and ``search`` omit them."""
     trust_forwarded_for: bool = False
     """Take the client IP from ``X-Forwarded-For`` (only behind a proxy that sets it)."""
+    forwarded_hops: int = Field(default=1, ge=1)
+    """Proxies of yours that append to ``X-Forwarded-For``: the address is the one the outermost
+    of them saw, this many entries from the right (what the client wrote is further left)."""
 
     # -- automatic page views -------------------------------------------------------------------
     page_views: bool = False

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote
 
 from journeykit.sdk._calls import Calls
 from journeykit.sdk.integrations._banner import handle_banner
@@ -106,7 +106,10 @@ async def _consent(tracker: RequestTracker, receive: Receive, send: Send) -> Non
     if outcome.status != 303:
         await _answer(send, outcome.status, [], outcome.error.encode())
         return
-    location = [(b"location", outcome.location.encode("latin-1", "replace"))]
+    # Header values are bytes: a path with "é" or "茶" is sent percent-encoded, as Flask and
+    # Django send it, rather than as latin-1 with "?" for what latin-1 lacks (another path).
+    target = quote(outcome.location, safe="/?#&=;:@!$'()*+,~%-._")
+    location = [(b"location", target.encode("ascii"))]
     await _answer(send, 303, _private(location) + _cookie_headers(tracker), b"")
 
 

@@ -112,3 +112,24 @@ def test_a_click_wins_over_a_cookie_written_by_a_clock_ahead(
     [event] = recorder.events
     sent = datetime.fromisoformat(event["timestamp"])
     assert sent > accepted.timestamp if ahead.days == 0 else sent < accepted.timestamp
+
+
+def _choice(analytics: bool, at: datetime) -> str:
+    update = ConsentUpdate(purposes={Purpose.ANALYTICS: analytics}, source="banner", timestamp=at)
+    return encode_consent_cookie(ConsentState.from_update(update, Regime.OPT_IN))
+
+
+@pytest.mark.parametrize("newer_first", [False, True])
+def test_of_two_consent_cookies_the_newer_choice_counts(client: Client, newer_first: bool) -> None:
+    # The old cookie stays beside the new one after cookie_domain or cookie_path changed;
+    # frameworks keep the first (Flask, Starlette) or the last (Django): all must agree.
+    now = datetime.now(UTC)
+    old, new = _choice(True, now - timedelta(days=3)), _choice(False, now)
+    values = [new, old] if newer_first else [old, new]
+    header = "; ".join(f"jk_consent={v}" for v in values)
+    request = RequestInfo(
+        "GET", "https", "s.test", "/", headers=(("cookie", header),), cookies={"jk_consent": old}
+    )
+    tracker = RequestTracker(client, IntegrationSettings(), request)
+    assert tracker.consent is not None
+    assert not tracker.allows("analytics")

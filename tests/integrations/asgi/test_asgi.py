@@ -106,6 +106,12 @@ def test_a_response_setting_a_visitors_cookie_is_private(client: Client) -> None
     assert "cache-control" not in plain.headers
 
 
+def test_the_banner_redirects_to_a_path_of_any_script(client: Client) -> None:
+    step = ("POST", "/journeykit/consent", {"data": {"choice": "reject", "next": "/catégorie/茶"}})
+    [answer] = run(starlette_app(client), step)
+    assert answer.headers["location"] == "/cat%C3%A9gorie/%E8%8C%B6"  # as Flask and Django
+
+
 def test_gpc_denies_marketing(client: Client, recorder: Recorder) -> None:
     gpc = {"headers": {"Sec-GPC": "1", "User-Agent": "pytest-browser"}}
     run(starlette_app(client), (*ACCEPT[:2], {**ACCEPT[2], **gpc}), ("GET", "/product", gpc))
