@@ -38,6 +38,7 @@ from typing import Any
 import orjson
 
 from journeykit.collector.dsr._scan import data_files, line_chunks, open_data
+from journeykit.collector.sink import _escape_separators
 from journeykit.collector.suppression import check_subject
 from journeykit.consent import (
     ConsentError,
@@ -72,8 +73,15 @@ class Subject:
     """Each id and pseudonym as the JSON string token it is written as (with quotes)."""
 
     def __post_init__(self) -> None:
-        tokens = tuple(sorted({orjson.dumps(v) for v in self.ids | self.pseudonyms}))
-        object.__setattr__(self, "needles", tokens)
+        tokens = set()
+        for value in self.ids | self.pseudonyms:
+            token = orjson.dumps(value)
+            # As the files hold it: U+2028 and the like escaped (the sink's one-line rule).
+            tokens |= {token, _escape_separators(token)}
+            if value.isascii() and value.isdigit() and len(value) < 20:
+                # An id sent as a number stays one in rejected/ (the event as sent).
+                tokens |= {b'":' + value.encode() + end for end in (b",", b"}")}
+        object.__setattr__(self, "needles", tuple(sorted(tokens)))
 
     def chunk_may_match(self, chunk: bytes) -> bool:
         return any(needle in chunk for needle in self.needles)
@@ -140,12 +148,16 @@ class Subject:
 
 def identity(event: Mapping[str, Any]) -> tuple[str | None, str | None]:
     """``(userId, the device id it carries)``: its ``anonymousId``, an alias's ``previousId``."""
-    user = event.get("userId")
-    device = event.get("previousId" if event.get("type") == "alias" else "anonymousId")
-    return (
-        user if isinstance(user, str) and user else None,
-        device if isinstance(device, str) and device else None,
-    )
+    user = _text(event.get("userId"))
+    device = _text(event.get("previousId" if event.get("type") == "alias" else "anonymousId"))
+    return (user or None, device or None)
+
+
+def _text(value: object) -> str | None:
+    """An id as the collector stores it: a whole number as its text (rejected/ keeps numbers)."""
+    if isinstance(value, str):
+        return value
+    return str(value) if type(value) is int else None
 
 
 _SELF = ""  # among a device's users: the subject itself (user ids are never empty)
