@@ -159,6 +159,8 @@ def _erase(args: argparse.Namespace) -> int:
     say(f"{report.request.id}: erasure completed")
     say(f"  events removed:          {d['events_removed']} ({d['files_rewritten']} files)")
     say(f"  rejected events removed: {d['rejected_removed']}")
+    if d.get("torn_removed"):
+        say(f"  torn fragments removed:  {d['torn_removed']}")
     say(f"  profiles deleted:        {d['profiles_deleted']}")
     say(f"  ids suppressed:          {d['ids_suppressed']}")
     if d["shared_device_ids"]:

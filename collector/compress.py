@@ -11,6 +11,7 @@ same file at start from writing into one temporary file.
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import logging
 import os
@@ -18,7 +19,7 @@ import queue
 import shutil
 import threading
 from pathlib import Path
-from typing import Final
+from typing import BinaryIO, Final
 
 __all__ = [
     "Compressor",
@@ -51,26 +52,54 @@ def gzip_file(path: Path) -> Path | None:
     """
     target = path.with_name(path.name + _SUFFIX)
     temp = path.with_name(f"{target.name}.{os.getpid()}.tmp")
-    try:
-        source = path.open("rb")
-    except FileNotFoundError:
+    source = _open_locked(path)
+    if source is None:
         return None
     try:
-        with source, temp.open("wb") as raw:
-            with gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=_LEVEL) as out:
-                shutil.copyfileobj(source, out, 1024 * 1024)
-            raw.flush()
-            os.fsync(raw.fileno())
-            stat = os.fstat(source.fileno())
-        # The original's times, so the dedup rebuild's window reads the .gz like the original.
-        os.utime(temp, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-        temp.replace(target)
-        _fsync_dir(path.parent)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    path.unlink(missing_ok=True)
+        try:
+            with temp.open("wb") as raw:
+                with gzip.GzipFile(
+                    filename="", mode="wb", fileobj=raw, compresslevel=_LEVEL
+                ) as out:
+                    shutil.copyfileobj(source, out, 1024 * 1024)
+                raw.flush()
+                os.fsync(raw.fileno())
+                stat = os.fstat(source.fileno())
+            # The original's times, so the dedup rebuild's window reads the .gz like it.
+            os.utime(temp, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+            temp.replace(target)
+            _fsync_dir(path.parent)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        path.unlink(missing_ok=True)
+    finally:
+        source.close()  # releases the lock, once the original is gone or kept
     return target
+
+
+def _open_locked(path: Path) -> BinaryIO | None:
+    """``path`` open for reading under an exclusive ``flock``; ``None`` if it is gone.
+
+    A data-subject erasure rewrites a file under the same lock and renames the copy over it:
+    compressing the old inode meanwhile would bring back the lines it removed. So the lock is
+    held from the read to the unlink, and a file replaced while we waited for it is reopened.
+    """
+    while True:
+        try:
+            source = path.open("rb")
+        except FileNotFoundError:
+            return None
+        fcntl.flock(source.fileno(), fcntl.LOCK_EX)
+        try:
+            now = path.stat().st_ino
+        except FileNotFoundError:
+            now = None  # compressed by another process while we waited
+        if now == os.fstat(source.fileno()).st_ino:
+            return source
+        source.close()
+        if now is None:
+            return None
 
 
 def _mtime(path: Path) -> float:

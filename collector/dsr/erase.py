@@ -37,6 +37,7 @@ class ErasureResult:
 
     events_removed: int = 0
     rejected_removed: int = 0
+    torn_removed: int = 0
     files_rewritten: list[str] = field(default_factory=list)
     bytes_scanned: int = 0
 
@@ -44,6 +45,7 @@ class ErasureResult:
         return {
             "events_removed": self.events_removed,
             "rejected_removed": self.rejected_removed,
+            "torn_removed": self.torn_removed,
             "files_rewritten": len(self.files_rewritten),
             "bytes_scanned": self.bytes_scanned,
         }
@@ -60,7 +62,7 @@ def _fsync_dir(directory: Path) -> None:
 def remove_leftovers(data_dir: Path) -> list[Path]:
     """Delete temporary files of rewrites that a crash interrupted; their originals are intact."""
     removed = []
-    for area in ("events", "rejected"):
+    for area in ("events", "rejected", "torn"):
         root = data_dir / area
         if root.is_dir():
             for path in root.rglob(f".*{_TEMP_SUFFIX}"):
@@ -70,13 +72,31 @@ def remove_leftovers(data_dir: Path) -> list[Path]:
 
 
 @contextmanager
-def _locked(path: Path) -> Iterator[int]:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield fd
-    finally:
-        os.close(fd)  # closing the descriptor releases the lock
+def _locked(path: Path) -> Iterator[int | None]:
+    """``path`` under an exclusive ``flock``; ``None`` if it is gone (compressed meanwhile).
+
+    The collector's compressor holds the same lock from its read to its unlink, and another
+    erasure from its read to its rename: a file replaced while we waited is opened again.
+    """
+    while True:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            break
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                current = path.stat().st_ino
+            except FileNotFoundError:
+                current = None
+            if current == os.fstat(fd).st_ino:
+                yield fd
+                return
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
+        if current is None:
+            break
+    yield None
 
 
 def _contains_subject(file: DataFile, subject: Subject) -> tuple[bool, int]:
@@ -101,10 +121,13 @@ def _copy_without(source: BinaryIO, target: BinaryIO, subject: Subject) -> int:
     return removed
 
 
-def _rewrite(file: DataFile, subject: Subject) -> int:
+def _rewrite(file: DataFile, subject: Subject) -> int | None:
+    """Lines removed from ``file``; ``None`` if it was compressed meanwhile (see ``_locked``)."""
     path = file.path
     temp = path.with_name(f".{path.name}{_TEMP_SUFFIX}")
-    with _locked(path):
+    with _locked(path) as fd:
+        if fd is None:
+            return None
         with temp.open("wb") as raw:
             if file.gzipped:
                 with open_data(file) as source, gzip.GzipFile(fileobj=raw, mode="wb") as target:
@@ -120,6 +143,31 @@ def _rewrite(file: DataFile, subject: Subject) -> int:
     return removed
 
 
+def _erase_torn(data_dir: Path, subject: Subject, result: ErasureResult) -> None:
+    """Remove the subject's partial lines kept under ``torn/`` by the start-up repair.
+
+    A fragment is no JSON to read an identity from: any that holds one of the subject's ids
+    or pseudonyms goes (it was kept for inspection only, never as data).
+    """
+    root = data_dir / "torn"
+    if not root.is_dir():
+        return
+    for path in sorted(root.rglob("*.torn")):
+        lines = path.read_bytes().splitlines(keepends=True)
+        kept = [line for line in lines if not subject.chunk_may_match(line)]
+        if len(kept) == len(lines):
+            continue
+        temp = path.with_name(f".{path.name}{_TEMP_SUFFIX}")
+        with temp.open("wb") as raw:
+            raw.write(b"".join(kept))
+            raw.flush()
+            os.fsync(raw.fileno())
+        temp.replace(path)
+        _fsync_dir(path.parent)
+        result.torn_removed += len(lines) - len(kept)
+        result.files_rewritten.append(str(path.relative_to(data_dir)))
+
+
 def erase_events(data_dir: Path, subject: Subject) -> ErasureResult:
     """Remove every line about ``subject`` from accepted and rejected NDJSON under ``data_dir``.
 
@@ -127,15 +175,25 @@ def erase_events(data_dir: Path, subject: Subject) -> ErasureResult:
     """
     result = ErasureResult()
     remove_leftovers(data_dir)
-    for file in data_files(data_dir):
-        found, size = _contains_subject(file, subject)
+    todo = list(data_files(data_dir))
+    while todo:
+        file = todo.pop(0)
+        try:
+            found, size = _contains_subject(file, subject)
+        except FileNotFoundError:  # compressed since it was listed
+            found, size = True, 0
         result.bytes_scanned += size
         if not found:
             continue
         removed = _rewrite(file, subject)
+        if removed is None:
+            if not file.gzipped:  # compressed meanwhile: its lines are in the .gz now
+                todo.insert(0, DataFile(file.area, file.path.with_name(file.path.name + ".gz")))
+            continue
         if file.area == "events":
             result.events_removed += removed
         else:
             result.rejected_removed += removed
         result.files_rewritten.append(str(file.path.relative_to(data_dir)))
+    _erase_torn(data_dir, subject, result)
     return result

@@ -7,6 +7,8 @@ The sink writes U+2028, U+2029 and U+0085 as JSON escapes (one line per event), 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -14,6 +16,9 @@ import httpx
 import pytest
 from dsr_shop import dsr, event
 from helpers import running_collector
+
+from journeykit.collector.recovery import repair_torn_tails
+from journeykit.collector.sink import host_tag
 
 
 @pytest.mark.parametrize("query", ["line\u2028sep", "42"])
@@ -41,3 +46,31 @@ def test_an_erasure_removes_every_stored_form_of_the_id(tmp_path: Path, query: s
         files = [f.read_text() for f in running.data_dir.rglob("*.ndjson")]
         assert not any("STORED" in text or "REJECTED" in text for text in files)
         assert [e["messageId"] for e in running.events] == ["m-3"]
+
+
+def test_an_erasure_removes_the_subjects_torn_fragments(tmp_path: Path) -> None:
+    # A collector killed mid-write: the next start keeps the partial line under torn/.
+    data = tmp_path / "data"
+    part = data / "events" / "dt=2026-11-02" / "hr=10"
+    part.mkdir(parents=True)
+    whole = b'{"type":"track","userId":"u-zed","event":"Viewed","messageId":"m1"}\n'
+    torn = b'{"type":"track","userId":"u-zed","event":"Viewed","messageId":"m2","prop'
+    (part / f"{host_tag()}-{_dead_pid()}-1-0001.ndjson").write_bytes(whole + torn)
+    kept = repair_torn_tails(data / "events", data / "torn" / "events")
+    other = data / "torn" / "events" / "other.torn"
+    other.write_bytes(b'{"userId":"u-other","ev\n')
+    erased = dsr(data, "erase", "u-zed", "--yes")
+    assert erased.returncode == 0, erased.stderr
+    assert "torn fragments removed:  1" in erased.stdout
+    assert [t.kept_in.read_bytes() for t in kept] == [b""]
+    assert other.read_bytes() == b'{"userId":"u-other","ev\n'
+
+
+def _dead_pid() -> int:
+    done = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return int(done.stdout)
