@@ -316,11 +316,18 @@ def _public_key(args: argparse.Namespace) -> int:
 
 
 def _repair(args: argparse.Namespace) -> int:
-    from journeykit.consent.repair import repair_ledger
+    from journeykit.consent.repair import repair_checkpoints, repair_ledger
 
-    result = repair_ledger(_paths(args).ledger)
+    paths = _paths(args)
+    result = repair_ledger(paths.ledger)
     if result.repaired:
         _say(f"moved incomplete line {result.line} ({result.size} bytes) to {result.moved_to}")
     else:
         _say("nothing to repair: the ledger ends with a complete line")
+    signed = repair_checkpoints(paths.checkpoints)
+    if signed.repaired:
+        _say(
+            f"moved incomplete checkpoint line {signed.line} ({signed.size} bytes) to "
+            f"{signed.moved_to}; the next checkpoint signs its records again"
+        )
     return 0

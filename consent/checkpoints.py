@@ -19,7 +19,7 @@ import os
 import stat
 import warnings
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -289,6 +289,14 @@ def read_checkpoints(path: Path, size: int | None = None) -> Iterator[Checkpoint
         return
     with handle:
         data = handle.read() if size is None else handle.read(size)
-    for number, line in enumerate(data.splitlines(), start=1):
+    lines = data.splitlines()
+    for number, line in enumerate(lines, start=1):
         if line.strip():
-            yield _parse_checkpoint(line, number)
+            checkpoint = _parse_checkpoint(line, number)
+            if checkpoint.problem and number == len(lines) and not data.endswith(b"\n"):
+                checkpoint = replace(
+                    checkpoint,
+                    problem="incomplete last checkpoint line: a crash while it was written "
+                    "(not tampering); `journeykit consent repair` moves it aside",
+                )
+            yield checkpoint

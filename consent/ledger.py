@@ -36,6 +36,7 @@ from journeykit.consent.records import (
     TornLedgerError,
     build_body,
 )
+from journeykit.consent.repair import move_torn_tail
 from journeykit.consent.state import Source
 
 __all__ = ["ConsentChange", "ConsentLedger", "Durability"]
@@ -322,8 +323,11 @@ class ConsentLedger:
         os.fsync(fd)
         self._synced_gen = self._written_gen
         line = checkpoint_line(signer, seq, record_hash, self._clock())
-        self._checkpoint_state()  # brings _cp_size up to date before we add to it
         cp_fd = self._checkpoint_fd()
+        # A crash mid-checkpoint left a torn line: glued to it, this one would be unreadable.
+        if move_torn_tail(cp_fd, self.checkpoints_path).repaired:
+            self._cp_size = -1  # re-read below
+        self._checkpoint_state()  # brings _cp_size up to date before we add to it
         write_all(cp_fd, line)
         if self._durability != "never":
             os.fsync(cp_fd)

@@ -17,7 +17,7 @@ from journeykit.consent._canonical import encode_line
 from journeykit.consent.checkpoints import InsecureKeyFileWarning, LedgerSigner
 from journeykit.consent.ledger import ConsentChange, ConsentLedger
 from journeykit.consent.records import LedgerError, TornLedgerError
-from journeykit.consent.repair import repair_ledger
+from journeykit.consent.repair import repair_checkpoints, repair_ledger
 from journeykit.consent.verify import VerificationReport, verify_ledger
 
 T0 = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
@@ -370,4 +370,30 @@ def test_an_append_the_disk_refuses_leaves_no_torn_line(
         assert ledger_path.stat().st_size == size
         record = ledger.append("hmac-sha256:k1:" + "a" * 64, granted=["analytics"], at=T0)
     assert record.seq == 11
+    assert _verify(ledger_path, signer).ok
+
+
+def test_a_torn_checkpoint_line_is_moved_aside_not_glued_to(
+    ledger_path: Path, signer: LedgerSigner
+) -> None:
+    # Power cut while the last checkpoint was written; the collector restarts and appends.
+    checkpoints = ledger_path.with_name("checkpoints.ndjson")
+    whole = checkpoints.read_bytes()
+    checkpoints.write_bytes(whole[:-40])
+    with ConsentLedger(ledger_path, signer=signer, checkpoint_every=1) as ledger:
+        ledger.append("hmac-sha256:k1:" + "b" * 64, granted=["analytics"], at=T0)
+    report = _verify(ledger_path, signer)
+    assert report.ok, report
+    [aside] = ledger_path.parent.glob("checkpoints.ndjson.torn-*")
+    assert aside.read_bytes() == whole[:-40][whole[:-40].rfind(b"\n") + 1 :]
+
+
+def test_repair_moves_a_torn_checkpoint_line_aside(ledger_path: Path, signer: LedgerSigner) -> None:
+    checkpoints = ledger_path.with_name("checkpoints.ndjson")
+    checkpoints.write_bytes(checkpoints.read_bytes()[:-40])
+    report = _verify(ledger_path, signer)
+    assert not report.ok
+    assert "incomplete last checkpoint line" in str(report)
+    assert not repair_ledger(ledger_path).repaired  # the ledger itself is whole
+    assert repair_checkpoints(checkpoints).repaired
     assert _verify(ledger_path, signer).ok
