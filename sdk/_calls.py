@@ -165,7 +165,7 @@ class Calls:
         }
         if notice_version is None:
             del properties["notice_version"]
-        return self._enqueue(
+        result = self._enqueue(
             "track",
             user_id,
             anonymous_id,
@@ -176,6 +176,10 @@ class Calls:
             {"event": CONSENT_EVENT, "properties": properties},
             on_built=self._record_consent if remember else None,
         )
+        if not remember and result.reason != "invalid":
+            # Kept by the caller, the choice still ends a decision cached under the old one.
+            self._decisions.forget(user_id, anonymous_id)
+        return result
 
     def consent_state(
         self, user_id: str | None, anonymous_id: str | None = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import email.utils
 import logging
+import math
 import threading
 import time
 import zlib
@@ -88,6 +89,8 @@ def _parse_retry_after(value: str | None, cap: float) -> float | None:
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
         seconds = when.timestamp() - time.time()
+    if not math.isfinite(seconds):  # "nan" or "inf" parse as floats: no wait a clock can keep
+        return None
     return min(max(seconds, 0.0), cap)
 
 

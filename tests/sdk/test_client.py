@@ -14,6 +14,7 @@ from helpers import WIRE, Recorder, load_json
 from pydantic import ValidationError
 
 from journeykit.sdk import Client, Drop, InvalidMessage, MessageTooLarge
+from journeykit.sdk._transport import _parse_retry_after
 from journeykit.sdk.protocol import BATCH_ADAPTER, MAX_EVENT_BYTES
 
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -122,6 +123,13 @@ def test_retry_after_is_honoured_up_to_its_cap() -> None:
         client.track("u1", "E")
         assert client.flush(timeout=10)
     assert client.stats().sent == 1
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_a_retry_after_no_clock_can_keep_is_ignored(value: str) -> None:
+    # float() reads these: a NaN wait would skip every backoff and never end a spool's pause.
+    assert _parse_retry_after(value, 300.0) is None
+    assert _parse_retry_after("2.5", 300.0) == 2.5
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 413])

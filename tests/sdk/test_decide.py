@@ -141,6 +141,15 @@ def test_a_consent_change_forgets_the_cached_decision() -> None:
     assert len(collector.requests) == 2
 
 
+def test_a_choice_kept_by_the_caller_forgets_the_cached_decision_too() -> None:
+    collector = Collector()
+    with client_for(collector, consent_regime="opt_out") as client:
+        client.decide("user/1")
+        client.consent("user/1", denied=["personalization"], remember=False)
+        client.decide("user/1")  # not the cached answer: asked again
+    assert len(collector.requests) == 2
+
+
 def test_the_resolvers_consent_is_respected() -> None:
     def resolver(user_id: str | None, anonymous_id: str | None) -> ConsentState | None:
         update = ConsentUpdate(
