@@ -60,6 +60,7 @@ class Personalizer:
         self.engine = DecisionEngine.open(
             decision_settings(settings), settings.data_dir, suppressed=self.suppressed
         )
+        self.engine.owner_consent = self._privacy.personalization_granted_many
 
     def suppressed(self, ids: Collection[str]) -> set[str]:
         """Those of ``ids`` on the suppression list (the engine's flush leaves them out).

@@ -88,6 +88,10 @@ class DecisionEngine:
         self._cuts: CutPoints | None = None
         self._cuts_until = -float("inf")
         self.stats = self._health.stats
+        #: ``{asked id: [the profile's owner, asked id]} -> {asked id: granted}``: consent of
+        #: the person a profile reached through an alias belongs to (see ``_decide``). Set by
+        #: the collector; without it the caller's ``granted`` stands.
+        self.owner_consent: Callable[[Mapping[str, list[str]]], Mapping[str, bool]] | None = None
 
     @classmethod
     def open(
@@ -186,7 +190,9 @@ class DecisionEngine:
         now = self._clock()
         asked = [s for s in wanted if granted.get(s, True)]
         k = self.settings.recommendations
-        profiles, lists = self._read_profiles(asked, now, k) if asked else ({}, {})
+        owners: dict[str, str] = {}
+        profiles, lists = self._read_profiles(asked, now, k, owners) if asked else ({}, {})
+        granted = self._owners_consent(granted, owners)
         out: dict[str, Decision] = {}
         chosen: list[tuple[str, Profile]] = []
         for subject in wanted:
@@ -206,7 +212,9 @@ class DecisionEngine:
         found = self._store.candidates([query_for(p, k) for _, p in chosen], lists) if k else []
         for index, (subject, profile) in enumerate(chosen):
             traits = Traits(profile, now, self.rules.currency, cuts)
-            outcome = self.rules.evaluate(traits, subject)
+            # Bucketed on the profile's owner: a device id after login and the user's own id
+            # are one person, who sees one variant.
+            outcome = self.rules.evaluate(traits, owners.get(subject, subject))
             recs = rank(profile, found[index], k) if k else []
             out[subject] = Decision(
                 subject=subject,
@@ -227,25 +235,53 @@ class DecisionEngine:
         """
         return self._profiles([subject], self._clock()).get(subject)
 
+    def _owners_consent(
+        self, granted: Mapping[str, bool], owners: Mapping[str, str]
+    ) -> Mapping[str, bool]:
+        """``granted`` with the consent of each aliased profile's owner in force.
+
+        A device id merged into a user's profile at login answers with that user's profile,
+        so with that user's consent too: a user who withdrew personalization must not be
+        personalized through the device id, and one who never chose falls back on the
+        device's choice (the consent store's order: user first, then device).
+        """
+        check = self.owner_consent
+        aliased = {s: [owner, s] for s, owner in owners.items() if owner != s and s in granted}
+        if check is None or not aliased:
+            return granted
+        return {**granted, **check(aliased)}
+
     def _profiles(self, subjects: list[str], now: float) -> dict[str, Profile]:
         """Profiles by the asked id, following aliases (an anonymous id after login)."""
         return self._read_profiles(subjects, now, 0)[0]
 
     def _read_profiles(
-        self, subjects: list[str], now: float, k: int
+        self, subjects: list[str], now: float, k: int, owners: dict[str, str] | None = None
     ) -> tuple[dict[str, Profile], ItemLists]:
-        """:meth:`_profiles`, and the item lists prefetched for ``k`` recommendations."""
+        """:meth:`_profiles`, and the item lists prefetched for ``k`` recommendations.
+
+        ``owners`` receives, for each subject with a profile, the id that profile is stored
+        under (the subject itself, or the user its aliases lead to).
+        """
         docs, lists = self._queue.profiles(subjects, now, k)
 
-        def resolve(subject: str) -> Doc | None:
-            doc = docs.get(subject)
+        def resolve(subject: str) -> tuple[str, Doc | None]:
+            key, doc = subject, docs.get(subject)
             for _ in range(4):
                 if doc is None or "alias" not in doc:
                     break
-                doc = docs.get(doc["alias"])
-            return None if doc is None or "alias" in doc else doc
+                key = doc["alias"]
+                doc = docs.get(key)
+            return key, None if doc is None or "alias" in doc else doc
 
-        return {s: d for s in subjects if (d := resolve(s)) is not None}, lists
+        found: dict[str, Profile] = {}
+        for subject in subjects:
+            key, doc = resolve(subject)
+            if doc is not None:
+                found[subject] = doc
+                if owners is not None:
+                    owners[subject] = key
+        return found, lists
 
     def _cut_points(self, now: float) -> CutPoints | None:
         if now >= self._cuts_until:

@@ -121,6 +121,28 @@ def test_withdrawing_personalization_removes_the_decision(opt_in: RunningCollect
     assert got["segments"] == []
 
 
+def test_a_device_id_is_not_personalized_after_its_user_withdrew(
+    opt_in: RunningCollector,
+) -> None:
+    # The banner granted on the device before login; signed in, the user withdrew.
+    device = [
+        dict(e, anonymousId="dev-x")
+        for e in [consent("", analytics=True, personalization=True), *shopping("")]
+    ]
+    for e in device:
+        del e["userId"]
+    send(opt_in, device)
+    send(
+        opt_in, [{"type": "identify", "messageId": "id-x", "userId": "ux", "anonymousId": "dev-x"}]
+    )
+    send(opt_in, [consent("ux", personalization=False)])
+    got = httpx.get(f"{opt_in.url}/v1/decisions/dev-x", headers=opt_in.auth()).json()
+    assert (got["personalization"], got["segments"]) == ("not_consented", [])
+    page = {"type": "page", "messageId": "pg-x", "anonymousId": "dev-x", "name": "Home"}
+    inline = send(opt_in, [page])["decisions"]["dev-x"]
+    assert inline["personalization"] == "not_consented"
+
+
 def test_an_unknown_subject_without_consent_is_not_consented(opt_in: RunningCollector) -> None:
     got = httpx.get(f"{opt_in.url}/v1/decisions/nobody%2Fat%20all", headers=opt_in.auth())
     assert got.status_code == 200

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pytest
 from decisions_helpers import DAY, HOUR, Clock, add, alias, consent, identify, order, track, view
 
@@ -175,3 +177,45 @@ def test_events_without_a_subject_are_counted(engine: DecisionEngine, clock: Clo
     assert result.applied == 1
     assert result.skipped == {"no_subject": 1}
     assert engine.stats["events_skipped_no_subject"] == 1
+
+
+def test_a_device_id_answers_with_its_users_consent(engine: DecisionEngine, clock: Clock) -> None:
+    # The device's own record grants (the banner before login); the user withdrew later.
+    _browse_anonymously(engine, clock)
+    engine.update([identify("u9", "anon-1", clock.now - 2 * HOUR)])
+    consents = {"anon-1": True, "u9": False}
+    asked: list[dict[str, list[str]]] = []
+
+    def owner_consent(people: Mapping[str, list[str]]) -> dict[str, bool]:
+        asked.append(dict(people))  # the owner first: its record wins over the device's
+        return {subject: consents[ids[0]] for subject, ids in people.items()}
+
+    engine.owner_consent = owner_consent
+    decision = engine.decide("anon-1", personalization_granted=True)
+    assert decision.personalization == "not_consented"
+    assert asked == [{"anon-1": ["u9", "anon-1"]}]
+    consents["u9"] = True
+    assert engine.decide("anon-1", personalization_granted=True).segments
+
+
+def test_a_person_sees_one_variant_by_either_id(engine: DecisionEngine, clock: Clock) -> None:
+    t = clock.now - 3 * HOUR
+    for n in range(40):  # enough people that a variant chosen by the asked id would differ
+        device = f"device-{n}"
+        engine.update(
+            [
+                *(view(device, f"p{i}", t + i, anonymous=True) for i in range(3)),
+                add(device, "p1", t + 60, anonymous=True),
+                identify(f"user-{n}", device, clock.now - HOUR),
+            ]
+        )
+    offers = [
+        [
+            engine.decide(subject, personalization_granted=True).next_best_action
+            for subject in (f"user-{n}", f"device-{n}")
+        ]
+        for n in range(40)
+    ]
+    assert all(by_user is not None and by_user.params for by_user, _ in offers)
+    assert len({str(by_user.params) for by_user, _ in offers if by_user}) > 1  # variants
+    assert all(by_user == by_device for by_user, by_device in offers)
