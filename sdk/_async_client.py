@@ -159,8 +159,10 @@ class AsyncClient(Core):
         left = self._take_queued(seal=True)
         unstored = left
         if self._spool is not None and left:
-            size = self._settings.batch_size
-            unstored = await asyncio.to_thread(store, self._spool, left, size, self._counters)
+            s = self._settings
+            unstored = await asyncio.to_thread(
+                store, self._spool, left, s.batch_size, s.events_bytes, self._counters
+            )
         self._dispose(left, unstored, "still queued when shutdown gave up waiting")
         task = self._task
         if task is not None and not task.done():
@@ -250,7 +252,7 @@ class AsyncClient(Core):
         s = self._settings
         return (
             len(self._items) >= s.batch_size
-            or self._bytes >= s.max_batch_bytes
+            or self._bytes >= s.events_bytes
             or self._flushers > 0
             or self._stopping
         )
@@ -333,7 +335,7 @@ class AsyncClient(Core):
                 limit = max(limit, s.max_backlog_batch)
             while self._items and len(batch) < limit:
                 nbytes = len(self._items[0][1]) + 1  # the comma that joins it
-                if batch and size + nbytes > s.max_batch_bytes:
+                if batch and size + nbytes > s.events_bytes:
                     break
                 item = self._items.popleft()
                 self._bytes -= len(item[1])
@@ -375,9 +377,9 @@ class AsyncClient(Core):
     def _drop_queued(self, detail: str) -> None:
         """Spool or drop what is still queued (the loop is ending: file I/O on it, briefly)."""
         left = self._take_queued()
-        self._dispose(
-            left, store(self._spool, left, self._settings.batch_size, self._counters), detail
-        )
+        s = self._settings
+        unstored = store(self._spool, left, s.batch_size, s.events_bytes, self._counters)
+        self._dispose(left, unstored, detail)
 
     def _take_queued(self, *, seal: bool = False) -> list[Item]:
         with self._lock:

@@ -198,7 +198,9 @@ class Client(Core):
         return (delivered or nothing_dropped) and self._buffer.pending == 0
 
     def _spool_or_drop(self, items: list[Item]) -> None:
-        for message_id, _ in store(self._spool, items, self._settings.batch_size, self._counters):
+        s = self._settings
+        unstored = store(self._spool, items, s.batch_size, s.events_bytes, self._counters)
+        for message_id, _ in unstored:
             self._drop(message_id, "shutdown", QUEUED)
 
     def __enter__(self) -> Client:

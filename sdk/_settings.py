@@ -17,6 +17,10 @@ DEFAULT_HOST = "http://127.0.0.1:8787"
 PositiveSeconds = Annotated[float, Field(gt=0, le=86_400)]
 
 
+ENVELOPE_BYTES = 64
+"""The most ``{"batch":[``, ``],"sentAt":"<time>"}`` add around a batch's events (53 now)."""
+
+
 class ClientSettings(BaseModel):
     """Every option of :class:`~journeykit.sdk.Client`, validated when the client is built.
 
@@ -45,7 +49,8 @@ class ClientSettings(BaseModel):
         default=475_000,
         ge=1_024,
         le=MAX_REQUEST_BYTES,
-        description="Largest uncompressed request body; keeps under the collector's limit.",
+        description="Largest uncompressed request body, the batch's envelope included; keeps "
+        "under the collector's limit.",
     )
     flush_interval: PositiveSeconds = Field(
         default=0.5, description="Longest time an event waits in memory before it is sent."
@@ -152,6 +157,15 @@ class ClientSettings(BaseModel):
         ):
             raise ValueError("consent_regime contradicts gate_policy.regime; set one")
         return self
+
+    @property
+    def events_bytes(self) -> int:
+        """Bytes a batch's events (and the commas joining them) may take in one request.
+
+        ``max_batch_bytes`` less the envelope ``{"batch":[...],"sentAt":"..."}`` around them:
+        a body of exactly ``max_batch_bytes`` still fits the collector's limit.
+        """
+        return self.max_batch_bytes - ENVELOPE_BYTES
 
     @property
     def policy(self) -> GatePolicy:

@@ -118,15 +118,38 @@ def replay(
         settle_replayed(claim.items, outcome, counters, report)
 
 
-def store(spool: Spool | None, items: list[Item], size: int, counters: _Counters) -> list[Item]:
-    """Spool ``items`` in batches of ``size`` (blocking file I/O); return what it could not."""
+def store(
+    spool: Spool | None, items: list[Item], size: int, max_bytes: int, counters: _Counters
+) -> list[Item]:
+    """Spool ``items`` (blocking file I/O); return what it could not.
+
+    In records of at most ``size`` events and ``max_bytes`` of them (commas included), as the
+    worker's own batches: each record is replayed as one request, and one over the
+    collector's limit would be refused whole (413) and lost.
+    """
     if spool is None:
         return items
     unstored: list[Item] = []
-    for start in range(0, len(items), size):
-        chunk = items[start : start + size]
+    for chunk in batches(items, size, max_bytes):
         if spool.write(chunk):
             counters.add("spooled", len(chunk))
         else:
             unstored += chunk
     return unstored
+
+
+def batches(items: list[Item], size: int, max_bytes: int) -> list[list[Item]]:
+    """``items`` in order, cut into batches of at most ``size`` events and ``max_bytes``."""
+    out: list[list[Item]] = []
+    batch: list[Item] = []
+    used = 0
+    for item in items:
+        nbytes = len(item[1]) + 1  # the comma that joins it
+        if batch and (len(batch) >= size or used + nbytes > max_bytes):
+            out.append(batch)
+            batch, used = [], 0
+        batch.append(item)
+        used += nbytes
+    if batch:
+        out.append(batch)
+    return out

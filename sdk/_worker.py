@@ -96,8 +96,9 @@ class Worker:
         for items, detail in ((stuck or [], IN_FLIGHT), (queued, QUEUED)):
             if not items:
                 continue
+            s = self._settings
             for message_id, _ in store(
-                self._spool, items, self._settings.batch_size, self._counters
+                self._spool, items, s.batch_size, s.events_bytes, self._counters
             ):
                 self._drop(message_id, "shutdown", detail)
         if stuck:
@@ -123,7 +124,7 @@ class Worker:
                     if self._outage.active:
                         idle = min(idle, max(self._outage.wait(), 0.01))
                 batch = self._buffer.take(
-                    s.batch_size, s.max_batch_bytes, s.flush_interval, idle, backlog
+                    s.batch_size, s.events_bytes, s.flush_interval, idle, backlog
                 )
                 if batch:
                     self._deliver(batch)

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from helpers import Recorder
 
 from journeykit.sdk import AsyncClient, Client, Drop
 from journeykit.sdk._spool import Spool, decode_record
+from journeykit.sdk.protocol import MAX_REQUEST_BYTES
 
 # Delivery only (no consent state, no key), and short waits so that an outage is noticed fast.
 FAST: dict[str, Any] = {
@@ -336,6 +339,53 @@ def test_async_client_spools_an_outage_and_replays_it_in_order(tmp_path: Path) -
     assert stats.sent == 10
     assert stats.dropped == {}
     assert list(tmp_path.glob("*.jks")) == []
+
+
+class Sizes(Switch):
+    """A collector that refuses a request body over its limit (413), as the real one does."""
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        size = len(gzip.decompress(request.content))
+        if size > MAX_REQUEST_BYTES:
+            return httpx.Response(413, json={"ok": False, "error": {"code": "payload_too_large"}})
+        return super().__call__(request)
+
+
+def test_what_shutdown_spools_fits_in_one_request_per_record(tmp_path: Path) -> None:
+    # 500 events of 1.3 KB would be 700 KB in one record: refused whole (413) when replayed.
+    big = {"note": "x" * 1_300}
+    first = _client(Switch(down=True), tmp_path, batch_size=500, flush_interval=60)
+    ids = [first.track("u1", "Cart Viewed", {**big, "i": i}).message_id or "" for i in range(1500)]
+    assert first.shutdown(timeout=0.05)
+    assert first.stats().spooled == 1500
+    up = Sizes(down=False)
+    second = _client(up, tmp_path, batch_size=500)
+    try:
+        assert _wait_until(lambda: second.stats().replayed == 1500)
+    finally:
+        second.shutdown(timeout=5)
+    assert second.stats().dropped == {}
+    assert up.ids == ids
+
+
+def test_a_batch_of_max_batch_bytes_fits_the_collectors_limit(tmp_path: Path) -> None:
+    # The largest setting allowed: the envelope around the events must fit in it too. Events
+    # of 1,279 bytes (1,280 with their comma) fill 512,000 bytes exactly, 400 of them.
+    probe = Switch(down=False)
+    with _client(probe, tmp_path / "probe") as measuring:
+        measuring.track("u1", "Cart Viewed", {"note": "", "i": "0000"})
+    empty = len(orjson.dumps(probe.events[0]))
+    note = "x" * (1_279 - empty)
+    up = Sizes(down=False)
+    client = _client(up, tmp_path, batch_size=500, max_batch_bytes=MAX_REQUEST_BYTES)
+    try:
+        for i in range(400):
+            client.track("u1", "Cart Viewed", {"note": note, "i": f"{i:04d}"})
+        assert client.flush(timeout=10)
+    finally:
+        client.shutdown(timeout=5)
+    assert len(orjson.dumps(up.events[0])) == 1_279
+    assert (client.stats().sent, client.stats().dropped) == (400, {})
 
 
 def test_async_shutdown_spools_what_is_left_and_a_new_client_replays_it(tmp_path: Path) -> None:
