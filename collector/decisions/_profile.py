@@ -78,19 +78,24 @@ def product_id(props: Mapping[str, Any]) -> str | None:
     return None
 
 
+MAX_AMOUNT = 1e12
+"""The largest price or order value counted: sums of larger ones could overflow to infinity,
+which JSON cannot store, and one such event would then fail every write of the store."""
+MAX_QUANTITY = 1_000_000
+"""The largest quantity counted: sums of larger ones could pass 64 bits, likewise."""
+
+
 def number(value: Any) -> float:
-    """A finite number as a float, else 0."""
-    if type(value) is float or type(value) is int:
-        return float(value) if math.isfinite(value) else 0.0
+    """A finite number as a float (at most ``MAX_AMOUNT`` either way), else 0."""
     if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
+        return max(-MAX_AMOUNT, min(float(value), MAX_AMOUNT))
     return 0.0
 
 
 def quantity(props: Mapping[str, Any]) -> int:
     q = props.get("quantity")
     if type(q) is int and q > 0:
-        return q
+        return min(q, MAX_QUANTITY)
     return 1
 
 
@@ -116,8 +121,8 @@ def order_value(props: Mapping[str, Any]) -> float:
     for key in ("total", "revenue", "value"):
         value = props.get(key)
         if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
-            return float(value) if math.isfinite(value) else 0.0
-    return sum(number(p.get("price")) * quantity(p) for _, p in order_lines(props))
+            return number(value)
+    return min(sum(number(p.get("price")) * quantity(p) for _, p in order_lines(props)), MAX_AMOUNT)
 
 
 def _bump(series: list[int], index: int) -> None:

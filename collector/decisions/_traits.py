@@ -83,7 +83,9 @@ class Currency:
         total = 0.0
         for cur, amount in amounts.items():
             rate = 1.0 if cur == self.primary else self.rates.get(cur)
-            if rate is not None:
+            # A stored sum is a number; one written as null (infinity, before amounts were
+            # bounded) counts as nothing rather than failing every decision of its owner.
+            if rate is not None and isinstance(amount, int | float):
                 total += amount * rate
         return total
 

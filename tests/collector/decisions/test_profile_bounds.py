@@ -109,3 +109,27 @@ def test_a_cached_second_is_never_lent_to_a_malformed_string() -> None:
     assert parser.parse("2026-03-02T09:00:00.123Z", NOW) == 1772442000
     assert parser.parse("2026-03-02T09:00:00.1x3Z", NOW) == NOW
     assert parser.parse("2026-03-02T09:00:00.1x3+01:00", NOW) == NOW
+
+
+def test_huge_quantities_and_amounts_cannot_poison_the_store(
+    engine: DecisionEngine, clock: Clock
+) -> None:
+    # Valid JSON all: summed, the quantities passed 64 bits and the totals reached infinity
+    # (stored as null), and every later write of the store failed, everybody's included.
+    t = clock.now - HOUR
+    huge = 2**64 - 1
+    engine.update(
+        [
+            track("bob", "Product Added", t, product_id="p1", price=1e308, quantity=huge),
+            track("bob", "Product Added", t + 1, product_id="p1", price=1e308, quantity=huge),
+            order("bob", t + 2, 1e308, ["p1"]),
+            order("bob", t + 3, 1e308, ["p1"]),
+        ]
+    )
+    engine.update([view("alice", "p2", t + 4)])
+    assert engine.flush()
+    assert engine.pending == 0
+    assert "value_elite" in engine.decide("bob", personalization_granted=True).segments
+    assert engine.profile("alice") is not None
+    stored = orjson.dumps(engine.profile("bob"))
+    assert b"null" not in stored
