@@ -80,9 +80,18 @@ def settings_of(args: argparse.Namespace) -> CollectorSettings:
     from journeykit.collector.config import load_config
 
     # Write keys do not matter here; a placeholder stands in when none is configured, which
-    # also selects the embedded-demo keys, as the collector does.
+    # selects the embedded-demo keys, as the collector does: but only for a data dir an
+    # embedded collector made. Elsewhere a command run without the collector's environment
+    # would suppress or erase under a made-up key (matching nothing) and leave demo keys
+    # that the production collector would then pick up.
+    from journeykit.collector.keys import DEV_KEY_FILE, DEV_PSEUDONYM_KEY_FILE
+
     flags = {"data_dir": args.data_dir}
-    return load_config(flags, os.environ, args.config, lambda _: SecretStr("x")).collector
+    settings = load_config(flags, os.environ, args.config, lambda _: SecretStr("x")).collector
+    embedded = any((settings.data_dir / f).exists() for f in (DEV_KEY_FILE, DEV_PSEUDONYM_KEY_FILE))
+    if settings.demo_keys and not embedded:
+        settings = settings.model_copy(update={"demo_keys": False})
+    return settings
 
 
 @contextmanager

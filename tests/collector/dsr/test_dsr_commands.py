@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 import zipfile
 from pathlib import Path
@@ -75,6 +78,23 @@ def test_cli_export_erase_and_request_log(shop: Shop, tmp_path: Path) -> None:
         n += 1
         time.sleep(0.1)
     assert send_as(shop, "bob", 1000)["accepted"] == 1
+
+
+def test_without_the_collectors_key_a_command_refuses_and_makes_no_key(shop: Shop) -> None:
+    # A production data dir (the shop's collector has its keys): a command run without them
+    # must not suppress under a made-up key nor leave demo keys the collector would pick up.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOURNEYKIT_")}
+    before = sorted(p.name for p in shop.data_dir.rglob("*"))
+    dsr_command = [sys.executable, "-m", "journeykit.collector", "dsr"]
+    for command in (["suppress", "bob"], ["erase", "bob", "--yes"]):
+        done = subprocess.run(
+            [*dsr_command, *command, "--data-dir", str(shop.data_dir)],
+            capture_output=True, text=True, env=env, timeout=60, check=False,
+        )  # fmt: skip
+        assert done.returncode == 2, done.stdout
+        assert "no pseudonymization key" in done.stderr
+    assert sorted(p.name for p in shop.data_dir.rglob("*")) == before
+    assert send_as(shop, "bob", 1)["accepted"] == 1
 
 
 def test_cli_refuses_a_bad_subject_and_records_nothing(shop: Shop, tmp_path: Path) -> None:
