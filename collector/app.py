@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -280,6 +281,10 @@ class CollectorCore:
         for sink in (self.events, self.rejected):
             if sink.last_error is not None:
                 return f"the last write failed ({sink.last_error.strerror}); retrying on the next"
+        if _torn(self.privacy.ledger.path):
+            # Appends are refused until an operator moves the line aside: every consent
+            # signal would be answered 503, so this collector should get no traffic.
+            return "the consent ledger ends with an incomplete line: run journeykit consent repair"
         return None
 
     def close(self) -> None:
@@ -294,6 +299,16 @@ class CollectorCore:
         self.dedup.close()
         if self.compressor is not None:
             self.compressor.close()
+
+
+def _torn(path: Path) -> bool:
+    """Whether the file ends without a line end (a writer killed mid-append)."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(-1, os.SEEK_END)
+            return handle.read(1) != b"\n"
+    except OSError:  # missing or empty
+        return False
 
 
 def _unauthorized() -> HttpError:

@@ -20,6 +20,7 @@ force is rebuilt from the ledger at start, so a restart forgets nothing.
 
 from __future__ import annotations
 
+import errno
 import logging
 from collections import Counter
 from collections.abc import Mapping
@@ -41,6 +42,7 @@ from journeykit.consent import (
     GatePolicy,
     InvalidConsentSignal,
     InvalidFieldValue,
+    LedgerError,
     Pseudonymized,
     Pseudonymizer,
     PseudonymRules,
@@ -317,7 +319,14 @@ class PrivacyStep:
         if changes:
             try:
                 self._ledger.append_many(changes)
-            except OSError:
+            except (OSError, LedgerError) as exc:
+                self.unrecorded(changes)
+                if isinstance(exc, OSError):
+                    raise
+                # A torn last line (a writer of this data dir killed mid-append) refuses
+                # appends until `journeykit consent repair`: the disk-like failure it is, 503.
+                raise OSError(errno.EIO, f"the consent ledger refuses appends: {exc}") from exc
+            except BaseException:
                 self.unrecorded(changes)
                 raise
             self.store.recorded()  # consent sync: wakes the Redis publisher, if any

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from helpers import RunningCollector
+from helpers import RunningCollector, running_collector
 from pydantic import SecretStr
 
 from journeykit.collector.dedup import Deduplicator
@@ -18,6 +18,7 @@ from journeykit.collector.events import MAX_EVENT_DEPTH
 from journeykit.collector.ingest import Envelope, Ingestor
 from journeykit.collector.settings import CollectorSettings
 from journeykit.collector.sink import NdjsonSink
+from journeykit.consent.repair import repair_ledger
 
 
 def nested(levels: int) -> str:
@@ -176,3 +177,38 @@ def test_a_client_hanging_up_mid_body_is_not_a_collector_failure(
     assert 'journeykit_requests_total{status="500"}' not in metrics
     assert [r.getMessage() for r in caplog.records] == []
     assert collector.events == []
+
+
+def test_a_torn_consent_ledger_refuses_consent_with_503_and_keeps_nothing(
+    tmp_path: Path,
+) -> None:
+    consent = {
+        "type": "track",
+        "userId": "u2",
+        "event": "Consent Updated",
+        "messageId": "c-u2",
+        "properties": {"purposes": {"analytics": True}},
+    }
+    page = {"type": "page", "userId": "u2", "name": "Home", "messageId": "p-u2"}
+    with running_collector(tmp_path / "data", consent_regime="opt_in") as running:
+        ledger = running.data_dir / "consent" / "ledger.ndjson"
+        ledger.parent.mkdir(parents=True, exist_ok=True)
+        with ledger.open("ab") as handle:
+            handle.write(b'{"seq":1,"subject":"hmac-sha')  # another writer killed mid-append
+
+        def post(event: dict[str, object]) -> httpx.Response:
+            body = {"batch": [event]}
+            return httpx.post(running.url + "/v1/batch", json=body, headers=running.auth())
+
+        refused = post(consent)
+        assert (refused.status_code, refused.json()["error"]["code"]) == (
+            503,
+            "storage_unavailable",
+        )
+        assert httpx.get(running.url + "/readyz").status_code == 503
+        # The change was undone in memory: the person's events are still without consent.
+        assert post(page).json()["dropped"] == {"no_consent": 1}
+        assert repair_ledger(ledger).repaired
+        assert httpx.get(running.url + "/readyz").status_code == 200
+        assert post(consent).json()["accepted"] == 1
+        assert post(dict(page, messageId="p-u2-again")).json()["accepted"] == 1
