@@ -123,6 +123,7 @@ class Spool:
         self._last_ns = 0
         self._held: set[int] = set()  # fds of our claims, closed in a forked child
         self._maybe_records = True
+        self._skipped: set[str] = set()  # records this process cannot read nor move aside
         self._next_scan = 0.0
         (directory / CORRUPT_DIR).mkdir(parents=True, exist_ok=True, mode=0o700)
         self._sweep_orphans()
@@ -240,9 +241,11 @@ class Spool:
 
     def _records(self) -> list[tuple[Path, int]]:
         out: list[tuple[Path, int]] = []
+        skipped = self._skipped
         with os.scandir(self.directory) as entries:
             for entry in entries:
-                if entry.name.endswith(SUFFIX) and not entry.name.startswith("."):
+                name = entry.name
+                if name.endswith(SUFFIX) and not name.startswith(".") and name not in skipped:
                     with contextlib.suppress(FileNotFoundError):
                         out.append((Path(entry.path), entry.stat().st_size))
         out.sort()
@@ -254,6 +257,9 @@ class Spool:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             return None
+        except OSError as exc:  # another user's record (0600), a bad sector
+            self._unreadable(path, exc)
+            return None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             if os.fstat(fd).st_nlink == 0:  # delivered and deleted since we listed it
@@ -264,15 +270,40 @@ class Spool:
         except BlockingIOError:
             self._close(fd)
             return None
-        except OSError:
+        except OSError as exc:
             self._close(fd)
-            raise
+            self._unreadable(path, exc)
+            return None
         try:
             return Claim(path, fd, decode_record(data))
         except CorruptRecord as exc:
             self._move_aside(path, len(data), str(exc))
             self._close(fd)
             return None
+
+    def _unreadable(self, path: Path, exc: OSError) -> None:
+        """A record this process cannot read: never sent, never fatal, like a corrupt one.
+
+        Moved aside when the directory allows (it is ours); else left, and skipped from now
+        on, so that neither replay nor eviction stops at it again.
+        """
+        why = f"unreadable: {exc.strerror or exc}"
+        try:
+            size = path.stat().st_size
+        except OSError:
+            size = 0
+        target = self.directory / CORRUPT_DIR / path.name
+        try:
+            path.rename(target)
+        except FileNotFoundError:
+            return
+        except OSError:
+            self._skipped.add(path.name)
+            detail = f"spool record {path.name} ({size:,} bytes) is {why}; left in place, skipped"
+            self._report(None, "spool_corrupt", detail)
+            return
+        detail = f"spool record {path.name} ({size:,} bytes) is {why}; moved to {target}"
+        self._report(None, "spool_corrupt", detail)
 
     def _move_aside(self, path: Path, size: int, why: str) -> None:
         target = self.directory / CORRUPT_DIR / path.name

@@ -137,8 +137,16 @@ class Worker:
                 self.running = False
                 atexit.unregister(self._at_exit)  # registered by finish(), if it was called
 
+    def _spool_write(self, batch: list[Item]) -> bool:
+        assert self._spool is not None
+        try:
+            return self._spool.write(batch)
+        except Exception:  # a defect must not kill the worker holding this batch: send it
+            log.exception("journeykit: unexpected error writing a spool record")
+            return False
+
     def _deliver(self, batch: list[Item]) -> None:
-        if self._spool is not None and self._outage.active and self._spool.write(batch):
+        if self._spool is not None and self._outage.active and self._spool_write(batch):
             self._counters.add("spooled", len(batch))  # behind the older records
             self._buffer.done(len(batch))
             return

@@ -196,6 +196,30 @@ def test_corrupt_records_are_moved_aside_and_counted_and_the_rest_replayed(
     assert _records(tmp_path) == []
 
 
+def test_a_record_that_cannot_be_read_is_moved_aside_and_the_rest_replayed(
+    tmp_path: Path,
+) -> None:
+    # Reading fails (another user's 0600 record, a bad sector): here a directory, which opens
+    # but cannot be read, whoever runs the test. It must not stop replay for good.
+    first = _client(Switch(down=True), tmp_path)
+    ids = _track(first, chunks=2)
+    first.shutdown(timeout=1)
+    (tmp_path / "00000000000000000001-0000001-000000.jks").mkdir()
+    drops: list[Drop] = []
+    up = Switch(down=False)
+    second = _client(up, tmp_path, on_drop=drops.append)
+    try:
+        assert _wait_until(lambda: second.stats().replayed == 20)
+        assert second.track("u1", "After").queued
+        assert second.flush(timeout=10)
+    finally:
+        second.shutdown(timeout=5)
+    assert up.ids[:20] == ids
+    assert [d.reason for d in drops] == ["spool_corrupt"]
+    assert "unreadable" in (drops[0].detail or "")
+    assert _records(tmp_path) == []
+
+
 def test_two_clients_on_one_directory_never_replay_a_record_twice(tmp_path: Path) -> None:
     ids = _track(_client(Switch(down=True), tmp_path, batch_size=5), chunks=40, size=5)
     assert len(_records(tmp_path)) == 40
