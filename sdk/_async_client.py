@@ -26,7 +26,8 @@ from journeykit.sdk._spool import Spool
 from journeykit.sdk._spool_async import replay_async
 from journeykit.sdk._spool_policy import SPOOLABLE, Outage, store
 from journeykit.sdk._stats import Drop
-from journeykit.sdk._transport import BatchOutcome, request_headers
+from journeykit.sdk._transport import request_headers
+from journeykit.sdk._worker import IN_FLIGHT
 
 __all__ = ["AsyncClient"]
 
@@ -353,8 +354,13 @@ class AsyncClient(Core):
             try:
                 outcome = await sender.send([payload for _, payload in batch])
             except asyncio.CancelledError:
-                cancelled = BatchOutcome(False, "shutdown", "delivery was cancelled")
-                settle(batch, cancelled, self._counters, self._report)
+                # Shutdown's deadline or the loop's end: with a spool the batch is sent again
+                # later (the collector drops the copy if this request got through), as the
+                # sync client does; blocking file I/O, on this last path only.
+                s = self._settings
+                unstored = store(spool, batch, s.batch_size, s.events_bytes, self._counters)
+                for message_id, _ in unstored:
+                    self._drop(message_id, "shutdown", IN_FLIGHT)
                 raise
             except Exception as exc:  # the task must outlive any one bad batch
                 log.exception("journeykit: unexpected error delivering a batch")

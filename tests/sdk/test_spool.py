@@ -432,3 +432,26 @@ def test_async_shutdown_spools_what_is_left_and_a_new_client_replays_it(tmp_path
     ids = asyncio.run(first())
     assert asyncio.run(second()) == 0
     assert up.ids == ids
+
+
+def test_async_shutdown_spools_the_batch_of_a_request_that_outlives_it(tmp_path: Path) -> None:
+    async def hang(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(10)
+        return httpx.Response(200)
+
+    async def first() -> list[str]:
+        client = AsyncClient("k", transport=httpx.MockTransport(hang), spool_dir=tmp_path, **FAST)
+        ids = [client.track("u1", "Tick", {"i": i}).message_id or "" for i in range(5)]
+        await asyncio.sleep(0.1)  # the batch is in its request
+        await client.shutdown(timeout=0.3)
+        assert (client.stats().spooled, client.stats().dropped) == (5, {})
+        return ids
+
+    async def second() -> None:
+        async with _async_client(up, tmp_path) as client:
+            assert await _until(lambda: client.stats().replayed == 5)
+
+    up = Switch(down=False)
+    ids = asyncio.run(first())
+    asyncio.run(second())
+    assert up.ids == ids
