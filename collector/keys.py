@@ -16,6 +16,7 @@ from pydantic import SecretStr
 
 from journeykit.collector.settings import CollectorSettings, WriteKey
 from journeykit.consent import Pseudonymizer, PseudonymKey, PseudonymKeyError
+from journeykit.consent import _keys as pseudonym_env
 
 __all__ = [
     "DEV_KEY_FILE",
@@ -47,10 +48,21 @@ def load_pseudonymizer(settings: CollectorSettings) -> Pseudonymizer:
     protected while being unrecoverable after a restart.
     """
     if settings.pseudonym_key_file is not None:
+        if settings.pseudonym_key is not None:  # as the SDK and the consent tools refuse it
+            raise PseudonymKeyError(
+                "set pseudonym_key or pseudonym_key_file (JOURNEYKIT_PSEUDONYM_KEY or "
+                "JOURNEYKIT_PSEUDONYM_KEY_FILE), not both"
+            )
         return Pseudonymizer.from_file(settings.pseudonym_key_file)
     if settings.pseudonym_key is not None:
-        key = PseudonymKey(key_id=settings.pseudonym_key_id, secret=settings.pseudonym_key)
-        return Pseudonymizer([key])
+        # Read as the library reads its environment, so one rotation serves all three.
+        environ = {
+            pseudonym_env.ENV_KEY: settings.pseudonym_key.get_secret_value(),
+            pseudonym_env.ENV_KEY_ID: settings.pseudonym_key_id,
+        }
+        if settings.pseudonym_old_keys is not None:
+            environ[pseudonym_env.ENV_OLD_KEYS] = settings.pseudonym_old_keys.get_secret_value()
+        return Pseudonymizer(pseudonym_env.keys_from_env(environ))
     if not settings.demo_keys:
         raise PseudonymKeyError(
             "no pseudonymization key: set JOURNEYKIT_PSEUDONYM_KEY (or "

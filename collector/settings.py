@@ -168,6 +168,12 @@ class CollectorSettings(BaseModel):
         default=None, description="Current HMAC key for pseudonyms (at least 16 bytes)."
     )
     pseudonym_key_id: str = Field(default="k1", description="Id written into pseudonyms.")
+    pseudonym_old_keys: SecretStr | None = Field(
+        default=None,
+        description="Keys before a rotation, 'id:secret,id:secret' (with pseudonym_key; as "
+        "JOURNEYKIT_PSEUDONYM_OLD_KEYS for the SDK and the consent tools): pseudonyms made "
+        "under them are still recognised (suppressions, data-subject requests).",
+    )
     pseudonym_key_file: Path | None = Field(
         default=None, description="JSON key file with current and old keys (see consent.md)."
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,9 @@ from journeykit.collector.config import (
     settings_from_env,
     settings_to_json,
 )
+from journeykit.collector.keys import load_pseudonymizer
+from journeykit.collector.settings import CollectorSettings
+from journeykit.consent import FieldKind, Pseudonymizer, PseudonymKey, PseudonymKeyError
 
 TOML = """
 data_dir = "from-file"
@@ -233,3 +237,24 @@ def test_every_setting_is_documented() -> None:
         if f != "demo_keys" and f"| `{f}` | `{env_name(f)}` |" not in docs  # set by the command
     ]
     assert missing == []
+
+
+def test_old_keys_from_the_environment_still_match_after_a_rotation(tmp_path: Path) -> None:
+    before, after = "a-key-of-the-old-days-0123", "the-new-key-after-rotation-4567"
+    old = Pseudonymizer([PseudonymKey(key_id="k1", secret=SecretStr(before))])
+    settings = CollectorSettings(
+        data_dir=tmp_path,
+        write_keys=(SecretStr("w"),),
+        pseudonym_key=SecretStr(after),
+        pseudonym_key_id="k2",
+        pseudonym_old_keys=SecretStr(f"k1:{before}"),
+    )
+    rotated = load_pseudonymizer(settings)
+    earlier = old.pseudonymize("user-42", FieldKind.ID)
+    assert earlier in rotated.candidates("user-42", FieldKind.ID)
+    assert rotated.pseudonymize("user-42", FieldKind.ID).startswith("hmac-sha256:k2:")
+    key_file = tmp_path / "keys.json"
+    key_file.write_text(json.dumps({"current": "k1", "keys": {"k1": before}}))
+    both = settings.model_copy(update={"pseudonym_key_file": key_file})
+    with pytest.raises(PseudonymKeyError, match="not both"):
+        load_pseudonymizer(both)
