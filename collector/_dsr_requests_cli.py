@@ -155,10 +155,14 @@ def _export(args: argparse.Namespace) -> int:
 def _erase(args: argparse.Namespace) -> int:
     from journeykit.collector.dsr.requests import Law
 
-    if not args.yes and sys.stdin.isatty():
-        answer = input(f"Erase every event and the profile of {args.subject!r}? [y/N] ")
+    if not args.yes:
+        # Asked on the terminal, or read from a pipe ("echo y |"); no answer (end of input,
+        # a script without --yes) is no, as an erasure cannot be undone.
+        sys.stderr.write(f"Erase every event and the profile of {args.subject!r}? [y/N] ")
+        sys.stderr.flush()
+        answer = sys.stdin.readline()
         if answer.strip().lower() not in ("y", "yes"):
-            return fail("nothing erased")
+            return fail("nothing erased (answer y, or pass --yes in scripts)")
     try:
         with _service(args) as service:
             report = service.erase(args.subject, law=Law(args.law), reference=args.reference)

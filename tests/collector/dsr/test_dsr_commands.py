@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 from dsr_shop import Shop, dsr
-from helpers import running_collector
+from helpers import PSEUDONYM_KEY, WRITE_KEY, running_collector
 from pydantic import SecretStr
 
 from journeykit.consent import ConsentLedger, verify_ledger
@@ -95,6 +95,22 @@ def test_without_the_collectors_key_a_command_refuses_and_makes_no_key(shop: Sho
         assert "no pseudonymization key" in done.stderr
     assert sorted(p.name for p in shop.data_dir.rglob("*")) == before
     assert send_as(shop, "bob", 1)["accepted"] == 1
+
+
+def test_erase_without_yes_erases_only_on_a_yes_even_from_a_pipe(shop: Shop) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOURNEYKIT_")}
+    env |= {"JOURNEYKIT_PSEUDONYM_KEY": PSEUDONYM_KEY, "JOURNEYKIT_WRITE_KEYS": WRITE_KEY}
+    command = [sys.executable, "-m", "journeykit.collector", "dsr", "erase", "alice"]
+    command += ["--data-dir", str(shop.data_dir)]
+    for answer in ("n\n", ""):  # a no, and no answer at all (a script without --yes)
+        done = subprocess.run(
+            command, input=answer, capture_output=True, text=True, env=env, check=False
+        )
+        assert (done.returncode, "nothing erased" in done.stderr) == (2, True)
+    assert {e["messageId"] for e in shop.collector.events} >= ALICE_IDS
+    done = subprocess.run(command, input="y\n", capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert not ALICE_IDS & {e["messageId"] for e in shop.collector.events}
 
 
 def test_cli_refuses_a_bad_subject_and_records_nothing(shop: Shop, tmp_path: Path) -> None:
