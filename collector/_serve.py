@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -111,6 +112,8 @@ def run_serve(args: argparse.Namespace) -> int:
         config = load_config(flags, os.environ, args.config, _dev_write_key)
     except ConfigError as exc:
         return _fail(str(exc))
+    except OSError as exc:  # the embedded key is stored in a data dir that cannot be used
+        return _fail(f"cannot use the data dir: {exc.strerror or exc}: {exc.filename}")
     server, settings = config.server, config.collector
     try:
         # Built here even for workers, so a key that cannot be used ends the command with a
@@ -118,6 +121,10 @@ def run_serve(args: argparse.Namespace) -> int:
         app = create_app(settings)
     except ValueError as exc:
         return _fail(f"invalid collector settings: {exc}")
+    except OSError as exc:
+        return _fail(f"cannot use the data dir: {exc.strerror or exc}: {exc.filename}")
+    except sqlite3.Error as exc:
+        return _fail(f"a database in the data dir {settings.data_dir} cannot be used: {exc}")
     target: Any = app
     if server.workers > 1:
         app.state.collector.close()

@@ -11,6 +11,7 @@ the CLI.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +35,7 @@ from journeykit.collector.dsr.requests import Law
 from journeykit.collector.dsr.service import DsrService
 from journeykit.collector.errors import HttpError
 from journeykit.collector.suppression import SUBJECT_PATTERN, TEXT_PATTERN, InvalidSubject
+from journeykit.consent import ConsentError
 
 __all__ = ["DsrBody", "dsr_routes"]
 
@@ -82,10 +84,15 @@ async def _run(function: Any, *args: Any, **kwargs: Any) -> Any:
         return await run_in_threadpool(function, *args, **kwargs)
     except InvalidSubject as exc:
         raise HttpError(400, "invalid_subject", str(exc)) from None
-    except OSError as exc:
-        log.error("journeykit dsr: request failed on the disk: %s", exc)
+    except (OSError, sqlite3.Error, ConsentError) as exc:
+        # The disk, a locked or damaged database, a ledger that needs repair: the request is
+        # logged as failed and may be run again (each step is idempotent).
+        log.error("journeykit dsr: request failed: %s", exc)
         raise HttpError(
-            503, "storage_unavailable", "the request could not be carried out; retry later"
+            503,
+            "storage_unavailable",
+            "the request could not be carried out; retry later",
+            {"Retry-After": "5"},
         ) from None
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 
 import httpx
@@ -63,3 +64,25 @@ def test_admin_key_must_be_long_and_apart_from_write_keys() -> None:
         CollectorSettings(write_keys=("k",), admin_key="short")
     with pytest.raises(ValidationError, match="must not also be a write key"):
         CollectorSettings(write_keys=(ADMIN_KEY,), admin_key=ADMIN_KEY)
+
+
+def test_a_dsr_request_on_a_locked_suppression_list_is_a_503(tmp_path: Path) -> None:
+    # Another process holds the list's write lock past the 10 s wait (a stuck command).
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    with running_collector(tmp_path, admin_key=SecretStr(ADMIN_KEY)) as running:
+        database = tmp_path / "suppression" / "suppressions.sqlite3"
+        holder = sqlite3.connect(database, isolation_level=None, timeout=1)
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            erase = httpx.post(
+                running.url + "/admin/v1/dsr/erase", headers=admin, json={"subject": "user-2"},
+                timeout=60,
+            )  # fmt: skip
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        assert erase.status_code == 503, erase.text
+        assert erase.json()["error"]["code"] == "storage_unavailable"
+        assert erase.headers["Retry-After"]
+        listed = httpx.get(running.url + "/admin/v1/dsr/requests", headers=admin).json()
+        assert [(r["kind"], r["status"]) for r in listed["requests"]] == [("erasure", "failed")]

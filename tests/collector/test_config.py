@@ -166,6 +166,16 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
 
 
+def test_a_data_dir_that_cannot_be_used_exits_2_with_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    for args in (("--data-dir", str(blocker / "data")), ("--data-dir", str(blocker))):
+        result = _run(*args, "--port", "1")  # fails before it binds
+        assert result.returncode == 2, result.stderr
+        assert "journeykit: cannot use the data dir" in result.stderr
+        assert "Traceback" not in result.stderr + result.stdout
+
+
 def test_bad_config_file_exits_2_with_a_message(tmp_path: Path) -> None:
     bad = _write(tmp_path, 'write_keys = ["k"]\nfsync = "sometimes"\n')
     result = _run("--config", str(bad), "--data-dir", str(tmp_path / "d"))
