@@ -117,8 +117,16 @@ class CollectorCore:
         self.metrics.torn_lines.inc(len(self.torn))
         pseudonymizer = load_pseudonymizer(settings)
         self.suppression = SuppressionList.open(settings.data_dir, pseudonymizer)
+        ledger = ConsentLedger.open(settings.data_dir, demo_key=settings.demo_keys)
+        if ledger.signer is None:
+            # Hash-chained still, but nothing an auditor can check independently: say so.
+            log.warning(
+                "journeykit collector: the consent ledger is not signed: set "
+                "JOURNEYKIT_LEDGER_SIGNING_KEY_FILE (docs/consent-ledger.md) so that "
+                "checkpoints prove it was neither rewritten nor cut short"
+            )
         self.privacy = PrivacyStep(
-            ledger=ConsentLedger.open(settings.data_dir, demo_key=settings.demo_keys),
+            ledger=ledger,
             pseudonymizer=pseudonymizer,
             regime=Regime(settings.consent_regime),
             suppression=self.suppression,

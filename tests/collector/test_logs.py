@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
 
 import httpx
-from helpers import PSEUDONYM_KEY, SERVER_ENV, basic_auth, serve
+import pytest
+from helpers import PSEUDONYM_KEY, SERVER_ENV, basic_auth, running_collector, serve
 
 from journeykit.collector.logs import JsonFormatter, logging_config
 
@@ -57,3 +59,26 @@ def test_served_json_logs_never_contain_a_key(tmp_path: Path) -> None:
     assert all({"time", "level", "logger", "message"} <= e.keys() for e in entries)
     for secret in ("file-key-0123456789", ADMIN_KEY, PSEUDONYM_KEY, "a-wrong-key-4242"):
         assert secret not in output
+
+
+def test_an_unsigned_consent_ledger_is_said_at_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("JOURNEYKIT_LEDGER_SIGNING_KEY_FILE", raising=False)
+    with (
+        caplog.at_level(logging.WARNING, logger="journeykit.collector"),
+        running_collector(tmp_path / "unsigned"),
+    ):
+        pass
+    assert any("consent ledger is not signed" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    key = tmp_path / "signing.key"
+    key.write_bytes(os.urandom(32))  # a raw Ed25519 seed, owner-only
+    key.chmod(0o600)
+    monkeypatch.setenv("JOURNEYKIT_LEDGER_SIGNING_KEY_FILE", str(key))
+    with (
+        caplog.at_level(logging.WARNING, logger="journeykit.collector"),
+        running_collector(tmp_path / "signed"),
+    ):
+        pass
+    assert not any("not signed" in r.getMessage() for r in caplog.records)
