@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
+from journeykit.collector._private_files import create_private
 from journeykit.consent import FieldKind, Pseudonymizer, is_pseudonym
 
 __all__ = [
@@ -135,6 +136,7 @@ class SuppressionList:
         self._current_key = pseudonymizer.key_ids[0]
         self._refresh = refresh_seconds
         path.parent.mkdir(parents=True, exist_ok=True)
+        create_private(path)
         # One connection shared by the threads of this process, behind the lock; a 10 s busy
         # timeout rides out another process's write.
         self._db = sqlite3.connect(path, timeout=10, check_same_thread=False, isolation_level=None)

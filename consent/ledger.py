@@ -297,7 +297,7 @@ class ConsentLedger:
         if self._cp_fd is None:
             self.checkpoints_path.parent.mkdir(parents=True, exist_ok=True)
             self._cp_fd = os.open(
-                self.checkpoints_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644
+                self.checkpoints_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640
             )
         return self._cp_fd
 

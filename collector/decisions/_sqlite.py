@@ -25,6 +25,7 @@ from typing import Any
 
 import orjson
 
+from journeykit.collector._private_files import create_private
 from journeykit.collector.decisions._item_cache import FETCH, ItemCache
 from journeykit.collector.decisions._rfm import CutPoints, cut_points
 from journeykit.collector.decisions._store import (
@@ -94,6 +95,7 @@ class SqliteStore:
         self, path: Path, busy_timeout: float = 5.0, item_cache_entries: int = 250_000
     ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        create_private(path)
         self.path = path
         self._lock = threading.Lock()  # the write connection
         self._read_lock = threading.Lock()  # the read connection and the item cache

@@ -154,7 +154,9 @@ def export_subject(
     out.parent.mkdir(parents=True, exist_ok=True)
     temp = out.with_name(f".{out.name}.partial")
     try:
-        with zipfile.ZipFile(temp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        # One person's data: readable by the officer's account alone, whatever the umask.
+        out_file = os.fdopen(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
+        with out_file, zipfile.ZipFile(out_file, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             files = manifest.files
             files["events.json"] = _array(
                 archive, "events.json", _subject_lines(data_dir, subject, "events", manifest)
