@@ -309,7 +309,7 @@ def decide(
         raise InvalidConsentSignal("message", f"expected an object, got a {type(message).__name__}")
     event = message.get("event")
     if event == CONSENT_EVENT and message.get("type") == "track":
-        return Decision(_ALLOW, "consent_message", message)
+        return Decision(_ALLOW, "consent_message", _consent_only(message))
     # policy.required(message), inlined: this runs for every message.
     compiled = policy._compiled
     required = compiled.by_event.get(event) if type(event) is str else None
@@ -346,6 +346,33 @@ def decide(
     # Steps are in canonical purpose order: the first hit names the first purpose.
     reason = _STRIPPED[plan.steps[hits[0]][0]]
     return Decision(_STRIP, reason, out, tuple(plan.steps[i][1] for i in hits))
+
+
+_CONSENT_FIELDS = frozenset({"purposes", "notice_version", "source"})
+
+
+def _consent_only(message: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A consent message as it may pass without consent: the choice, and nothing else.
+
+    It always passes (a withdrawal must arrive), so it must not carry what other events need
+    consent for: properties other than the choice's (anything could be put there), and the
+    advertising id, a marketing identifier. The IP address and user agent stay: with the time
+    and the notice version, they are the ledger's evidence of how the choice was collected.
+    """
+    props = message.get("properties")
+    context = message.get("context")
+    device = context.get("device") if isinstance(context, Mapping) else None
+    out: dict[str, Any] | None = None
+    if isinstance(props, Mapping) and not _CONSENT_FIELDS.issuperset(props):
+        out = dict(message)
+        out["properties"] = {k: v for k, v in props.items() if k in _CONSENT_FIELDS}
+    if isinstance(context, Mapping) and isinstance(device, Mapping) and "advertisingId" in device:
+        out = dict(message) if out is None else out
+        kept = {k: v for k, v in device.items() if k != "advertisingId"}
+        out["context"] = {**context, "device": kept}
+    if out is None:
+        return message  # the usual case: as the SDK and the banner build it
+    return out
 
 
 def _strip_step(out: Mapping[str, Any], step: _Strip, index: int, hits: list[int]) -> Any:

@@ -167,6 +167,23 @@ def test_a_choice_not_remembered_is_sent_and_kept_by_the_caller() -> None:
     assert consent["properties"]["purposes"] == {"analytics": True}
 
 
+def test_a_consent_event_sent_with_track_is_a_consent() -> None:
+    # It passes the gate without consent, so it is checked and kept as consent() keeps it.
+    recorder = Recorder()
+    drops: list[Drop] = []
+    with make_client(recorder, on_drop=drops.append) as client:
+        sent = client.track("u9", "Consent Updated", {"purposes": {"analytics": True}, "x": 1})
+        assert sent
+        state = client.consent_state("u9")
+        assert state is not None
+        assert state.is_granted(Purpose.ANALYTICS)
+        assert not client.track("u8", "Consent Updated", {"purposes": {"ads": True}})
+        assert client.flush(timeout=5)
+    [event] = recorder.events
+    assert event["properties"] == {"purposes": {"analytics": True}}
+    assert [d.reason for d in drops] == ["invalid"]
+
+
 def test_a_necessary_event_needs_no_consent() -> None:
     policy = GatePolicy(event_purposes={"Password Reset": frozenset({Purpose.NECESSARY})})
     with make_client(Recorder(), gate_policy=policy) as client:
