@@ -63,7 +63,12 @@ class DecisionCache:
         # Only answers that agree with what the client knows are kept: the client asks only
         # when it believes personalization is allowed, so "not_consented" means the consent
         # it sent has not reached the collector yet, and the next page should ask again.
-        if self._ttl <= 0 or decision.personalization != "granted":
+        if self._ttl <= 0:
+            return
+        if decision.personalization != "granted":
+            # Not kept, and an older granted answer is no longer the latest word: a later
+            # decide() must not bring it back (a withdrawal made on another device).
+            self.forget(subject)
             return
         with self._lock:
             self._items[subject] = (time.monotonic() + self._ttl, decision)

@@ -79,6 +79,17 @@ def test_fresh_asks_again_and_refreshes_the_cache() -> None:
     assert len(collector.requests) == 2
 
 
+def test_a_fresh_not_consented_answer_is_not_followed_by_the_old_granted_one() -> None:
+    # The person withdrew on another device; the app asked afresh and was told so.
+    withdrawn = {**DECISION, "personalization": "not_consented", "segments": []}
+    collector = Collector(httpx.Response(200, json=DECISION), httpx.Response(200, json=withdrawn))
+    with client_for(collector) as client:
+        assert client.decide("user/1").personalization == "granted"
+        assert client.decide("user/1", fresh=True).personalization == "not_consented"
+        client.decide("user/1")  # asked again, not answered with the older granted one
+    assert len(collector.requests) == 3
+
+
 def test_a_cached_decision_expires_after_decision_ttl() -> None:
     collector = Collector()
     with client_for(collector, decision_ttl=0.05) as client:
