@@ -83,6 +83,7 @@ class AsyncClient(Core):
         self._accepted = 0
         self._flushers = 0
         self._stopping = False
+        self._not_before = 0.0  # loop time a Retry-After asked the next request to wait
         self._sealed = False  # shutdown took the queue: calls that reach it later are refused
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
@@ -296,6 +297,11 @@ class AsyncClient(Core):
                     await replay_async(
                         self._spool, sender.attempt, self._outage, counters, self._report, stopping
                     )
+                left = self._not_before - asyncio.get_running_loop().time()
+                if left > 0 and not self._stopping:
+                    # A Retry-After longer than the last batch's budget: the next one waits.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stop_requested(), left)
                 batch = await self._take()
                 if batch:
                     await self._deliver(sender, batch)
@@ -304,6 +310,11 @@ class AsyncClient(Core):
         finally:
             self._drop_queued("the event loop stopped before AsyncClient.shutdown()")
             await sender.aclose()
+
+    async def _stop_requested(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            await self._wake.wait()
 
     async def _take(self) -> list[Item]:
         s = self._settings
@@ -371,6 +382,10 @@ class AsyncClient(Core):
                     self._outage.failed(outcome.retry_after)
                     return
                 outcome.detail += "; the spool could not store it either (see the log)"
+            wait = outcome.retry_after
+            if not outcome.delivered and wait is not None:
+                self._not_before = asyncio.get_running_loop().time() + wait
+                outcome.detail += f"; the collector asked to wait {wait:g} s (Retry-After)"
             settle(batch, outcome, self._counters, self._report)
         finally:
             self._finished(len(batch))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
+import time
 
 from journeykit.sdk._buffer import Buffer, Item
 from journeykit.sdk._core import Reporter, crashed, settle
@@ -54,6 +55,7 @@ class Worker:
         self._counters = counters
         self._drop = drop
         self._stop = threading.Event()
+        self._not_before = 0.0  # monotonic time a Retry-After asked the next request to wait
         # The batch being sent, until its outcome is settled; give_up() may take it first.
         self._inflight: list[Item] | None = None
         self._inflight_lock = threading.Lock()
@@ -123,6 +125,7 @@ class Worker:
                     self._replay(self._spool)
                     if self._outage.active:
                         idle = min(idle, max(self._outage.wait(), 0.01))
+                self._honour_retry_after()
                 batch = self._buffer.take(
                     s.batch_size, s.events_bytes, s.flush_interval, idle, backlog
                 )
@@ -156,9 +159,21 @@ class Worker:
         try:
             if self._spooled(batch, outcome):
                 return
+            wait = outcome.retry_after
+            if not outcome.delivered and wait is not None:
+                # The collector asked for more than this batch's retry budget: the batch is
+                # given up, but the next ones wait as asked rather than hammer it at once.
+                self._not_before = time.monotonic() + wait
+                outcome.detail += f"; the collector asked to wait {wait:g} s (Retry-After)"
             settle(batch, outcome, self._counters, self._drop)
         finally:
             self._buffer.done(len(batch))
+
+    def _honour_retry_after(self) -> None:
+        """Wait out a Retry-After a given-up batch left (cut short by shutdown or exit)."""
+        left = self._not_before - time.monotonic()
+        if left > 0 and not self._stop.is_set():
+            self._stop.wait(left)
 
     def _send(self, batch: list[Item]) -> BatchOutcome | None:
         """The batch's outcome, or ``None`` if :meth:`give_up` took it meanwhile."""

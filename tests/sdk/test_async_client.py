@@ -205,3 +205,21 @@ def test_send_false_and_sync_mode() -> None:
     assert recorder.requests == []
     with pytest.raises(ValueError, match="sync_mode"):
         make_client(recorder, sync_mode=True)
+
+
+def test_a_retry_after_past_the_budget_holds_the_next_batches() -> None:
+    drops: list[Drop] = []
+    recorder = Recorder(httpx.Response(429, headers={"Retry-After": "60"}))
+
+    async def main() -> None:
+        client = make_client(recorder, retry_budget=1.0, on_drop=drops.append, max_backoff=0.05)
+        client.track("u1", "First")
+        assert await client.flush(timeout=5)
+        client.track("u1", "Second")
+        assert not await client.flush(timeout=0.5)
+        assert not await client.shutdown(timeout=0.5)
+
+    asyncio.run(main())
+    assert len(recorder.requests) == 1
+    assert [d.reason for d in drops] == ["retries_exhausted", "shutdown"]
+    assert "asked to wait 60 s" in (drops[0].detail or "")

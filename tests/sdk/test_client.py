@@ -125,6 +125,24 @@ def test_retry_after_is_honoured_up_to_its_cap() -> None:
     assert client.stats().sent == 1
 
 
+def test_a_retry_after_past_the_budget_holds_the_next_batches() -> None:
+    # The first batch is given up (60 s is past its budget), but the collector is not asked
+    # again before those 60 s: the next batch waits, and is reported if shutdown comes first.
+    drops: list[Drop] = []
+    recorder = Recorder(httpx.Response(429, headers={"Retry-After": "60"}))
+    client = make_client(recorder, retry_budget=1.0, on_drop=drops.append)
+    try:
+        client.track("u1", "First")
+        assert client.flush(timeout=5)
+        client.track("u1", "Second")
+        assert not client.flush(timeout=0.5)
+    finally:
+        assert not client.shutdown(timeout=0.5)
+    assert len(recorder.requests) == 1
+    assert [d.reason for d in drops] == ["retries_exhausted", "shutdown"]
+    assert "asked to wait 60 s" in (drops[0].detail or "")
+
+
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
 def test_a_retry_after_no_clock_can_keep_is_ignored(value: str) -> None:
     # float() reads these: a NaN wait would skip every backoff and never end a spool's pause.
