@@ -131,11 +131,14 @@ class AsyncClient(Core):
                 self._start(asyncio.get_running_loop())  # replay what the spool holds
             return True
         self._start(asyncio.get_running_loop())
+        # Only what was queued before this call: under steady traffic the queue is never
+        # empty (the delivery task finishes events in the order they were queued).
+        target = self._finished_target()
         self._flushers += 1
         self._ready.set()
         try:
             async with asyncio.timeout(timeout):
-                while self._pending() > 0:
+                while self._done_so_far() < target:
                     self._progress.clear()
                     await self._progress.wait()
             return True
@@ -197,6 +200,15 @@ class AsyncClient(Core):
         await self.shutdown(timeout=self._settings.timeout)
 
     # -- the calls' side ----------------------------------------------------------------------
+
+    def _finished_target(self) -> int:
+        with self._lock:
+            return self._accepted
+
+    def _done_so_far(self) -> int:
+        """Events queued so far that were delivered, spooled or dropped."""
+        with self._lock:
+            return self._accepted - self._unfinished
 
     def _pending(self) -> int:
         with self._lock:

@@ -102,7 +102,7 @@ class Buffer:
         """Mark ``n`` taken items as finished, delivered or dropped."""
         with self._cond:
             self._unfinished -= n
-            if self._unfinished <= 0:
+            if self._flushers:
                 self._idle.notify_all()
 
     def hurry(self) -> None:
@@ -112,13 +112,20 @@ class Buffer:
             self._cond.notify()
 
     def join(self, timeout: float | None) -> bool:
-        """Wait until every item put has been finished; ``False`` on timeout."""
+        """Wait until every item put before this call has been finished; ``False`` on timeout.
+
+        Items put meanwhile are not waited for: under steady traffic the queue is never
+        empty, and a flush must still end. One worker takes items in order and finishes them
+        in order, so the items finished so far (``accepted - unfinished``) reaching those
+        accepted at the call means each of them is.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
+            target = self.accepted
             self._flushers += 1
             self._cond.notify()
             try:
-                while self._unfinished > 0:
+                while self.accepted - self._unfinished < target:
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is not None and remaining <= 0:
                         return False

@@ -223,3 +223,37 @@ def test_a_retry_after_past_the_budget_holds_the_next_batches() -> None:
     assert len(recorder.requests) == 1
     assert [d.reason for d in drops] == ["retries_exhausted", "shutdown"]
     assert "asked to wait 60 s" in (drops[0].detail or "")
+
+
+class SlowRecorder(Recorder):
+    """A collector answering in 20 ms: with steady traffic, the queue is never empty."""
+
+    async def answer(self, request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(0.02)
+        return self(request)
+
+
+def test_flush_waits_for_what_was_tracked_before_it_not_after() -> None:
+    recorder = SlowRecorder()
+
+    async def main() -> None:
+        client = make_client(recorder.answer, flush_interval=0.01)
+        before = [client.track("u1", "Before").message_id for _ in range(10)]
+        running = True
+
+        async def produce() -> None:
+            while running:
+                client.track("u2", "After")
+                await asyncio.sleep(0.001)
+
+        producer = asyncio.create_task(produce())
+        await asyncio.sleep(0.05)
+        try:
+            assert await client.flush(timeout=5)
+            assert set(before) <= {e["messageId"] for e in recorder.events}
+        finally:
+            running = False
+            await producer
+            await client.shutdown(timeout=5)
+
+    asyncio.run(main())

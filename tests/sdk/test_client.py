@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -347,3 +348,36 @@ def test_the_write_key_is_not_in_reprs() -> None:
     assert "super-secret-write-key" not in repr(client.settings)
     assert "super-secret-write-key" not in str(client.settings)
     client.shutdown()
+
+
+class SlowRecorder(Recorder):
+    """A collector answering in 20 ms: with steady traffic, the queue is never empty."""
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        time.sleep(0.02)
+        return super().__call__(request)
+
+
+def test_flush_waits_for_what_was_tracked_before_it_not_after() -> None:
+    # Other threads keep tracking: the queue is never empty, yet flush must end, once every
+    # event tracked before the call is delivered.
+    recorder = SlowRecorder()
+    stop = threading.Event()
+    with make_client(recorder, flush_interval=0.01) as client:
+        before = [client.track("u1", "Before").message_id for _ in range(10)]
+
+        def produce() -> None:
+            while not stop.is_set():
+                client.track("u2", "After")
+                time.sleep(0.001)
+
+        producer = threading.Thread(target=produce)
+        producer.start()
+        try:
+            time.sleep(0.05)  # the traffic is flowing
+            assert client.flush(timeout=5)
+            delivered = {e["messageId"] for e in recorder.events}
+            assert set(before) <= delivered
+        finally:
+            stop.set()
+            producer.join()
