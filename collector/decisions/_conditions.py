@@ -94,9 +94,23 @@ class Condition(BaseModel):
                 raise ValueError(f"{ops[0]} needs a time trait; {self.trait!r} is a {kind}")
             if ops[0] in ("gt", "gte", "lt", "lte") and kind != "number":
                 raise ValueError(f"{ops[0]} needs a number trait; {self.trait!r} is a {kind}")
+            if ops[0] in ("eq", "ne", "in"):
+                self._values_fit(ops[0], kind)
         elif ops:
             raise ValueError(f"{', '.join(ops)} is only allowed beside trait")
         return self
+
+    def _values_fit(self, op: str, kind: str) -> None:
+        """An ``eq``, ``ne`` or ``in`` value of the trait's kind: another never matches."""
+        value = getattr(self, _ATTR[op])
+        for item in value if isinstance(value, list) else [value]:
+            fits = {
+                "number": isinstance(item, int | float) and not isinstance(item, bool),
+                "text": isinstance(item, str),
+                "bool": isinstance(item, bool),
+            }.get(kind, True)
+            if not fits:
+                raise ValueError(f"{op}: {item!r} can never equal {self.trait!r}, a {kind} trait")
 
     def segments(self) -> list[str]:
         """Every segment id this condition refers to."""

@@ -8,6 +8,7 @@ by pydantic; every problem is reported as ``file: <kind> '<id>': <field>: <messa
 
 from __future__ import annotations
 
+import math
 import string
 import tomllib
 from importlib import resources
@@ -40,8 +41,10 @@ class CurrencyConfig(BaseModel):
     @model_validator(mode="after")
     def _rates_valid(self) -> Self:
         for code, rate in self.rates.items():
-            if len(code) != 3 or not code.isupper() or not rate > 0:
-                raise ValueError(f"rates.{code}: a 3-letter code with a rate above 0 is needed")
+            if len(code) != 3 or not code.isupper() or not 0 < rate < math.inf:
+                raise ValueError(
+                    f"rates.{code}: a 3-letter code with a finite rate above 0 is needed"
+                )
         return self
 
 
@@ -74,6 +77,10 @@ class Experiment(BaseModel):
 
     @model_validator(mode="after")
     def _weights(self) -> Self:
+        ids = [v.id for v in self.variants]
+        if len(set(ids)) != len(ids):
+            twice = sorted({i for i in ids if ids.count(i) > 1})
+            raise ValueError(f"variants: ids must differ; given twice: {', '.join(twice)}")
         total = sum(v.weight for v in self.variants)
         if total != BUCKETS:
             raise ValueError(f"variants: weights sum to {total}, they must sum to {BUCKETS}")
@@ -97,9 +104,17 @@ class ActionRule(BaseModel):
 
     @model_validator(mode="after")
     def _reason_fields(self) -> Self:
-        for _, name, _, _ in string.Formatter().parse(self.reason):
+        for _, name, spec, conversion in string.Formatter().parse(self.reason):
             if name is None:
                 continue
+            if spec or conversion:
+                # Traits reach the reason as text (numbers already formatted), where a spec
+                # like {revenue:.2f} or a conversion like {x!z} would fail at decision time.
+                raise ValueError(
+                    f"reason: {{{name}{'!' + conversion if conversion else ''}"
+                    f"{':' + spec if spec else ''}}}: write a trait as {{{name}}}, without a "
+                    "format spec or conversion (numbers are formatted for you)"
+                )
             if not name.isidentifier():
                 raise ValueError(
                     f"reason: {{{name}}}: reasons name scalar traits such as {{orders}}"

@@ -115,6 +115,32 @@ def _problems(text: str) -> list[str]:
         ("version = 2\n", "shop.toml: version: Input should be 1"),
         ('[currency]\nprimary = "usd"\n', "shop.toml: currency.primary: String should match"),
         ("[[segment]\n", "shop.toml: not valid TOML"),
+        # Accepted once, then failing or never matching at decision time:
+        (
+            '[[action]]\nid = "a"\naction = "x"\npriority = 1\nreason = "Spent {revenue:.2f}"\n',
+            "shop.toml: action 'a' (#1): reason: {revenue:.2f}: write a trait as {revenue}",
+        ),
+        (
+            '[[action]]\nid = "a"\naction = "x"\npriority = 1\nreason = "{top_category!z}"\n',
+            "shop.toml: action 'a' (#1): reason: {top_category!z}: write a trait as",
+        ),
+        (
+            '[[segment]]\nid = "s"\nwhen = { trait = "orders", eq = "1" }\n',
+            "shop.toml: segment 's' (#1): when: eq: '1' can never equal 'orders', a number",
+        ),
+        (
+            '[[segment]]\nid = "s"\nwhen = { trait = "top_category", in = [1, 2] }\n',
+            "shop.toml: segment 's' (#1): when: in: 1 can never equal 'top_category', a text",
+        ),
+        (
+            '[[experiment]]\nid = "e"\nvariants = [{ id = "a", weight = 5000 }, '
+            '{ id = "a", weight = 5000 }]\n',
+            "shop.toml: experiment 'e' (#1): variants: ids must differ; given twice: a",
+        ),
+        (
+            "[currency]\nrates = { EUR = inf }\n",
+            "shop.toml: currency: rates.EUR: a 3-letter code with a finite rate above 0",
+        ),
     ],
 )
 def test_each_error_names_file_rule_and_field(text: str, expected: str) -> None:
