@@ -78,6 +78,10 @@ class Currency:
     primary: str
     rates: Mapping[str, float]
 
+    def rates_any(self, amounts: Mapping[str, float]) -> bool:
+        """Whether any of ``amounts`` is in a currency this can convert."""
+        return any(cur == self.primary or cur in self.rates for cur in amounts)
+
     def convert(self, amounts: Mapping[str, float]) -> float:
         """The sum in the primary currency; amounts with no rate are left out (docs say so)."""
         total = 0.0
@@ -125,10 +129,18 @@ class Traits:
         if name == "product_views":
             return p.get("views", 0)
         if name == "revenue":
-            return round(self._money.convert(p.get("rev", {})), 2)
+            rev = p.get("rev", {})
+            if rev and not self._money.rates_any(rev):
+                # All of it in currencies without a rate: an unknown value, which meets no
+                # threshold, rather than 0, which would make a big spender "value_low".
+                return None
+            return round(self._money.convert(rev), 2)
         if name == "aov":
             orders = p.get("orders", 0)
-            return round(self.get("revenue") / orders, 2) if orders else 0.0
+            revenue = self.get("revenue")
+            if revenue is None:
+                return None
+            return round(revenue / orders, 2) if orders else 0.0
         if name == "cart_items":
             return sum(line[0] for line in p.get("cart", {}).values())
         if name == "cart_value":

@@ -245,3 +245,14 @@ def test_a_reason_names_a_trait_it_has_no_value_for(engine: DecisionEngine, cloc
     assert action is not None
     assert action.action == "early_access"
     assert action.reason == "Top customer: lifetime value 600 USD, RFM n/a"
+
+
+def test_revenue_in_a_currency_without_a_rate_meets_no_value_tier(
+    engine: DecisionEngine, clock: Clock
+) -> None:
+    # 50,000 BRL with no BRL rate: not value_low (revenue 0), not elite: an unknown value.
+    engine.update([order("brl", clock.now - DAY, 50_000.0, ["p1"], currency="BRL")])
+    engine.update([order("usd", clock.now - DAY, 20.0, ["p1"])])
+    segments = {s: engine.decide(s, personalization_granted=True).segments for s in ("brl", "usd")}
+    assert not {"value_low", "value_loyal", "value_elite"} & set(segments["brl"])
+    assert "value_low" in segments["usd"]
