@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import random
 import time
+import uuid
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
@@ -102,6 +103,10 @@ def _pairs(rows: list[tuple[bytes, float]]) -> list[tuple[str, float]]:
     return [(item.decode(), score) for item, score in rows]
 
 
+_MARKER_SECONDS = 60
+"""How long a transaction's marker outlives it: far longer than a retry takes."""
+
+
 class RedisStore:
     """:class:`ProfileStore` on one Redis server (redis-py's thread-safe connection pool)."""
 
@@ -123,6 +128,10 @@ class RedisStore:
         return f"{self._p}p:{subject}"
 
     def transact(self, update: Callable[[Reader], Changes]) -> Changes:
+        # Written inside the transaction: redis-py reports a reply lost to a timeout as a
+        # WatchError too, though EXEC may have run; read again and applied on top, the events
+        # would count twice. The marker says whether it ran.
+        marker = f"{self._p}tx:{uuid.uuid4().hex}"
         try:
             for attempt in range(MAX_ATTEMPTS):
                 if attempt:
@@ -141,9 +150,12 @@ class RedisStore:
                     changes = update(read)
                     pipe.multi()
                     self._write(pipe, changes)
+                    pipe.set(marker, b"1", ex=_MARKER_SECONDS)
                     try:
                         pipe.execute()
                     except WatchError:
+                        if self._r.exists(marker):
+                            return changes  # it ran: only its reply was lost
                         continue
                     return changes
         except RedisError as exc:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import socket
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -199,3 +202,69 @@ def test_redis_dedup_window_zero_turns_it_off(redis_url: str) -> None:
         assert off.reserve(["m", "m"]) == [True, True]
     finally:
         off.close()
+
+
+class _SlowReplyProxy:
+    """A TCP proxy to Redis that holds the reply to one MULTI/EXEC longer than the client waits.
+
+    The transaction runs; only its answer is late (a latency spike), which redis-py reports
+    as a WatchError, as it reports a write conflict.
+    """
+
+    def __init__(self, port: int) -> None:
+        self.target = port
+        self.hold_next_exec = False
+        self._armed = False
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen()
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                client, _ = self.sock.accept()
+                server = socket.create_connection(("127.0.0.1", self.target))
+                for a, b, reply in ((client, server, False), (server, client, True)):
+                    threading.Thread(target=self._pipe, args=(a, b, reply), daemon=True).start()
+
+    def _pipe(self, a: socket.socket, b: socket.socket, reply: bool) -> None:
+        try:
+            while data := a.recv(65536):
+                if not reply and self.hold_next_exec and b"EXEC" in data:
+                    self.hold_next_exec, self._armed = False, True
+                if reply and self._armed:
+                    self._armed = False
+                    time.sleep(0.8)  # past redis_timeout_seconds (0.5)
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            a.close()
+            b.close()
+
+
+def test_a_write_whose_reply_is_lost_is_not_applied_twice(
+    redis_url: str, tmp_path: Path, clock: Clock
+) -> None:
+    proxy = _SlowReplyProxy(int(redis_url.rsplit(":", 1)[1].split("/")[0]))
+    settings = DecisionSettings(
+        backend="redis",
+        redis_url=f"redis://127.0.0.1:{proxy.port}/0",
+        redis_prefix="lost-reply:",
+        flush_interval_seconds=3600,
+        stats_flush_seconds=3600,
+    )
+    engine = DecisionEngine.open(settings, tmp_path, clock=clock)
+    try:
+        engine.update([order("carl", clock.now - HOUR, 80.0, ["p1"])])
+        engine.decide("carl", personalization_granted=True)  # the connection is warm
+        proxy.hold_next_exec = True
+        assert engine.flush()
+        profile = engine.profile("carl")
+        assert profile is not None
+        assert (profile["orders"], profile["rev"]) == (1, {"USD": 80.0})
+    finally:
+        engine.close()
+        proxy.sock.close()
