@@ -36,7 +36,6 @@ from journeykit.collector.decisions._profile import (
     quantity,
 )
 from journeykit.collector.decisions._store import (
-    MAX_ALIAS_HOPS,
     Changes,
     Doc,
     ItemStats,
@@ -52,6 +51,10 @@ __all__ = ["UpdateCounts", "build_changes", "event_ids", "fold", "plain_id"]
 RELATED_RECENT = 5  # a view is paired with at most this many earlier views of the session
 VIEW_PAIR, BOUGHT_PAIR = 1, 3
 VIEW_POPULARITY, ADD_POPULARITY, PURCHASE_POPULARITY = 1, 2, 3
+
+
+_WRITE_HOPS = 64
+"""Aliases a write follows (readers follow ``MAX_ALIAS_HOPS``; writes shorten what they meet)."""
 
 
 @dataclass(slots=True)
@@ -286,7 +289,9 @@ class _Batch:
         self.kept_apart = 0
 
     def load(self, ids: set[str]) -> None:
-        for _ in range(MAX_ALIAS_HOPS):
+        # Every hop, not MAX_ALIAS_HOPS: an id renamed many times whose chain were cut short
+        # here would get a new profile written over a stored alias, splitting the person.
+        for _ in range(_WRITE_HOPS):
             wanted = ids - self.loaded
             if not wanted:
                 return
@@ -296,11 +301,17 @@ class _Batch:
             ids = {d["alias"] for d in found.values() if "alias" in d}
 
     def resolve(self, subject: str) -> str:
-        for _ in range(MAX_ALIAS_HOPS):
+        """The id ``subject``'s aliases end at; a longer chain is pointed at its end."""
+        start, hops = subject, 0
+        for _ in range(_WRITE_HOPS):
             doc = self.docs.get(subject)
             if doc is None or "alias" not in doc:
-                return subject
+                break
             subject = doc["alias"]
+            hops += 1
+        if hops > 1:
+            # Readers follow MAX_ALIAS_HOPS; each id this write met points at the end now.
+            self.docs[start] = self.changed[start] = {"alias": subject}
         return subject
 
     def merge(self, user: str, other: str, ts: int) -> bool:

@@ -219,3 +219,21 @@ def test_a_person_sees_one_variant_by_either_id(engine: DecisionEngine, clock: C
     assert all(by_user is not None and by_user.params for by_user, _ in offers)
     assert len({str(by_user.params) for by_user, _ in offers if by_user}) > 1  # variants
     assert all(by_user == by_device for by_user, by_device in offers)
+
+
+def test_a_user_renamed_many_times_stays_one_person(engine: DecisionEngine, clock: Clock) -> None:
+    # Six renames (u1 -> ... -> u7): past the hops a read follows, a write must not start a
+    # new profile over a stored alias; it points what it meets at the chain's end instead.
+    t = clock.now - 10 * HOUR
+    engine.update([order("u1", t, 200.0, ["p1"])])
+    for i in range(1, 7):
+        engine.update([alias(f"u{i + 1}", f"u{i}", t + i * 60)])
+    engine.update([order("u2", t + 3700, 50.0, ["p3"])])
+    engine.update([order("u1", t + 3800, 25.0, ["p4"])])
+    profile = engine.profile("u7")
+    assert profile is not None
+    assert (profile["orders"], profile["rev"]) == (3, {"USD": 275.0})
+    for i in (1, 2):
+        assert engine.decide(f"u{i}", personalization_granted=True).segments == (
+            engine.decide("u7", personalization_granted=True).segments
+        )
