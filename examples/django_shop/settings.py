@@ -33,7 +33,7 @@ USE_TZ = True
 _options = collector_options()  # the local collector's dev keys (environment first)
 JOURNEYKIT = {
     "write_key": _options.pop("write_key"),
-    "host": os.environ.get("JOURNEYKIT_HOST", "http://127.0.0.1:8787"),
+    "host": os.environ.get("JOURNEYKIT_COLLECTOR_URL", "http://127.0.0.1:8787"),
     "cookie_secure": SESSION_COOKIE_SECURE,  # plain http on 127.0.0.1
     "page_views": True,
     "notice_version": "shop-privacy-2025-01",

@@ -36,7 +36,7 @@ def create_app(**journeykit: Any) -> FastAPI:
     client = journeykit.pop("client", None)
     settings = IntegrationSettings(
         **{
-            "host": os.environ.get("JOURNEYKIT_HOST", "http://127.0.0.1:8787"),
+            "host": os.environ.get("JOURNEYKIT_COLLECTOR_URL", "http://127.0.0.1:8787"),
             "cookie_secure": os.environ.get("SHOP_COOKIE_SECURE", "0") == "1",
             "notice_version": "shop-privacy-2025-01",
             **journeykit,

@@ -54,7 +54,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config["SESSION_COOKIE_SECURE"] = secure
     app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
     journeykit: dict[str, Any] = {
-        "host": os.environ.get("JOURNEYKIT_HOST", "http://127.0.0.1:8787"),
+        "host": os.environ.get("JOURNEYKIT_COLLECTOR_URL", "http://127.0.0.1:8787"),
         "cookie_secure": secure,
         "page_views": True,
         "notice_version": "shop-privacy-2025-01",

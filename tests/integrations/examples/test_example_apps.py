@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import httpx
 from helpers import PSEUDONYM_KEY, ROOT, WRITE_KEY, running_collector
+
+from journeykit.collector.config import ServerSettings, env_name
+from journeykit.collector.settings import CollectorSettings
 
 # Runs inside the Django shop's own process (its settings cannot share ours).
 DJANGO_JOURNEY = """
@@ -32,7 +36,7 @@ def test_django_shop_journey_reaches_the_collector(tmp_path: Path) -> None:
         env.update(
             JOURNEYKIT_WRITE_KEY=WRITE_KEY,
             JOURNEYKIT_PSEUDONYM_KEY=PSEUDONYM_KEY,
-            JOURNEYKIT_HOST=collector.url,
+            JOURNEYKIT_COLLECTOR_URL=collector.url,
         )
         manage = ROOT / "examples" / "django_shop" / "manage.py"
         result = subprocess.run(
@@ -76,3 +80,14 @@ def test_fastapi_app_tracks_only_with_consent(tmp_path: Path) -> None:
             client.shutdown(timeout=5)
         events = [e.get("event") or e["type"] for e in collector.events]
     assert events == ["Consent Updated", "Product Viewed", "Product Added"]
+
+
+def test_the_examples_and_the_collector_can_share_an_environment() -> None:
+    # A variable both read must mean the same to both: JOURNEYKIT_HOST was the collector's
+    # bind address and the examples' collector URL, so one shell could not run both.
+    read = set(re.findall(r"JOURNEYKIT_[A-Z_]+", "".join(
+        path.read_text() for path in (ROOT / "examples").rglob("*.py")
+    )))  # fmt: skip
+    settings = {*CollectorSettings.model_fields, *ServerSettings.model_fields}
+    shared = read & {env_name(field) for field in settings}
+    assert shared <= {"JOURNEYKIT_DATA_DIR", "JOURNEYKIT_PSEUDONYM_KEY"}, shared

@@ -30,7 +30,7 @@ def test_preloaded_workers_all_deliver(tmp_path: Path) -> None:
         env.update(
             JOURNEYKIT_WRITE_KEY=WRITE_KEY,
             JOURNEYKIT_PSEUDONYM_KEY=PSEUDONYM_KEY,
-            JOURNEYKIT_HOST=collector.url,
+            JOURNEYKIT_COLLECTOR_URL=collector.url,
         )
         command = [
             *(sys.executable, "-m", "gunicorn", "--preload", "--workers", "2"),
