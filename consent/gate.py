@@ -349,29 +349,52 @@ def decide(
 
 
 _CONSENT_FIELDS = frozenset({"purposes", "notice_version", "source"})
+_CONSENT_KEYS = frozenset(
+    {
+        "type",
+        "event",
+        "properties",
+        "context",
+        "userId",
+        "anonymousId",
+        "messageId",
+        "timestamp",
+        "originalTimestamp",
+        "sentAt",
+        "receivedAt",
+        "integrations",
+        "writeKey",
+        "_source",
+        "version",
+    }
+)
+"""What a consent message may hold besides its choice: who, when, and how it was sent."""
+_CONSENT_CONTEXT = frozenset(
+    {"ip", "userAgent", "consent", "consentManagement", "library", "locale", "timezone"}
+)
+"""Context a consent message keeps: the ledger's evidence (ip, user agent) and the signals."""
 
 
 def _consent_only(message: Mapping[str, Any]) -> Mapping[str, Any]:
     """A consent message as it may pass without consent: the choice, and nothing else.
 
     It always passes (a withdrawal must arrive), so it must not carry what other events need
-    consent for: properties other than the choice's (anything could be put there), and the
-    advertising id, a marketing identifier. The IP address and user agent stay: with the time
-    and the notice version, they are the ledger's evidence of how the choice was collected.
+    consent for: properties other than the choice's, traits, page URLs, locations, devices,
+    unknown fields (anything could be put there). Kept: the ids and times, and the IP address
+    and user agent, which with the notice version are the ledger's evidence of how the choice
+    was collected.
     """
     props = message.get("properties")
     context = message.get("context")
-    device = context.get("device") if isinstance(context, Mapping) else None
-    out: dict[str, Any] | None = None
-    if isinstance(props, Mapping) and not _CONSENT_FIELDS.issuperset(props):
-        out = dict(message)
-        out["properties"] = {k: v for k, v in props.items() if k in _CONSENT_FIELDS}
-    if isinstance(context, Mapping) and isinstance(device, Mapping) and "advertisingId" in device:
-        out = dict(message) if out is None else out
-        kept = {k: v for k, v in device.items() if k != "advertisingId"}
-        out["context"] = {**context, "device": kept}
-    if out is None:
+    extra_props = isinstance(props, Mapping) and not _CONSENT_FIELDS.issuperset(props)
+    extra_context = isinstance(context, Mapping) and not _CONSENT_CONTEXT.issuperset(context)
+    if not extra_props and not extra_context and _CONSENT_KEYS.issuperset(message):
         return message  # the usual case: as the SDK and the banner build it
+    out = {k: v for k, v in message.items() if k in _CONSENT_KEYS}
+    if extra_props and isinstance(props, Mapping):
+        out["properties"] = {k: v for k, v in props.items() if k in _CONSENT_FIELDS}
+    if extra_context and isinstance(context, Mapping):
+        out["context"] = {k: v for k, v in context.items() if k in _CONSENT_CONTEXT}
     return out
 
 

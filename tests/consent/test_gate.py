@@ -117,7 +117,7 @@ def test_nothing_to_strip_is_an_allow_not_a_strip() -> None:
 
 def test_consent_messages_are_always_allowed() -> None:
     msg = message(event="Consent Updated", properties={"purposes": {"analytics": False}})
-    del msg["context"]["device"]["advertisingId"]
+    del msg["context"]["device"]  # as the SDK and the banner build it: nothing to cut
     for subject in (None, state(analytics=False, marketing=False)):
         decision = decide(subject, msg)
         assert (decision.action, decision.reason) == (Action.ALLOW, "consent_message")
@@ -129,13 +129,17 @@ def test_a_consent_message_passes_with_the_choice_alone() -> None:
     # IP address and user agent stay as the ledger's evidence of how the choice was made.
     choice = {"purposes": {"marketing": False}, "notice_version": "n-3", "source": "banner"}
     msg = message(event="Consent Updated", properties={**choice, "card_last4": "4111"})
+    msg["traits"] = {"name": "Ann Smith"}
+    msg["context"]["page"] = {"url": "https://shop.test/?email=ann@example.com"}
+    msg["cart"] = {"items": 3}
     before = copy.deepcopy(msg)
     decision = decide(None, msg)
     assert (decision.action, decision.reason) == (Action.ALLOW, "consent_message")
     assert decision.message is not None
     assert decision.message["properties"] == choice
+    assert not {"traits", "cart"} & set(decision.message)
     context = decision.message["context"]
-    assert context["device"] == {"id": "dev-1"}
+    assert set(context) == {"ip", "userAgent", "library"}  # no device, no page
     assert (context["ip"], context["userAgent"]) == ("203.0.113.9", "Mozilla/5.0")
     assert msg == before  # never mutated
 
