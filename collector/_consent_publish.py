@@ -20,6 +20,8 @@ repair).
 
 from __future__ import annotations
 
+import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,7 @@ __all__ = ["LedgerPublisher"]
 
 # The records to send in one script call: bounds the time Redis spends in it (about 2 ms).
 _CHUNK = 256
+_ID_FILE = "ledger-id"  # beside the ledger: this data dir's random id (see data_dir_id)
 # The most of the ledger read at once: bounds memory when a large ledger is published.
 _READ_BYTES = 4 * 1024 * 1024
 
@@ -68,6 +71,32 @@ class _Line:
     end: int  # offset just past the line in the file
     subject: str
     entry: str  # the stream entry's JSON; empty: not a consent change, not published
+
+
+def data_dir_id(directory: Path) -> str:
+    """A random id made once for the data dir holding ``directory`` and kept in it.
+
+    Made in a temporary file and linked into place, so the workers of one data dir that
+    start together agree on one id (the link fails for all but the first).
+    """
+    path = directory / _ID_FILE
+    for _ in range(3):
+        try:
+            text = path.read_text(encoding="ascii").strip()
+        except FileNotFoundError:
+            text = ""
+        if text:
+            return text
+        directory.mkdir(parents=True, exist_ok=True)
+        temp = directory / f".{_ID_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+        temp.write_text(secrets.token_hex(8) + "\n", encoding="ascii")
+        try:
+            os.link(temp, path)
+        except FileExistsError:
+            pass
+        finally:
+            temp.unlink(missing_ok=True)
+    raise OSError(f"cannot read or make {path}")
 
 
 def entry(record: LedgerRecord, ledger_id: str) -> str:
@@ -132,7 +161,13 @@ class LedgerPublisher:
         self._done = None
 
     def _identify(self) -> str | None:
-        """The ledger's id: the hash of its first record; None while the ledger is empty."""
+        """The ledger's id; None while the ledger is empty.
+
+        This data dir's own random id, and the hash of the ledger's first record (a repaired
+        or replaced ledger is another one). The hash alone is not unique: a record holds no
+        host, so two hosts that stored the same first consent (a resend to another host while
+        Redis was away) would take each other's records for their own and skip them.
+        """
         if self.ledger_id is None:
             try:
                 with self._ledger.open("rb") as handle:
@@ -142,9 +177,10 @@ class LedgerPublisher:
             if not first.endswith(b"\n"):
                 return None
             try:
-                self.ledger_id = str(orjson.loads(first)["hash"])[:16]
+                head = str(orjson.loads(first)["hash"])[:16]
             except (orjson.JSONDecodeError, KeyError, TypeError):
-                self.ledger_id = "unreadable"  # still one id per data dir; counted below
+                head = "unreadable"  # still one id per data dir; counted below
+            self.ledger_id = f"{data_dir_id(self._ledger.parent)}-{head}"
         return self.ledger_id
 
     def publish(self) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +17,19 @@ import httpx
 import orjson
 import pytest
 import redis
-from helpers import RedisProcess, running_collector
+from helpers import PSEUDONYM_KEY, RedisProcess, running_collector
+from pydantic import SecretStr
 
 from journeykit.collector._consent_store import ConsentStore
 from journeykit.collector._consent_sync import ConsentSync
-from journeykit.consent import LedgerRecord, Regime
+from journeykit.consent import (
+    ConsentLedger,
+    FieldKind,
+    LedgerRecord,
+    Pseudonymizer,
+    PseudonymKey,
+    Regime,
+)
 
 DEADLINE = 10.0
 _ids = itertools.count()
@@ -254,3 +263,23 @@ def test_redis_restarted_empty_gets_the_consent_back(
         stream.close()
         with running_collector(tmp_path / "c", **settings(redis_server)) as late:
             assert accepted(view(late, "ivy"))
+
+
+def test_hosts_whose_ledgers_begin_alike_still_hear_each_other(
+    tmp_path: Path, redis_server: RedisProcess
+) -> None:
+    # Both stored the same first consent (a resend to the other host while Redis was away):
+    # a ledger id taken from that record alone made each skip the other's records as its own.
+    ids = Pseudonymizer([PseudonymKey(key_id="k1", secret=SecretStr(PSEUDONYM_KEY))])
+    subject = ids.pseudonymize("ivy", FieldKind.ID)
+    at = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    for host in ("a", "b"):
+        with ConsentLedger.open(tmp_path / host) as ledger:
+            ledger.append(subject, granted=["analytics", "personalization"], at=at)
+    with (
+        running_collector(tmp_path / "a", **settings(redis_server)) as a,
+        running_collector(tmp_path / "b", **settings(redis_server)) as b,
+    ):
+        assert accepted(view(a, "ivy"))
+        assert send(b, consent("ivy", False))["accepted"] == 1
+        until(lambda: denied(view(a, "ivy")), "A to drop ivy's events")
