@@ -356,6 +356,10 @@ class PrivacyStep:
         found = parse_message(event, self._mapping, now=now)
         if found is None:
             return [] if gpc is None else [gpc]
+        if found.timestamp > now:
+            # A device clock ahead (no sentAt to correct it by): dated in the future, the
+            # choice would outrank every later one, a withdrawal included, by its time.
+            found = found.model_copy(update={"timestamp": now})
         return [found] if gpc is None else [found, gpc]
 
     @staticmethod

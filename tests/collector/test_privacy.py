@@ -251,3 +251,17 @@ def test_a_signal_naming_no_purpose_leaves_consent_as_the_ledger_has_it(tmp_path
         assert len(ledger_records(first)) == 1
     with running_collector(tmp_path / "data", consent_regime="opt_in") as second:
         assert send(second, signed_in)["accepted"] == 1
+
+
+def test_a_choice_dated_in_the_future_does_not_outrank_a_later_withdrawal(
+    opt_in: RunningCollector,
+) -> None:
+    # A device clock five years ahead, and no sentAt to correct it by.
+    grant = consent(analytics=True)
+    grant["timestamp"] = "2031-06-01T00:00:00.000Z"
+    assert send(opt_in, grant)["accepted"] == 1
+    assert send(opt_in, consent(analytics=False))["accepted"] == 1
+    assert send(opt_in, track())["dropped"] == {"denied:analytics": 1}
+    records = ledger_records(opt_in)
+    assert [tuple(r.denied) for r in records] == [(), ("analytics",)]
+    assert records[0].at < "2031"  # recorded when received, not when the device said
