@@ -78,14 +78,30 @@ class ConsentStore:
                 self._merge(subjects, update.model_copy(update={"purposes": kept}))
         return changed
 
+    def _base(self, subjects: list[str], subject: str) -> ConsentState | None:
+        """``subject``'s state, or, for a first signal of its own, its device's.
+
+        A user's first signal (``Sec-GPC`` denying marketing on a signed-in page) starts from
+        the consent the device already holds, as reads fall back on it: a state of that one
+        choice alone would hide the device's grants and, under opt-in, deny the rest.
+        """
+        own = self._states.get(subject)
+        if own is not None:
+            return own
+        # From the ids after it only (a user's devices), never the other way: a device
+        # that took a signed-in user's grants would apply them to the next person on it.
+        later = subjects[subjects.index(subject) + 1 :]
+        return next((self._states[s] for s in later if s in self._states), None)
+
     def _changes(self, subjects: list[str], update: ConsentUpdate) -> dict[Purpose, bool]:
         changed: dict[Purpose, bool] = {}
         for subject in subjects:
             before = self._states.get(subject)
+            base = before if before is not None else self._base(subjects, subject)
             after = (
                 ConsentState.from_update(update, self._regime)
-                if before is None
-                else before.merge(update)
+                if base is None
+                else base.merge(update)
             )
             for purpose, granted in update.purposes.items():
                 was = before.choice(purpose) if before is not None else None
@@ -94,8 +110,8 @@ class ConsentStore:
         return changed
 
     def _merge(self, subjects: list[str], update: ConsentUpdate) -> None:
-        for subject in subjects:
-            before = self._states.get(subject)
+        bases = {subject: self._base(subjects, subject) for subject in subjects}
+        for subject, before in bases.items():
             self._states[subject] = (
                 ConsentState.from_update(update, self._regime)
                 if before is None

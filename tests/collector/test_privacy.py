@@ -265,3 +265,24 @@ def test_a_choice_dated_in_the_future_does_not_outrank_a_later_withdrawal(
     records = ledger_records(opt_in)
     assert [tuple(r.denied) for r in records] == [(), ("analytics",)]
     assert records[0].at < "2031"  # recorded when received, not when the device said
+
+
+def test_gpc_on_a_signed_in_page_keeps_the_devices_other_choices(
+    opt_in: RunningCollector,
+) -> None:
+    # Analytics granted on the device before sign-in; Sec-GPC denies marketing alone.
+    granted = consent(analytics=True)
+    del granted["userId"]
+    granted["anonymousId"] = "dev-9"
+    assert send(opt_in, granted)["accepted"] == 1
+    signed_in = {**track("u9"), "anonymousId": "dev-9"}
+    assert send(opt_in, signed_in, **{"Sec-GPC": "1"})["accepted"] == 1
+    assert send(opt_in, {**signed_in, "event": "Next Page"})["accepted"] == 1
+    assert send(opt_in, track("u9", "Alone"))["accepted"] == 1  # the user's own state
+    # ...and a device never takes a signed-in user's grants (the next person on it).
+    user_only = consent("u8", analytics=True)
+    assert send(opt_in, user_only)["accepted"] == 1
+    shared = {**track("u8"), "anonymousId": "dev-8"}
+    assert send(opt_in, shared, **{"Sec-GPC": "1"})["accepted"] == 1
+    anonymous = {"type": "page", "anonymousId": "dev-8", "name": "Home"}
+    assert send(opt_in, anonymous)["accepted"] == 0
