@@ -201,12 +201,21 @@ class FusedStep:
             message: Any = event
             walk = walker
             if state is not None or not opt_out:
-                required = by_event.get(name) if type(name) is str else None
+                kind = event.get("type")
+                named = type(name) is str and kind == "track"  # as decide(): a track's name
+                required = by_event.get(name) if named and type(name) is str else None
                 if required is None:
-                    kind = event.get("type")
                     required = by_type.get(kind, default) if type(kind) is str else default
                 if not required:
-                    pass  # necessary only: allowed as it is, as decide() allows it
+                    # Necessary only: allowed, without what marketing needs, as decide() does
+                    # (rare: through the general function).
+                    effective = state
+                    if state is not None:
+                        gate = gates.get(id(state))
+                        if gate is None or gate[0] is not state:
+                            gate = self._gate(state, policy, upstream, gates)
+                        effective = gate[3]
+                    message = decide(effective, event, policy).message
                 elif state is None:
                     dropped["no_consent"] = dropped.get("no_consent", 0) + 1
                     continue

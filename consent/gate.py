@@ -174,11 +174,11 @@ class GatePolicy(BaseModel):
         """
         compiled = self._compiled
         event = message.get("event")
-        if type(event) is str:
+        kind = message.get("type")
+        if type(event) is str and kind == "track":
             found = compiled.by_event.get(event)
             if found is not None:
                 return found
-        kind = message.get("type")
         if type(kind) is str:
             return compiled.by_type.get(kind, compiled.default)
         return compiled.default
@@ -312,25 +312,31 @@ def decide(
         return Decision(_ALLOW, "consent_message", _consent_only(message))
     # policy.required(message), inlined: this runs for every message.
     compiled = policy._compiled
-    required = compiled.by_event.get(event) if type(event) is str else None
+    kind = message.get("type")
+    # Event names are a track's: an identify or page with an "event" key is no track.
+    named = type(event) is str and kind == "track"
+    required = compiled.by_event.get(event) if named and type(event) is str else None
     if required is None:
-        kind = message.get("type")
         required = compiled.by_type.get(kind, compiled.default) if type(kind) is str else None
         if required is None:
             required = compiled.default
-    if not required:
-        return Decision(_ALLOW, "necessary", message)
     if state is None:
         if policy.regime is _OPT_OUT:
-            return Decision(_ALLOW, "opt_out_default", message)
-        return Decision(_DROP, "no_consent", None)
-    granted = state.granted()  # computed once per state: a new state is a new version
-    for purpose in required:
-        if purpose not in granted:
-            return Decision(_DROP, _DENIED[purpose], None)
+            reason = "necessary" if not required else "opt_out_default"
+            return Decision(_ALLOW, reason, message)
+        if required:
+            return Decision(_DROP, "no_consent", None)
+        granted: frozenset[Purpose] = frozenset()  # a necessary event of nobody known
+    else:
+        granted = state.granted()  # computed once per state: a new state is a new version
+        for purpose in required:
+            if purpose not in granted:
+                return Decision(_DROP, _DENIED[purpose], None)
+    allowed = "granted" if required else "necessary"
+    # A necessary event passes whatever the consent, but not with what marketing needs.
     plan = compiled.plan(granted)
     if plan is None:
-        return Decision(_ALLOW, "granted", message)
+        return Decision(_ALLOW, allowed, message)
     hits: list[int] = []
     if plan.tree is None:
         out = message
@@ -341,7 +347,7 @@ def decide(
         for index in plan.others:
             out = _strip_step(out, plan.steps[index], index, hits)
     if not hits:
-        return Decision(_ALLOW, "granted", message)
+        return Decision(_ALLOW, allowed, message)
     hits.sort()
     # Steps are in canonical purpose order: the first hit names the first purpose.
     reason = _STRIPPED[plan.steps[hits[0]][0]]

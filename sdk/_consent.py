@@ -133,15 +133,18 @@ class ConsentBook:
     def decide(self, message: Mapping[str, Any]) -> Decision:
         """The gate's decision; a resolver that raises drops the message (``consent_error``)."""
         if self._resolver is None:
-            # Only a local read to spare: the gate itself ignores the state of messages that
-            # need none (consent events, necessary-only ones).
             state = self.local(message.get("userId"), message.get("anonymousId"))
             return decide(state, message, self._policy)
-        if is_consent_event(message) or not self._policy.required(message):
+        if is_consent_event(message):
             return decide(None, message, self._policy)  # allowed whatever the state: no lookup
         try:
             state = self.state(message.get("userId"), message.get("anonymousId"))
         except Exception:  # an application bug must neither break tracking nor bypass consent
+            if not self._policy.required(message):
+                # Necessary: allowed whatever the consent, as if nothing were known (so
+                # without what marketing needs).
+                log.exception("journeykit: consent_resolver raised; sent as if none known")
+                return decide(None, message, self._policy)
             log.exception("journeykit: consent_resolver raised; the event is dropped")
             return Decision(Action.DROP, "consent_error", None)
         return decide(state, message, self._policy)

@@ -147,9 +147,27 @@ def test_a_consent_message_passes_with_the_choice_alone() -> None:
 def test_necessary_only_events_are_always_allowed() -> None:
     policy = GatePolicy(event_purposes={"Password Reset": frozenset({Purpose.NECESSARY})})
     msg = message(event="Password Reset")
+    # Allowed whatever the consent, but never with what marketing needs unless granted.
     for subject in (None, state(analytics=False)):
         decision = decide(subject, msg, policy)
-        assert (decision.action, decision.reason) == (Action.ALLOW, "necessary")
+        assert (decision.action, decision.reason) == (Action.STRIP, "strip:marketing")
+        assert decision.message is not None
+        context = decision.message["context"]
+        assert not {"ip", "userAgent"} & set(context)
+        assert "advertisingId" not in context["device"]
+    everything = decide(state(analytics=True, marketing=True), msg, policy)
+    assert (everything.action, everything.reason) == (Action.ALLOW, "necessary")
+    assert everything.message is msg
+
+
+def test_an_event_name_makes_only_a_track_necessary() -> None:
+    # An identify or page with an "event" key is no track: its own type decides.
+    policy = GatePolicy(event_purposes={"Password Reset": frozenset({Purpose.NECESSARY})})
+    for kind in ("identify", "page"):
+        msg = message(kind, event="Password Reset")
+        decision = decide(state(analytics=False), msg, policy)
+        assert (decision.action, decision.reason) == (Action.DROP, "denied:analytics")
+        assert policy.required(msg) == (Purpose.ANALYTICS,)
 
 
 def test_marketing_events_need_marketing_as_well() -> None:
