@@ -33,6 +33,7 @@ class FieldKind(StrEnum):
 
 _PHONE_NOISE: Final = re.compile(r"[\s\-.()]+")
 _PHONE: Final = re.compile(r"\+?[0-9]+")
+_TRUNK_ZERO: Final = re.compile(r"^(\s*(?:\+|00)\s*[0-9]{1,3})[\s\-.]*\(0\)")
 _V6_MASK: Final = ((1 << 48) - 1) << 80
 
 
@@ -47,10 +48,13 @@ def normalize(value: str, kind: FieldKind) -> str:
         InvalidFieldValue: a phone number with characters other than digits and a leading
             ``+`` once the separators are removed, or an invalid IP address.
     """
+    if type(kind) is not FieldKind:
+        kind = FieldKind(kind)  # "email" as well as FieldKind.EMAIL: the same normal form
     if kind is _EMAIL:
         return value.strip().lower()
     if kind is _PHONE_KIND:
-        digits = _PHONE_NOISE.sub("", value)
+        # "+44 (0)20 ..." is "+44 20 ...": the trunk 0 is dialled at home, never after +CC.
+        digits = _PHONE_NOISE.sub("", _TRUNK_ZERO.sub(r"\1", value))
         if digits.startswith("00"):
             digits = "+" + digits[2:]
         if not _PHONE.fullmatch(digits):
@@ -88,6 +92,11 @@ def _truncate_ip(value: str) -> str:
         raise InvalidFieldValue("ip", "invalid_ip", "not an IPv4 or IPv6 address") from None
     if isinstance(address, ipaddress.IPv4Address):
         return str(ipaddress.IPv4Address(int(address) & 0xFFFFFF00))
+    # An IPv4 address inside an IPv6 one is the client's own: kept to /24 like any IPv4.
+    # (/48 of ::ffff:203.0.113.97 is ::, and of 6to4's 2002:cb00:7161:: the whole IPv4.)
+    inner = address.ipv4_mapped or address.sixtofour
+    if inner is not None:
+        return str(ipaddress.IPv4Address(int(inner) & 0xFFFFFF00))
     # Built from the integer so that a zone (fe80::1%eth0) is dropped with the host bits.
     return str(ipaddress.IPv6Address(int(address) & _V6_MASK))
 

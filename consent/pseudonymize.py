@@ -168,6 +168,10 @@ class Pseudonymizer:
             InvalidFieldValue: ``value`` cannot be normalised for ``kind`` (e.g. a phone with
                 letters), or ``kind`` is ``ip``, which is truncated rather than hashed.
         """
+        if type(kind) is not FieldKind:
+            # "ip" must be refused as FieldKind.IP is, and "email" normalised likewise: the
+            # cache below takes them for the same key, so a miss must not poison it.
+            kind = FieldKind(kind)
         result: str = self._cached(value, kind)
         return result
 
@@ -231,6 +235,8 @@ def _not_hashed() -> InvalidFieldValue:
 
 
 def _normalized_bytes(value: str, kind: FieldKind) -> bytes:
+    if type(kind) is not FieldKind:
+        kind = FieldKind(kind)
     if kind is _IP:
         raise _not_hashed()
     return normalize(value, kind).encode()
@@ -278,6 +284,7 @@ class PseudonymRules(BaseModel):
         FieldRule(path="traits.email", kind=FieldKind.EMAIL),
         FieldRule(path="traits.phone", kind=FieldKind.PHONE),
         FieldRule(path="context.traits.email", kind=FieldKind.EMAIL),
+        FieldRule(path="context.traits.phone", kind=FieldKind.PHONE),
         FieldRule(path="properties.email", kind=FieldKind.EMAIL),
         FieldRule(path="properties.phone", kind=FieldKind.PHONE),
         FieldRule(path="context.ip", kind=FieldKind.IP),

@@ -403,3 +403,39 @@ def test_default_rules_protect_email_phone_and_ip(old: Pseudonymizer) -> None:
 def test_malformed_rule_paths_are_refused(path: str) -> None:
     with pytest.raises(ValidationError, match="path"):
         FieldRule(path=path, kind=FieldKind.ID)
+
+
+def test_a_kind_given_as_text_is_the_kind(old: Pseudonymizer) -> None:
+    # "email" and FieldKind.EMAIL are one key of the cache: neither may poison the other.
+    loose = old.pseudonymize(" Ann@Example.COM", "email")  # type: ignore[arg-type]
+    assert loose == old.pseudonymize("ann@example.com", FieldKind.EMAIL)
+    assert old.pseudonymize(" Ann@Example.COM", FieldKind.EMAIL) == loose
+    with pytest.raises(InvalidFieldValue):
+        old.pseudonymize("203.0.113.9", "ip")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "typed", ["+44 20 7946 0958", "+44 (0)20 7946 0958", "0044 (0) 20-7946-0958"]
+)
+def test_a_phone_number_is_one_however_it_is_typed(old: Pseudonymizer, typed: str) -> None:
+    assert old.pseudonymize(typed, FieldKind.PHONE) == old.pseudonymize(
+        "+442079460958", FieldKind.PHONE
+    )
+
+
+@pytest.mark.parametrize(
+    ("address", "kept"),
+    [
+        ("::ffff:203.0.113.97", "203.0.113.0"),  # IPv4-mapped
+        ("2002:cb00:7161::1", "203.0.113.0"),  # 6to4: the IPv4 address is in the prefix
+        ("2001:db8:1:2::1", "2001:db8:1::"),
+    ],
+)
+def test_an_ipv4_address_inside_ipv6_is_cut_like_ipv4(address: str, kept: str) -> None:
+    assert truncate_ip(address) == kept
+
+
+def test_a_phone_in_context_traits_is_pseudonymized_by_default(old: Pseudonymizer) -> None:
+    message = {"type": "track", "context": {"traits": {"phone": "+33 6 12 34 56 78"}}}
+    out = pseudonymize_message(message, PseudonymRules(), old).message
+    assert out["context"]["traits"]["phone"] == old.pseudonymize("+33612345678", FieldKind.PHONE)
