@@ -94,12 +94,13 @@ def state_at(
 ) -> SubjectState:
     """The consent of ``subject`` in force at ``at``: the latest decision per purpose up to it.
 
-    "Latest" is by the time the choice was made (``at`` of the record), ties broken by ledger
-    order, so imported history with earlier times is placed where it belongs.
+    "Latest" is by the time the choice was made (``at`` of the record), so imported history
+    with earlier times is placed where it belongs; at one time a denial beats a grant (as the
+    collector's merge decides it), and equal choices follow ledger order.
     """
     moment = format_time(at)
     ids = subject_ids(subject, resolver)
-    latest: dict[str, tuple[str, int, LedgerRecord]] = {}
+    latest: dict[str, tuple[str, bool, int, LedgerRecord]] = {}
     seen = 0
     for record in history(ledger, subject, resolver=lambda _: ids):
         if record.at > moment:  # fixed-width UTC strings sort by time
@@ -108,13 +109,13 @@ def state_at(
         if record.kind != RecordKind.CONSENT:
             continue
         for purpose in (*record.granted, *record.denied):
-            key = (record.at, record.seq)
-            if purpose not in latest or latest[purpose][:2] <= key:
+            key = (record.at, purpose in record.denied, record.seq)
+            if purpose not in latest or latest[purpose][:3] <= key:
                 latest[purpose] = (*key, record)
     statuses = []
     for purpose in ALL_PURPOSES:
         if purpose.value in latest:
-            record = latest[purpose.value][2]
+            record = latest[purpose.value][3]
             status: Literal["granted", "denied"] = (
                 "granted" if purpose.value in record.granted else "denied"
             )

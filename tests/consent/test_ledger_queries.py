@@ -171,3 +171,21 @@ def test_report_shows_a_failed_verification_escaped(ledger_path: Path) -> None:
     assert "FAILED" in page
     assert "ledger.ndjson line 2" in page
     assert "<svg" in page
+
+
+def test_at_one_time_a_denial_beats_a_grant_as_the_collector_decides(tmp_path: Path) -> None:
+    path = tmp_path / "consent" / "ledger.ndjson"
+    same = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
+    with ConsentLedger(path) as ledger:
+        ledger.append("bob", denied=["marketing"], source="gpc", at=same)
+        ledger.append("bob", granted=["marketing"], source="import", at=same)
+    state = state_at(path, "bob", datetime(2024, 6, 1, tzinfo=UTC))
+    assert state.status("marketing") == "denied"
+
+
+def test_a_time_before_year_1000_sorts_before_the_others(tmp_path: Path) -> None:
+    path = tmp_path / "consent" / "ledger.ndjson"
+    with ConsentLedger(path) as ledger:
+        ledger.append("bob", granted=["analytics"], at=datetime(2024, 5, 1, tzinfo=UTC))
+    early = state_at(path, "bob", datetime(999, 1, 1, tzinfo=UTC))
+    assert early.status("analytics") == "unset"
