@@ -23,6 +23,7 @@ from journeykit.sdk._decide import DecisionCache
 from journeykit.sdk._events import PLAIN_EVENTS, TrackEvent, track_fields
 from journeykit.sdk._message import InvalidMessage
 from journeykit.sdk._privacy import Privacy
+from journeykit.sdk.protocol import MAX_NAME_CHARS
 
 __all__ = ["Calls", "Enqueued", "queued"]
 
@@ -382,10 +383,15 @@ class Calls:
         integrations: Mapping[str, Any] | None,
     ) -> Enqueued:
         fields: dict[str, Any] = {"properties": properties or {}}
-        if name is not None:
-            fields["name"] = name
-        if category is not None:
-            fields["category"] = category
+        for key, value in (("name", name), ("category", category)):
+            if value is None:
+                continue
+            if len(str(value)) > MAX_NAME_CHARS:  # str(): a caller may pass a number
+                # The collector would reject it: refused here, where the caller hears it.
+                text = f"{key} is {len(str(value)):,} characters; at most {MAX_NAME_CHARS:,}"
+                mid = message_id if isinstance(message_id, str) else None
+                return self._invalid(mid, text, InvalidMessage(text))
+            fields[key] = value
         return self._enqueue(
             type_, user_id, anonymous_id, context, timestamp, message_id, integrations, fields
         )

@@ -43,7 +43,7 @@ from journeykit.sdk._privacy import Privacy
 from journeykit.sdk._settings import ClientSettings
 from journeykit.sdk._stats import ClientStats, Drop, _Counters
 from journeykit.sdk._transport import BatchOutcome
-from journeykit.sdk.protocol import MAX_EVENT_BYTES
+from journeykit.sdk.protocol import MAX_EVENT_BYTES, MAX_ID_CHARS, MAX_NAME_CHARS
 
 __all__ = ["Core", "Reporter", "settle"]
 
@@ -262,9 +262,9 @@ class Core(Calls):
         """
         if (
             type(user_id) is not str
-            or not user_id
+            or not 0 < len(user_id) <= MAX_ID_CHARS
             or type(name) is not str
-            or not name
+            or not 0 < len(name) <= MAX_NAME_CHARS
             or type(props) is not dict
             or self._closed
         ):
@@ -298,9 +298,9 @@ class Core(Calls):
             raw = _dumps(out, default=json_default, option=JSON_OPTIONS)
         except TypeError:  # orjson.JSONEncodeError
             raw = b""
-        if not raw or len(raw) > MAX_EVENT_BYTES:
+        if not raw or len(raw) > MAX_EVENT_BYTES or b"null" in raw:
             try:
-                encode(out)  # raises, in its words
+                encode(out)  # raises, in its words (a null may be a NaN orjson wrote so)
             except InvalidMessage as exc:
                 return self._invalid(None, str(exc), exc)
         payload = bytes(memoryview(raw))  # see encode(): not orjson's whole write buffer

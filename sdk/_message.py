@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from collections.abc import Mapping
@@ -14,7 +15,7 @@ from pydantic import BaseModel
 
 from journeykit.sdk import _ids
 from journeykit.sdk._version import LIBRARY_NAME, VERSION
-from journeykit.sdk.protocol import MAX_EVENT_BYTES
+from journeykit.sdk.protocol import MAX_EVENT_BYTES, MAX_ID_CHARS, MAX_NAME_CHARS
 
 __all__ = [
     "JSON_OPTIONS",
@@ -49,7 +50,10 @@ class MessageTooLarge(InvalidMessage):
 def json_default(value: object) -> Any:
     """orjson's ``default``: what else a message may hold (decimals, sets, tuples, models)."""
     if isinstance(value, Decimal):
-        return float(value)
+        number = float(value)
+        if not math.isfinite(number):  # orjson would write null: the value would be lost
+            raise TypeError(f"Decimal {value} is not a finite number")
+        return number
     if isinstance(value, set | frozenset | tuple):
         return list(value)
     if isinstance(value, BaseModel):
@@ -63,6 +67,8 @@ def _id(name: str, value: object) -> str | None:
     if isinstance(value, str):
         if not value:
             raise InvalidMessage(f"{name} must not be empty")
+        if len(value) > MAX_ID_CHARS:  # the collector would reject it, later and unseen here
+            raise InvalidMessage(f"{name} is {len(value):,} characters; at most {MAX_ID_CHARS:,}")
         return value
     if isinstance(value, int | uuid.UUID) and not isinstance(value, bool):
         return str(value)
@@ -83,6 +89,8 @@ def subject_id(user_id: object) -> str:
 
 def _name(name: str, value: object) -> str:
     if isinstance(value, str) and value:
+        if len(value) > MAX_NAME_CHARS:
+            raise InvalidMessage(f"{name} is {len(value):,} characters; at most {MAX_NAME_CHARS:,}")
         return value
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
@@ -150,7 +158,8 @@ def build(
     and the message is encoded before the call returns) and copied into one otherwise.
     """
     # Plain non-empty strings, the common case, skip the checks' function calls.
-    uid = user_id if type(user_id) is str and user_id else _id("user_id", user_id)
+    fits = type(user_id) is str and 0 < len(user_id) <= MAX_ID_CHARS
+    uid = user_id if fits else _id("user_id", user_id)
     aid = anonymous_id if anonymous_id is None else _id("anonymous_id", anonymous_id)
     if uid is None and aid is None:
         raise InvalidMessage("a user_id or an anonymous_id is required")
@@ -183,7 +192,7 @@ def build(
         msg[key] = value
     for key in required:
         value = msg.get(key)
-        if type(value) is not str or not value:
+        if type(value) is not str or not 0 < len(value) <= MAX_NAME_CHARS:
             msg[key] = _name(key, value)
     return msg
 
@@ -198,5 +207,23 @@ def encode(message: Mapping[str, Any]) -> bytes:
         raise MessageTooLarge(
             f"message is {len(raw):,} bytes; the limit is {MAX_EVENT_BYTES:,} bytes"
         )
+    if b"null" in raw and _has_non_finite(message):
+        raise InvalidMessage("a number is NaN or infinite, which JSON cannot hold")
     # orjson's bytes keep its whole write buffer (4 KB at least); a queued event must not.
     return bytes(memoryview(raw))
+
+
+def _has_non_finite(value: object) -> bool:
+    """Whether ``value`` holds a float NaN or infinity (orjson writes them as ``null``).
+
+    Looked for only in a message whose JSON has a ``null``: one substring search otherwise.
+    """
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, Mapping):
+        return any(_has_non_finite(v) for v in value.values())
+    if isinstance(value, list | tuple | set | frozenset):
+        return any(_has_non_finite(v) for v in value)
+    if isinstance(value, BaseModel):
+        return _has_non_finite(value.model_dump())
+    return False

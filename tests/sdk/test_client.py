@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -381,3 +382,28 @@ def test_flush_waits_for_what_was_tracked_before_it_not_after() -> None:
         finally:
             stop.set()
             producer.join()
+
+
+@pytest.mark.parametrize(
+    ("call", "says"),
+    [
+        (lambda c: c.track("u" * 1025, "E"), "user_id is 1,025 characters"),
+        (lambda c: c.track("u1", "E" * 1025), "event is 1,025 characters"),
+        (lambda c: c.page("u1", "N" * 1025), "name is 1,025 characters"),
+        (lambda c: c.group("u1", "g" * 1025), "groupId is 1,025 characters"),
+        (lambda c: c.track("u1", "E", {"rating": float("nan")}), "NaN or infinite"),
+        (lambda c: c.track("u1", "E", {"amount": Decimal("1E+400")}), "not JSON serializable"),
+        (lambda c: c.track("u1", "E", {"x": [float("inf")]}, message_id="m1"), "NaN or inf"),
+    ],
+)
+def test_what_the_collector_would_refuse_is_refused_at_the_call(call: Any, says: str) -> None:
+    # Accepted here and rejected there (or stored as null), it would be lost out of sight.
+    recorder = Recorder()
+    drops: list[Drop] = []
+    with make_client(recorder, on_drop=drops.append) as client:
+        result = call(client)
+        assert client.flush(timeout=5)
+    assert (bool(result), result.reason) == (False, "invalid")
+    assert says in (result.detail or "")
+    assert recorder.requests == []
+    assert client.track is not None  # the client goes on
