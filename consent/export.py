@@ -19,7 +19,7 @@ import orjson
 from journeykit.consent._canonical import format_time
 from journeykit.consent._ledgerfile import iter_record_dicts
 from journeykit.consent.purposes import Purpose, parse_purpose
-from journeykit.consent.records import LedgerError
+from journeykit.consent.records import LedgerError, LedgerRecord
 
 __all__ = ["CSV_COLUMNS", "ExportFormat", "export_ledger", "select_records"]
 
@@ -59,7 +59,8 @@ def _filtered(
     high: str | None,
     wanted: str | None,
 ) -> Iterator[dict[str, Any]]:
-    for _, data in records:
+    for number, data in records:
+        LedgerRecord.from_json(data, number)  # a record in shape, or LedgerError naming its line
         at = data.get("at", "")
         if (low and at < low) or (high and at >= high):
             continue

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from journeykit.consent._ledgerfile import iter_record_dicts
 from journeykit.consent.purposes import ALL_PURPOSES
+from journeykit.consent.records import LedgerError, LedgerRecord
 from journeykit.consent.verify import VerificationReport
 
 __all__ = ["LedgerSummary", "render_report", "summarize", "write_report"]
@@ -46,8 +47,14 @@ class LedgerSummary:
 def summarize(ledger: Path | str) -> LedgerSummary:
     """Count what the report shows, streaming the ledger (memory grows with subjects only)."""
     summary = LedgerSummary()
-    for _, data in iter_record_dicts(ledger):
+    for number, data in iter_record_dicts(ledger):
         summary.records += 1
+        try:
+            LedgerRecord.from_json(data, number)
+        except LedgerError:
+            # A damaged ledger is when a report is wanted most: counted, and verify says where.
+            summary.kinds["unreadable"] += 1
+            continue
         at = str(data.get("at", ""))
         day = at[:10]
         summary.first_at = min(summary.first_at or at, at)

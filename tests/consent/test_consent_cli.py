@@ -258,3 +258,20 @@ def test_raw_email_is_resolved_with_the_pseudonymization_key(
     assert status == 0
     assert "1 record(s)" in out
     assert "pseudonyms under keys ('k1',)" in out
+
+
+def test_a_record_of_the_wrong_shape_is_one_clear_line_and_the_report_still_renders(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = b'{"seq":99,"kind":"consent","at":"2024-05-21T00:00:00.000000Z","granted":[{"x":1}],'
+    with (data_dir / "consent" / "ledger.ndjson").open("ab") as handle:
+        handle.write(bad + b'"denied":7}\n')
+    status, _, err = run(capsys, "export", "--purpose", "marketing", "--data-dir", str(data_dir))
+    assert status == 1
+    assert "malformed record" in err
+    assert "Traceback" not in err
+    page = tmp_path / "report.html"
+    status, out, err = run(capsys, "report", "--out", str(page), "--data-dir", str(data_dir))
+    assert (status, "Traceback" in err) == (0, False)
+    assert "FAILED" in out
+    assert page.read_text().startswith("<!DOCTYPE html>")
