@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from journeykit.sdk._events import Amount, Currency, Position, Product, Quantity, TrackEvent
+from journeykit.sdk._events import (
+    Amount,
+    Currency,
+    Identity,
+    Position,
+    Product,
+    Quantity,
+    TrackEvent,
+)
 
 __all__ = [
     "CartViewed",
@@ -34,7 +42,7 @@ __all__ = [
 class _ProductDetails(TrackEvent):
     """What identifies and describes one product (all that Product Shared carries)."""
 
-    product_id: str
+    product_id: Identity
     sku: str | None = None
     category: str | None = None
     name: str | None = None
@@ -60,7 +68,7 @@ class ProductsSearched(TrackEvent):
     """A visitor searched the catalogue."""
 
     event_name: ClassVar[str] = "Products Searched"
-    query: str
+    query: Identity
 
 
 class ProductListViewed(TrackEvent):
@@ -156,7 +164,7 @@ class OrderCompleted(TrackEvent):
 
     event_name: ClassVar[str] = "Order Completed"
     checkout_id: str | None = None
-    order_id: str
+    order_id: Identity
     affiliation: str | None = None
     subtotal: Amount | None = None
     total: Amount | None = None
@@ -173,7 +181,7 @@ class OrderRefunded(TrackEvent):
     """An order was refunded, wholly or (with ``products``) in part."""
 
     event_name: ClassVar[str] = "Order Refunded"
-    order_id: str
+    order_id: Identity
     total: Amount | None = None
     currency: Currency | None = None
     products: list[Product] | None = None
@@ -205,7 +213,7 @@ class ProductReviewed(TrackEvent):
     """A visitor reviewed a product."""
 
     event_name: ClassVar[str] = "Product Reviewed"
-    product_id: str
+    product_id: Identity
     review_id: str | None = None
     review_body: str | None = None
     rating: float | None = None

@@ -31,13 +31,17 @@ Amount = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Currency = Annotated[str, Field(pattern="^[A-Za-z]{3}$"), AfterValidator(str.upper)]
 """An ISO 4217 code: three letters, sent upper-cased (``"eur"`` becomes ``"EUR"``)."""
 
-Quantity = Annotated[int, Field(ge=1)]
-"""A count of items: an integer >= 1."""
+Quantity = Annotated[int, Field(ge=1, strict=True)]
+"""A count of items: an integer >= 1 (``True`` is no count, nor ``"2"``)."""
 
-Position = Annotated[int, Field(ge=1)]
+Position = Annotated[int, Field(ge=1, strict=True)]
 """A 1-based position in a list or a checkout."""
 
-_MODEL_CONFIG = ConfigDict(frozen=True, extra="forbid", str_min_length=1)
+Identity = Annotated[str, Field(min_length=1)]
+"""What names an event's subject (``product_id``, ``order_id``, ``query``): never empty. Other
+text may be: Segment clients send ``"coupon": ""`` for an order without a coupon."""
+
+_MODEL_CONFIG = ConfigDict(frozen=True, extra="forbid")
 
 
 class TrackEvent(BaseModel):
@@ -73,7 +77,7 @@ class Product(BaseModel):
 
     model_config = _MODEL_CONFIG
 
-    product_id: str
+    product_id: Identity
     sku: str | None = None
     category: str | None = None
     name: str | None = None

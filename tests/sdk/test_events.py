@@ -185,3 +185,18 @@ def test_an_event_class_without_a_name_is_invalid() -> None:
         result = client.track("u1", Nameless(thing="x"))
     assert result.reason == "invalid"
     assert "Nameless defines no event_name" in result.detail
+
+
+def test_optional_text_may_be_empty_as_segment_clients_send_it() -> None:
+    # "coupon": "" is an order without a coupon; only what names the subject must be text.
+    order = ev.OrderCompleted.model_validate(
+        {"order_id": "o1", "coupon": "", "products": [{"product_id": "p1", "variant": ""}]}
+    )
+    assert order.coupon == ""
+    for bad in ({"order_id": ""}, {"order_id": "o1", "products": [{"product_id": ""}]}):
+        with pytest.raises(ValidationError):
+            ev.OrderCompleted.model_validate(bad)
+    with pytest.raises(ValidationError):  # True is no quantity
+        ev.OrderCompleted.model_validate(
+            {"order_id": "o1", "products": [{"product_id": "p", "quantity": True}]}
+        )
