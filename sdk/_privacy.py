@@ -347,7 +347,8 @@ def _pseudonymizer(settings: ClientSettings, given: Pseudonymizer | None) -> Pse
             raise ValueError("give a pseudonymizer or a pseudonym_key, not both")
         return given
     if settings.pseudonym_key is not None:
-        return Pseudonymizer([PseudonymKey(key_id="k1", secret=settings.pseudonym_key)])
+        key = PseudonymKey(key_id=settings.pseudonym_key_id, secret=settings.pseudonym_key)
+        return Pseudonymizer([key])
     rules = settings.pseudonym_rules.fields
     if all(r.kind is FieldKind.IP or r.mode is HashMode.SHA256 for r in rules):
         return None  # nothing to key: IP truncation and plain hashes only

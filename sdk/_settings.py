@@ -141,7 +141,13 @@ class ClientSettings(BaseModel):
     )
     pseudonym_key: SecretStr | None = Field(
         default=None,
-        description="HMAC key (key id k1); default: JOURNEYKIT_PSEUDONYM_KEY and friends.",
+        description="HMAC key; default: JOURNEYKIT_PSEUDONYM_KEY and friends.",
+    )
+    pseudonym_key_id: str = Field(
+        default="k1",
+        pattern=r"^[A-Za-z0-9_.\-]{1,32}$",
+        description="The key's id, written into pseudonyms: the collector's "
+        "(JOURNEYKIT_PSEUDONYM_KEY_ID), or what it stores will not match what it looks up.",
     )
     pseudonym_rules: PseudonymRules = Field(
         default_factory=PseudonymRules,

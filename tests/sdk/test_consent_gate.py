@@ -367,3 +367,15 @@ def test_the_users_mappings_are_not_modified() -> None:
 def test_regime_values_are_the_consent_packages() -> None:
     with make_client(Recorder(), consent_regime=Regime.OPT_OUT) as client:
         assert client.settings.policy.regime is Regime.OPT_OUT
+
+
+def test_pseudonyms_carry_the_collectors_key_id() -> None:
+    # A data-subject request looks for hmac-sha256:<the collector's key id>:...
+    recorder = Recorder()
+    options = {"pseudonym_key": PSEUDONYM_KEY, "pseudonym_key_id": "prod-2026"}
+    with make_client(recorder, consent_regime="opt_out", **options) as client:
+        client.identify("u1", {"email": "Ann@Example.com"})
+        assert client.flush(timeout=5)
+    collector = Pseudonymizer([PseudonymKey(key_id="prod-2026", secret=SecretStr(PSEUDONYM_KEY))])
+    [event] = recorder.events
+    assert event["traits"]["email"] == collector.pseudonymize("ann@example.com", FieldKind.EMAIL)
