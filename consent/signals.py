@@ -157,7 +157,12 @@ def parse_consent_event(
     for name, value in raw.items():
         field = f"properties.purposes.{name}"
         purpose = parse_purpose(name, field)
-        purposes[purpose] = _require_bool(value, field)
+        choice = _require_bool(value, field)
+        if purposes.get(purpose, choice) != choice:
+            # {"marketing": false, "Marketing": true}: one purpose, two answers; taking the
+            # last would turn a refusal into consent.
+            raise InvalidConsentSignal(field, f"{purpose.value} is both granted and denied")
+        purposes[purpose] = choice
         if purpose is Purpose.NECESSARY and not purposes[purpose]:
             raise InvalidConsentSignal(field, "necessary cannot be denied; it is always granted")
     notice = props.get("notice_version")
@@ -238,7 +243,9 @@ def parse_rudderstack(
         )
     allowed = _require_ids(cm.get("allowedConsentIds", []), f"{base}.allowedConsentIds")
     denied = _require_ids(cm.get("deniedConsentIds", []), f"{base}.deniedConsentIds")
-    both = sorted(set(allowed) & set(denied))
+    # Consent ids are matched without regard to case below, so they are compared so here.
+    refused = {i.strip().casefold() for i in denied}
+    both = sorted(i for i in allowed if i.strip().casefold() in refused)
     if both:
         raise InvalidConsentSignal(base, f"consent id {both[0]!r} is both allowed and denied")
 

@@ -372,3 +372,29 @@ def test_parsers_do_not_mutate_their_input() -> None:
     for message in messages:
         parse_message(message)
     assert messages == before
+
+
+def test_one_purpose_named_twice_with_two_answers_is_refused() -> None:
+    # Taking the last answer would turn the refusal into consent.
+    message = {
+        "type": "track",
+        "event": "Consent Updated",
+        "properties": {"purposes": {"marketing": False, "Marketing": True}},
+    }
+    with pytest.raises(InvalidConsentSignal, match="marketing is both granted and denied"):
+        parse_consent_event(message)
+    same = {**message, "properties": {"purposes": {"marketing": False, "Marketing": False}}}
+    update = parse_consent_event(same)
+    assert update is not None
+    assert update.purposes == {Purpose.MARKETING: False}
+
+
+def test_a_consent_id_allowed_and_denied_in_another_case_is_refused() -> None:
+    management = {
+        "provider": "oneTrust",
+        "resolutionStrategy": "or",
+        "allowedConsentIds": ["C0004"],
+        "deniedConsentIds": ["c0004"],
+    }
+    with pytest.raises(InvalidConsentSignal, match="both allowed and denied"):
+        parse_rudderstack({"context": {"consentManagement": management}})
