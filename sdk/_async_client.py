@@ -18,14 +18,15 @@ from journeykit.sdk._async_transport import AsyncSender
 from journeykit.sdk._buffer import Item
 from journeykit.sdk._calls import Enqueued, queued
 from journeykit.sdk._consent import ConsentResolver
-from journeykit.sdk._core import Core, crashed, settle
+from journeykit.sdk._core import Core, Reporter, crashed, settle
 from journeykit.sdk._decide import AsyncDecider
 from journeykit.sdk._decision import Decision
+from journeykit.sdk._fork import watch
 from journeykit.sdk._settings import DEFAULT_HOST
 from journeykit.sdk._spool import Spool
 from journeykit.sdk._spool_async import replay_async
 from journeykit.sdk._spool_policy import SPOOLABLE, Outage, store
-from journeykit.sdk._stats import Drop
+from journeykit.sdk._stats import Drop, _Counters
 from journeykit.sdk._transport import request_headers
 from journeykit.sdk._worker import IN_FLIGHT
 
@@ -93,6 +94,30 @@ class AsyncClient(Core):
         )
         self._outage = Outage(s)
         self._decider: tuple[asyncio.AbstractEventLoop, AsyncDecider] | None = None
+        self._new_events()
+        watch(self)  # a forked child (a pre-fork server's worker) starts over: _after_fork
+
+    def _after_fork(self) -> None:
+        """In a forked child: nothing queued, no task, loop or connection, counters at zero.
+
+        The parent's queued events are the parent's to deliver: sent by each child as well,
+        they would arrive once per worker. Its task and loop do not exist in the child.
+        """
+        self._lock = threading.Lock()
+        self._items = deque()
+        self._bytes = self._unfinished = self._accepted = self._flushers = 0
+        self._stopping = self._sealed = False
+        self._not_before = 0.0
+        self._loop = None
+        self._task = None
+        self._decider = None
+        self._counters = _Counters()
+        self._report = Reporter(self._counters, self._on_drop)
+        self._privacy.after_fork()
+        if self._spool is not None:
+            self._spool.forget_after_fork()
+        self._outage = Outage(self._settings)
+        self._decisions = self._new_decision_cache()
         self._new_events()
 
     # -- decisions ------------------------------------------------------------------------------

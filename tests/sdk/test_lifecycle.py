@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import json
@@ -16,7 +17,7 @@ import httpx
 import pytest
 from helpers import PSEUDONYM_KEY, Recorder, RunningCollector
 
-from journeykit.sdk import Client, Drop
+from journeykit.sdk import AsyncClient, Client, Drop
 
 DELIVERY_ONLY: dict[str, Any] = {"consent_regime": "opt_out", "pseudonymize": False}
 
@@ -92,6 +93,47 @@ def test_parent_and_forked_child_each_deliver_their_own_events_once(
     assert sorted(stored) == sorted(expected)  # every event stored, none twice
     # The collector drops resent messageIds, so count what was sent: nothing went twice.
     assert parent_sent + child["sent"] == len(expected)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_an_async_client_in_a_forked_child_sends_its_own_events_only(
+    collector: RunningCollector,
+) -> None:
+    # Queued outside any loop before the fork (as at import): the parent's to send, not the
+    # child's as well.
+    client = AsyncClient(collector.key, host=collector.url, **DELIVERY_ONLY)
+    before = [client.track("parent", "Before", {"i": i}).message_id for i in range(5)]
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            os.close(read_fd)
+
+            async def child() -> dict[str, Any]:
+                ids = [client.track("child", "In Child").message_id for _ in range(3)]
+                await client.shutdown(timeout=30)
+                return {"ids": ids, "sent": client.stats().sent}
+
+            os.write(write_fd, json.dumps(asyncio.run(child())).encode())
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as pipe:
+        report = json.loads(pipe.read())
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert report["sent"] == 3  # its own, counted from zero
+
+    async def parent() -> None:
+        await client.shutdown(timeout=30)
+
+    asyncio.run(parent())
+    assert client.stats().sent == 5
+    stored = sorted(e["messageId"] for e in collector.events)
+    assert stored == sorted([*before, *report["ids"]])
 
 
 # -- sync_mode -------------------------------------------------------------------------------
