@@ -26,6 +26,7 @@ from journeykit.sdk._consent import ConsentResolver
 from journeykit.sdk._core import Core, Reporter, crashed, settle
 from journeykit.sdk._decide import Decider
 from journeykit.sdk._decision import Decision
+from journeykit.sdk._exit import exit_budget
 from journeykit.sdk._fork import fork_lock, watch
 from journeykit.sdk._settings import DEFAULT_HOST
 from journeykit.sdk._spool import Spool
@@ -393,6 +394,6 @@ def _exit_hook_for(client: Client) -> Callable[[], None]:
     def drain() -> None:
         live = ref()
         if live is not None:
-            live.shutdown(timeout=live.settings.exit_timeout)
+            live.shutdown(timeout=exit_budget(live.settings.exit_timeout))
 
     return drain

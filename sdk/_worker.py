@@ -9,6 +9,7 @@ import time
 
 from journeykit.sdk._buffer import Buffer, Item
 from journeykit.sdk._core import Reporter, crashed, settle
+from journeykit.sdk._exit import exit_budget
 from journeykit.sdk._settings import ClientSettings
 from journeykit.sdk._spool import Spool
 from journeykit.sdk._spool_policy import SPOOLABLE, Outage, replay, store
@@ -81,7 +82,7 @@ class Worker:
 
     def _at_exit(self) -> None:
         self._buffer.hurry()
-        self._thread.join(self._settings.exit_timeout)
+        self._thread.join(exit_budget(self._settings.exit_timeout))
         if self._thread.is_alive():
             self.give_up(self._buffer.close())
 

@@ -7,6 +7,10 @@ import contextlib
 import gc
 import json
 import os
+import socket
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 import weakref
@@ -282,3 +286,30 @@ def test_clients_against_a_real_collector_close_their_sockets(
     # The collector's side of each connection closes when it reads the end of the stream.
     assert _wait_until(lambda: _open_sockets() <= start)
     assert len(collector.events) == 100
+
+
+@pytest.mark.parametrize("keep", [True, False], ids=["clients-kept", "clients-collected"])
+def test_interpreter_exit_waits_exit_timeout_once_whatever_the_clients(keep: bool) -> None:
+    # A collector that accepts and never answers: every client's drain waits its time out.
+    # One after another, ten clients held the exit ten times exit_timeout.
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(100)
+        port = server.getsockname()[1]
+        script = textwrap.dedent(f"""
+            import gc
+            from journeykit.sdk import Client
+            kept = []
+            for i in range(10):
+                c = Client("k", host="http://127.0.0.1:{port}", consent_regime="opt_out",
+                           pseudonymize=False, exit_timeout=1.0, timeout=30)
+                c.track("u", "E", {{}})
+                if {keep}:
+                    kept.append(c)
+            gc.collect()
+        """)
+        started = time.monotonic()
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
+        took = time.monotonic() - started
+    assert done.returncode == 0, done.stderr
+    assert took < 6.0, took  # a bound, not a timing: one wait of 1 s, not ten
