@@ -38,8 +38,10 @@ def add_commands(subparsers: Any) -> None:
     verify.add_argument(
         "--public-key",
         type=Path,
+        action="append",
         metavar="FILE",
-        help="the auditor's copy of the public key (PEM or raw 32 bytes)",
+        help="the auditor's copy of the public key (PEM or raw 32 bytes); again for each key "
+        "the ledger was signed with (after a key change)",
     )
     verify.add_argument(
         "--thorough",
@@ -82,7 +84,11 @@ def add_commands(subparsers: Any) -> None:
         help="the HTML file to write (default: consent-report.html)",
     )
     report.add_argument(
-        "--public-key", type=Path, metavar="FILE", help="verify checkpoints with this public key"
+        "--public-key",
+        type=Path,
+        action="append",
+        metavar="FILE",
+        help="verify checkpoints with this public key; again for each key the ledger used",
     )
 
     public_key = command("public-key", "print the checkpoint-signing public key (PEM)")
@@ -164,8 +170,10 @@ def _verification(args: argparse.Namespace) -> tuple[Any, str]:
     from journeykit.consent.verify import verify_ledger
 
     paths = _paths(args)
-    if args.public_key is not None:
-        key, origin = LedgerPublicKey.from_file(args.public_key), f"key from {args.public_key}"
+    key: Any
+    if args.public_key:
+        key = [LedgerPublicKey.from_file(path) for path in args.public_key]
+        origin = "key from " + ", ".join(str(path) for path in args.public_key)
     elif (signer := LedgerSigner.configured(args.data_dir)) is not None:
         key = signer.public_key
         origin = "DEMO key beside the ledger" if signer.demo else f"key from {signer.origin}"

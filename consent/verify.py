@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -224,7 +225,7 @@ def verify_ledger(
     ledger: Path | str,
     checkpoints: Path | str | None = None,
     *,
-    public_key: LedgerPublicKey | None = None,
+    public_key: LedgerPublicKey | Sequence[LedgerPublicKey] | None = None,
     thorough: bool = False,
 ) -> VerificationReport:
     """Check the ledger's hash chain and its checkpoints; never raises for tampering.
@@ -237,13 +238,24 @@ def verify_ledger(
     """
     ledger = Path(ledger)
     cp_path = ledger.with_name("checkpoints.ndjson") if checkpoints is None else Path(checkpoints)
+    # Several keys: the ledger was signed under one key, then another (demo to production, a
+    # rotation); each checkpoint is checked with the key that has its key id.
+    keys = (
+        []
+        if public_key is None
+        else [public_key]
+        if isinstance(public_key, LedgerPublicKey)
+        else list(public_key)
+    )
+    by_id = {k.key_id: k for k in keys}
     size, cp_size = _snapshot(ledger, cp_path)
 
     problems: list[Problem] = []
     by_seq: dict[int, list[Checkpoint]] = {}
     good_checkpoints = 0
     for cp in read_checkpoints(cp_path, cp_size):
-        why = cp.verify(public_key) if public_key is not None else cp.problem
+        key = by_id.get(cp.key_id, keys[0]) if keys else None
+        why = cp.verify(key) if key is not None else cp.problem
         if why is not None:
             problems.append(Problem("checkpoints", cp.line, why, cp.seq if cp.seq >= 0 else None))
             continue
@@ -299,6 +311,6 @@ def verify_ledger(
         last_hash=prev,
         checkpoints=good_checkpoints,
         covered=covered,
-        key_id=public_key.key_id if public_key is not None else None,
+        key_id=", ".join(k.key_id for k in keys) if keys else None,
         problems=tuple(chain + problems),
     )

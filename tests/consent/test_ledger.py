@@ -397,3 +397,17 @@ def test_repair_moves_a_torn_checkpoint_line_aside(ledger_path: Path, signer: Le
     assert not repair_ledger(ledger_path).repaired  # the ledger itself is whole
     assert repair_checkpoints(checkpoints).repaired
     assert _verify(ledger_path, signer).ok
+
+
+def test_a_ledger_signed_under_two_keys_verifies_with_both(tmp_path: Path) -> None:
+    # Demo key first, then the production key, as docs/consent-ledger.md advises.
+    path = tmp_path / "consent" / "ledger.ndjson"
+    demo, production = LedgerSigner.generate(), LedgerSigner.generate()
+    with ConsentLedger(path, signer=demo) as ledger:
+        ledger.append("hmac-sha256:k1:" + "c" * 64, granted=["analytics"], at=T0)
+    with ConsentLedger(path, signer=production) as ledger:
+        ledger.append("hmac-sha256:k1:" + "d" * 64, granted=["analytics"], at=T0)
+    assert not verify_ledger(path, public_key=production.public_key).ok
+    both = verify_ledger(path, public_key=[production.public_key, demo.public_key])
+    assert both.ok, both
+    assert both.covered == 2
