@@ -148,15 +148,7 @@ class ConsentStore:
             self._offset += end
             count = 0
             for record in _consent_records(data[:end]):
-                self.apply_record(
-                    record.subject,
-                    record.linked_ids,
-                    record.granted,
-                    record.denied,
-                    record.source,
-                    record.at,
-                    record.notice_version,
-                )
+                self._apply(record)
                 count += 1
             return count
 
@@ -178,15 +170,7 @@ class ConsentStore:
             data = b""
         for record in _consent_records(data[: data.rfind(b"\n") + 1]):
             if record.subject in wanted or not wanted.isdisjoint(record.linked_ids):
-                rebuilt.apply_record(
-                    record.subject,
-                    record.linked_ids,
-                    record.granted,
-                    record.denied,
-                    record.source,
-                    record.at,
-                    record.notice_version,
-                )
+                rebuilt._apply(record)
         with self._lock:
             for subject in wanted:
                 state = rebuilt._states.get(subject)
@@ -195,6 +179,17 @@ class ConsentStore:
                 else:
                     self._states[subject] = state
             self.generation += 1
+
+    def _apply(self, record: LedgerRecord) -> None:
+        self.apply_record(
+            record.subject,
+            record.linked_ids,
+            record.granted,
+            record.denied,
+            record.source,
+            record.at,
+            record.notice_version,
+        )
 
     def apply_record(
         self,

@@ -104,22 +104,12 @@ class Calls:
             except InvalidMessage as exc:
                 mid = message_id if isinstance(message_id, str) else None
                 return self._invalid(mid, str(exc), exc)
-        if name == CONSENT_EVENT:
-            # A choice, however it is sent: checked and kept as consent() keeps it, or the
-            # gate (which lets every consent message through) would carry an unchecked one.
-            return self._enqueue(
-                "track",
-                user_id,
-                anonymous_id,
-                context,
-                timestamp,
-                message_id,
-                integrations,
-                {"event": name, "properties": props},
-                on_built=self._record_consent,
-            )
+        # A choice, however it is sent, is checked and kept as consent() keeps it, or the gate
+        # (which lets every consent message through) would carry an unchecked one.
+        choice = name == CONSENT_EVENT
         if (
-            anonymous_id is None
+            not choice
+            and anonymous_id is None
             and context is None
             and timestamp is None
             and message_id is None
@@ -136,6 +126,7 @@ class Calls:
             integrations,
             {"event": name, "properties": props},
             required=("event",),
+            on_built=self._record_consent if choice else None,
         )
 
     def consent(

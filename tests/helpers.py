@@ -70,6 +70,17 @@ class RunningCollector:
         return basic_auth(self.key)
 
 
+def dead_pid() -> int:
+    """The pid of a process that has ended (a crashed writer's, for the recovery tests)."""
+    process = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(process.stdout)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -5,29 +5,17 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
-from helpers import running_collector
+from helpers import dead_pid, running_collector
 
 from journeykit.collector.compress import Compressor, finish_interrupted, gzip_file
 from journeykit.collector.sink import host_tag
 
 LINES = b"".join(b'{"messageId":"m-%d","n":%d}\n' % (n, n) for n in range(200))
-
-
-def _dead_pid() -> int:
-    process = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return int(process.stdout)
 
 
 def _file(root: Path, pid: int, content: bytes, seq: int = 1) -> Path:
@@ -67,7 +55,7 @@ def test_gzip_file_replaces_the_original_with_a_complete_gz(tmp_path: Path) -> N
 
 def test_a_crash_before_the_rename_leaves_the_original(tmp_path: Path) -> None:
     path = _file(tmp_path, 1, LINES)
-    temp = path.with_name(f"{path.name}.gz.{_dead_pid()}.tmp")
+    temp = path.with_name(f"{path.name}.gz.{dead_pid()}.tmp")
     temp.write_bytes(gzip.compress(LINES)[:50])  # half written
     live = path.with_name(f"{path.name}.gz.{os.getpid()}.tmp")
     live.write_bytes(b"")  # a running process's work in progress
@@ -129,7 +117,7 @@ def test_rotated_files_are_compressed_while_serving(tmp_path: Path) -> None:
 def test_start_finishes_compressions_and_repairs_then_gzips_dead_writers(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     events = data_dir / "events"
-    dead = _dead_pid()
+    dead = dead_pid()
     torn = _file(events, dead, LINES + b'{"messageId":"torn', seq=1)
     halfway = _file(events, dead, b'{"messageId":"x-1"}\n', seq=2)
     halfway.with_name(halfway.name + ".gz").write_bytes(gzip.compress(b'{"messageId":"x-1"}\n'))

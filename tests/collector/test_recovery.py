@@ -5,27 +5,15 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import httpx
-from helpers import basic_auth, ndjson_lines, running_collector, serve
+from helpers import basic_auth, dead_pid, ndjson_lines, running_collector, serve
 
 from journeykit.collector.recovery import closed_files, recent_message_ids, repair_torn_tails
 from journeykit.collector.sink import host_tag
-
-
-def _dead_pid() -> int:
-    process = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return int(process.stdout)
 
 
 def _file(
@@ -39,7 +27,7 @@ def _file(
 
 def test_torn_tail_of_a_dead_writer_is_cut_and_kept(tmp_path: Path) -> None:
     root = tmp_path / "events"
-    path = _file(root, _dead_pid(), b'{"messageId":"a"}\n{"messageId":"b"}\n{"messageId":"c", "ev')
+    path = _file(root, dead_pid(), b'{"messageId":"a"}\n{"messageId":"b"}\n{"messageId":"c", "ev')
     (torn,) = repair_torn_tails(root, tmp_path / "torn")
     assert path.read_bytes() == b'{"messageId":"a"}\n{"messageId":"b"}\n'
     assert torn.bytes_cut == len(b'{"messageId":"c", "ev')
@@ -48,14 +36,14 @@ def test_torn_tail_of_a_dead_writer_is_cut_and_kept(tmp_path: Path) -> None:
 
 
 def test_a_file_that_is_all_torn_becomes_empty(tmp_path: Path) -> None:
-    path = _file(tmp_path, _dead_pid(), b'{"no newline at all')
+    path = _file(tmp_path, dead_pid(), b'{"no newline at all')
     repair_torn_tails(tmp_path, tmp_path / "torn")
     assert path.read_bytes() == b""
 
 
 def test_files_of_live_writers_and_other_hosts_are_left_alone(tmp_path: Path) -> None:
     mine = _file(tmp_path, os.getpid(), b'{"partial', opened=int(time.time()))
-    other = _file(tmp_path, _dead_pid(), b'{"partial', host="elsewhere")
+    other = _file(tmp_path, dead_pid(), b'{"partial', host="elsewhere")
     assert repair_torn_tails(tmp_path, tmp_path / "torn") == []
     assert mine.read_bytes() == other.read_bytes() == b'{"partial'
 
@@ -89,7 +77,7 @@ def test_a_resend_after_restart_is_a_duplicate(tmp_path: Path) -> None:
 
 def test_collector_start_repairs_a_torn_file(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    path = _file(data / "events", _dead_pid(), b'{"messageId":"kept"}\n{"messageId":"to')
+    path = _file(data / "events", dead_pid(), b'{"messageId":"kept"}\n{"messageId":"to')
     with running_collector(data) as running:
         assert [e["messageId"] for e in running.events] == ["kept"]
     assert path.read_bytes().endswith(b"\n")

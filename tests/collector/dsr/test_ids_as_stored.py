@@ -7,15 +7,13 @@ The sink writes U+2028, U+2029 and U+0085 as JSON escapes (one line per event), 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import httpx
 import pytest
 from dsr_shop import dsr, event
-from helpers import running_collector
+from helpers import dead_pid, running_collector
 
 from journeykit.collector.recovery import repair_torn_tails
 from journeykit.collector.sink import host_tag
@@ -55,7 +53,7 @@ def test_an_erasure_removes_the_subjects_torn_fragments(tmp_path: Path) -> None:
     part.mkdir(parents=True)
     whole = b'{"type":"track","userId":"u-zed","event":"Viewed","messageId":"m1"}\n'
     torn = b'{"type":"track","userId":"u-zed","event":"Viewed","messageId":"m2","prop'
-    (part / f"{host_tag()}-{_dead_pid()}-1-0001.ndjson").write_bytes(whole + torn)
+    (part / f"{host_tag()}-{dead_pid()}-1-0001.ndjson").write_bytes(whole + torn)
     kept = repair_torn_tails(data / "events", data / "torn" / "events")
     other = data / "torn" / "events" / "other.torn"
     other.write_bytes(b'{"userId":"u-other","ev\n')
@@ -64,13 +62,3 @@ def test_an_erasure_removes_the_subjects_torn_fragments(tmp_path: Path) -> None:
     assert "torn fragments removed:  1" in erased.stdout
     assert [t.kept_in.read_bytes() for t in kept] == [b""]
     assert other.read_bytes() == b'{"userId":"u-other","ev\n'
-
-
-def _dead_pid() -> int:
-    done = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return int(done.stdout)
