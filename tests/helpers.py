@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +68,30 @@ class RunningCollector:
 
     def auth(self) -> dict[str, str]:
         return basic_auth(self.key)
+
+
+def in_forked_child(body: Callable[[], Any]) -> Any:
+    """Run ``body`` in a forked child and return what it returned (JSON through a pipe).
+
+    The child leaves with ``os._exit``, as ``multiprocessing`` children do: no teardown, no
+    exit hooks; a failure in it fails the test here.
+    """
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            os.close(read_fd)
+            os.write(write_fd, json.dumps(body()).encode())
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as pipe:
+        raw = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "the forked child failed"
+    return json.loads(raw)
 
 
 def dead_pid() -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import os
 import threading
 import time
@@ -12,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers import WRITE_KEY
+from helpers import WRITE_KEY, in_forked_child
 
 import journeykit.sdk
 from journeykit.consent import ConsentState, ConsentUpdate, Purpose, Source
@@ -205,24 +204,12 @@ def test_a_forked_child_asks_over_its_own_connections() -> None:
     collector = Collector()
     client = client_for(collector)
     client.decide("user/1")
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        status = 1
-        try:
-            os.close(read_fd)
-            cached = client.decide("user/1")  # the parent's cache is not the child's
-            report = {"personalization": cached.personalization, "asked": len(collector.requests)}
-            os.write(write_fd, json.dumps(report).encode())
-            status = 0
-        finally:
-            os._exit(status)
-    os.close(write_fd)
-    with os.fdopen(read_fd, "rb") as pipe:
-        child = json.loads(pipe.read())
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
-    assert child == {"personalization": "granted", "asked": 2}
+
+    def in_child() -> dict[str, Any]:
+        cached = client.decide("user/1")  # the parent's cache is not the child's
+        return {"personalization": cached.personalization, "asked": len(collector.requests)}
+
+    assert in_forked_child(in_child) == {"personalization": "granted", "asked": 2}
     client.shutdown(timeout=5)
 
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import copy
-import json
 import os
 import threading
 import uuid
 
 import pytest
+from helpers import in_forked_child
 
 from journeykit.sdk import _ids
 
@@ -55,21 +55,7 @@ def test_threads_never_get_the_same_id() -> None:
 @pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_a_forked_child_does_not_hand_out_its_parents_unused_ids() -> None:
     _ids.message_id()  # the pool now holds ids the parent has not used yet
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: report its next ids on the pipe, leave without teardown
-        status = 1
-        try:
-            os.close(read_fd)
-            os.write(write_fd, json.dumps([_ids.message_id() for _ in range(50)]).encode())
-            status = 0
-        finally:
-            os._exit(status)
-    os.close(write_fd)
-    with os.fdopen(read_fd, "rb") as pipe:
-        child = json.loads(pipe.read())
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+    child = in_forked_child(lambda: [_ids.message_id() for _ in range(50)])
     parent = [_ids.message_id() for _ in range(50)]
     assert len(child) == 50
     assert not set(child) & set(parent)

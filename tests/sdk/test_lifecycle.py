@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers import PSEUDONYM_KEY, Recorder, RunningCollector
+from helpers import PSEUDONYM_KEY, Recorder, RunningCollector, in_forked_child
 
 from journeykit.sdk import AsyncClient, Client, Drop
 
@@ -108,27 +108,13 @@ def test_an_async_client_in_a_forked_child_sends_its_own_events_only(
     # child's as well.
     client = AsyncClient(collector.key, host=collector.url, **DELIVERY_ONLY)
     before = [client.track("parent", "Before", {"i": i}).message_id for i in range(5)]
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        status = 1
-        try:
-            os.close(read_fd)
 
-            async def child() -> dict[str, Any]:
-                ids = [client.track("child", "In Child").message_id for _ in range(3)]
-                await client.shutdown(timeout=30)
-                return {"ids": ids, "sent": client.stats().sent}
+    async def child() -> dict[str, Any]:
+        ids = [client.track("child", "In Child").message_id for _ in range(3)]
+        await client.shutdown(timeout=30)
+        return {"ids": ids, "sent": client.stats().sent}
 
-            os.write(write_fd, json.dumps(asyncio.run(child())).encode())
-            status = 0
-        finally:
-            os._exit(status)
-    os.close(write_fd)
-    with os.fdopen(read_fd, "rb") as pipe:
-        report = json.loads(pipe.read())
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+    report = in_forked_child(lambda: asyncio.run(child()))
     assert report["sent"] == 3  # its own, counted from zero
 
     async def parent() -> None:
