@@ -115,6 +115,24 @@ def parse_envelope(
     return Envelope(batch, sent_at, context, _text(doc.get("writeKey")), body=body)
 
 
+def _second_copies(
+    accepted: list[tuple[int, dict[str, Any]]],
+    flags: list[bool],
+    fresh: list[tuple[int, dict[str, Any]]],
+    refused: list[Rejection],
+) -> list[tuple[int, dict[str, Any]]]:
+    """The next in-batch copy of each id whose first copy the privacy step refused."""
+    refused_at = {r.index for r in refused}
+    ids = {event["messageId"] for index, event in fresh if index in refused_at}
+    out: list[tuple[int, dict[str, Any]]] = []
+    for pair, new in zip(accepted, flags, strict=True):
+        mid = pair[1]["messageId"]
+        if not new and mid in ids and pair[0] not in refused_at:
+            ids.discard(mid)  # the first copy after the refused one; later ones stay duplicates
+            out.append(pair)
+    return out
+
+
 def _index(rejection: Rejection) -> int:
     return rejection.index
 
@@ -250,9 +268,21 @@ class Ingestor:
             seen = [mid for mid, new in zip(all_ids, flags, strict=True) if not new]
             awaited = self._dedup.pending(seen)
         try:
+            before = len(rejections)
             kept, changes = self._protect(
                 fresh, headers or {}, received_at, result, rejections, e.upstream_consent
             )
+            if result.duplicates and len(rejections) > before:
+                second = _second_copies(accepted, flags, fresh, rejections[before:])
+                if second:
+                    # The first copy was refused for its consent payload: the next copy of
+                    # that id in this batch is the event, not a duplicate of a refusal.
+                    result.duplicates -= len(second)
+                    more, more_changes = self._protect(
+                        second, headers or {}, received_at, result, rejections, e.upstream_consent
+                    )
+                    kept += more
+                    changes += more_changes
             lines = list(map(orjson.dumps, kept))
         except BaseException:
             self._dedup.release(ids)

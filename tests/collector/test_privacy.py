@@ -286,3 +286,17 @@ def test_gpc_on_a_signed_in_page_keeps_the_devices_other_choices(
     assert send(opt_in, shared, **{"Sec-GPC": "1"})["accepted"] == 1
     anonymous = {"type": "page", "anonymousId": "dev-8", "name": "Home"}
     assert send(opt_in, anonymous)["accepted"] == 0
+
+
+def test_a_copy_after_a_refused_first_copy_in_one_batch_is_stored(
+    opt_in: RunningCollector,
+) -> None:
+    # Same messageId twice: the first carries a purpose that is none, the second is right.
+    bad = consent(ads=True)
+    good = consent(analytics=True)
+    bad["messageId"] = good["messageId"] = "c-twice"
+    answer = send(opt_in, bad, good, dict(good))
+    assert (answer["accepted"], answer["duplicates"]) == (1, 1)
+    assert [r["index"] for r in answer["rejected"]] == [0]
+    assert [e["messageId"] for e in opt_in.events] == ["c-twice"]
+    assert len(ledger_records(opt_in)) == 1
