@@ -44,6 +44,12 @@ def add_commands(subparsers: Any) -> None:
         "the ledger was signed with (after a key change)",
     )
     verify.add_argument(
+        "--expect-covered",
+        type=int,
+        metavar="SEQ",
+        help="the seq signed checkpoints covered at your last audit: fail if they reach less now",
+    )
+    verify.add_argument(
         "--thorough",
         action="store_true",
         help="also check every record's schema and canonical form (slower)",
@@ -181,7 +187,13 @@ def _verification(args: argparse.Namespace) -> tuple[Any, str]:
     else:
         key, origin = None, "no public key: pass --public-key FILE"
     thorough = bool(getattr(args, "thorough", False))
-    report = verify_ledger(paths.ledger, paths.checkpoints, public_key=key, thorough=thorough)
+    report = verify_ledger(
+        paths.ledger,
+        paths.checkpoints,
+        public_key=key,
+        thorough=thorough,
+        expect_covered=getattr(args, "expect_covered", None),
+    )
     return report, origin
 
 

@@ -227,6 +227,7 @@ def verify_ledger(
     *,
     public_key: LedgerPublicKey | Sequence[LedgerPublicKey] | None = None,
     thorough: bool = False,
+    expect_covered: int | None = None,
 ) -> VerificationReport:
     """Check the ledger's hash chain and its checkpoints; never raises for tampering.
 
@@ -235,6 +236,11 @@ def verify_ledger(
     of every record) detects any edit, deletion, insertion or reordering; ``thorough`` also
     parses every record and checks its schema and canonical form, which finds records a
     faulty writer produced, at about half the speed. Raises LedgerError if there is no ledger.
+
+    ``expect_covered``: the checkpoint seq the auditor saw at the last audit. Checkpoints are
+    not chained to each other, so a ledger rewritten after its last checkpoint, with that
+    checkpoint's line deleted, reads as intact and merely uncovered; only the auditor's
+    memory of how far signatures reached exposes it.
     """
     ledger = Path(ledger)
     cp_path = ledger.with_name("checkpoints.ndjson") if checkpoints is None else Path(checkpoints)
@@ -303,6 +309,17 @@ def verify_ledger(
                     f"the ledger ends at seq {last_seq} but checkpoint line {cp.line} signed seq "
                     f"{cp.seq}: records {last_seq + 1} to {cp.seq} were removed (truncated)"
                 ),
+            )
+        )
+    if expect_covered is not None and covered < expect_covered and not chain:
+        after = max((cp.line for cps in by_seq.values() for cp in cps), default=0) + 1
+        chain.append(
+            Problem(
+                "checkpoints",
+                after,
+                f"signed checkpoints reach seq {covered}, but seq {expect_covered} was covered "
+                "at the last audit: checkpoint lines were deleted (and the records after them "
+                "may have been rewritten)",
             )
         )
     return VerificationReport(

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from journeykit.consent._canonical import encode_line
+from journeykit.consent._canonical import GENESIS_HASH, encode_line
 from journeykit.consent.checkpoints import InsecureKeyFileWarning, LedgerSigner
 from journeykit.consent.ledger import ConsentChange, ConsentLedger
 from journeykit.consent.records import LedgerError, TornLedgerError
@@ -411,3 +411,28 @@ def test_a_ledger_signed_under_two_keys_verifies_with_both(tmp_path: Path) -> No
     both = verify_ledger(path, public_key=[production.public_key, demo.public_key])
     assert both.ok, both
     assert both.covered == 2
+
+
+def test_deleted_trailing_checkpoints_are_caught_by_the_auditors_last_seq(
+    ledger_path: Path, signer: LedgerSigner
+) -> None:
+    # Rewrite a record after the last checkpoint, re-hash the chain, drop the checkpoints that
+    # would expose it: intact as far as the files go; the auditor's last seq is not.
+    earlier = _verify(ledger_path, signer)
+    assert earlier.ok
+    lines = [json.loads(line) for line in _lines(ledger_path)]
+    lines[-1]["granted"], lines[-1]["denied"] = ["marketing"], []
+    prev, out = GENESIS_HASH, b""
+    for body in lines:
+        body.pop("hash")
+        body["prev_hash"] = prev
+        line, prev = encode_line(body)
+        out += line
+    ledger_path.write_bytes(out)
+    ledger_path.with_name("checkpoints.ndjson").write_bytes(b"")
+    assert _verify(ledger_path, signer).ok  # what the files alone can say
+    pinned = verify_ledger(
+        ledger_path, public_key=signer.public_key, expect_covered=earlier.covered
+    )
+    assert not pinned.ok
+    assert "checkpoint lines were deleted" in str(pinned.first_problem)
