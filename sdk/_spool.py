@@ -277,39 +277,37 @@ class Spool:
         try:
             return Claim(path, fd, decode_record(data))
         except CorruptRecord as exc:
-            self._move_aside(path, len(data), str(exc))
+            self._move_aside(path, len(data), f"corrupt ({exc})")
             self._close(fd)
             return None
 
     def _unreadable(self, path: Path, exc: OSError) -> None:
-        """A record this process cannot read: never sent, never fatal, like a corrupt one.
-
-        Moved aside when the directory allows (it is ours); else left, and skipped from now
-        on, so that neither replay nor eviction stops at it again.
-        """
-        why = f"unreadable: {exc.strerror or exc}"
+        """A record this process cannot read: never sent, never fatal, like a corrupt one."""
         try:
             size = path.stat().st_size
+        except FileNotFoundError:
+            return  # delivered or moved by another process meanwhile
         except OSError:
             size = 0
+        self._move_aside(path, size, f"unreadable ({exc.strerror or exc})")
+
+    def _move_aside(self, path: Path, size: int, why: str) -> None:
+        """Move a record that is never to be sent to ``corrupt/``, and report it.
+
+        One this process may not move (another user's, in a directory shared with them) is
+        left in place and skipped from now on, so that neither replay nor eviction stops at it
+        again.
+        """
         target = self.directory / CORRUPT_DIR / path.name
+        where = f"moved to {target}"
         try:
             path.rename(target)
         except FileNotFoundError:
-            return
+            pass
         except OSError:
             self._skipped.add(path.name)
-            detail = f"spool record {path.name} ({size:,} bytes) is {why}; left in place, skipped"
-            self._report(None, "spool_corrupt", detail)
-            return
-        detail = f"spool record {path.name} ({size:,} bytes) is {why}; moved to {target}"
-        self._report(None, "spool_corrupt", detail)
-
-    def _move_aside(self, path: Path, size: int, why: str) -> None:
-        target = self.directory / CORRUPT_DIR / path.name
-        with contextlib.suppress(FileNotFoundError):
-            path.rename(target)
-        detail = f"spool record {path.name} ({size:,} bytes) is corrupt ({why}); moved to {target}"
+            where = "left in place, skipped"
+        detail = f"spool record {path.name} ({size:,} bytes) is {why}; {where}"
         self._report(None, "spool_corrupt", detail)
 
     def _finish(self, claim: Claim) -> None:

@@ -96,10 +96,10 @@ class Worker:
         """
         with self._inflight_lock:
             stuck, self._inflight = self._inflight, None
+        s = self._settings
         for items, detail in ((stuck or [], IN_FLIGHT), (queued, QUEUED)):
             if not items:
                 continue
-            s = self._settings
             for message_id, _ in store(
                 self._spool, items, s.batch_size, s.events_bytes, self._counters
             ):
