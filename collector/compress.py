@@ -12,6 +12,7 @@ same file at start from writing into one temporary file.
 from __future__ import annotations
 
 import fcntl
+import functools
 import gzip
 import logging
 import os
@@ -135,16 +136,27 @@ seconds, and the boot time a start is reckoned from is whole seconds too."""
 
 def process_start(pid: int) -> float | None:
     """When process ``pid`` started, as a Unix time; ``None`` where ``/proc`` cannot tell."""
+    boot = _boot_time()
+    if boot is None:
+        return None
     try:
         stat = Path(f"/proc/{pid}/stat").read_bytes()
-        boot = next(
+        # The fields after "pid (name)", whose name may hold spaces; starttime is field 22.
+        ticks = int(stat[stat.rindex(b")") + 2 :].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
+
+
+@functools.cache
+def _boot_time() -> int | None:
+    """When this host booted (``/proc/stat``); read once: the start-up checks ask per file."""
+    try:
+        return next(
             int(line.split()[1])
             for line in Path("/proc/stat").read_bytes().splitlines()
             if line.startswith(b"btime ")
         )
-        # The fields after "pid (name)", whose name may hold spaces; starttime is field 22.
-        ticks = int(stat[stat.rindex(b")") + 2 :].split()[19])
-        return boot + ticks / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError, StopIteration):
         return None
 
