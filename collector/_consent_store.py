@@ -97,7 +97,7 @@ class ConsentStore:
         changed: dict[Purpose, bool] = {}
         for subject in subjects:
             before = self._states.get(subject)
-            base = before if before is not None else self._base(subjects, subject)
+            base = self._base(subjects, subject)  # ``before``, or its device's for a first
             after = (
                 ConsentState.from_update(update, self._regime)
                 if base is None
