@@ -28,6 +28,7 @@ from journeykit.consent import (
     parse_rudderstack,
     parse_segment,
 )
+from journeykit.sdk.integrations._request import cookie_pairs
 from journeykit.sdk.integrations._settings import IntegrationSettings
 
 __all__ = [
@@ -107,6 +108,11 @@ class ReadConsent:
     cookie_error: str | None = None
 
 
+_UNREADABLE = (ValueError, TypeError, OverflowError, OSError, RecursionError)
+"""What reading a consent cookie may raise (binascii.Error is a ValueError; RecursionError:
+JSON nested a thousand deep): the cookie is then no choice."""
+
+
 def read_consent(
     settings: IntegrationSettings,
     cookies: Mapping[str, str],
@@ -121,8 +127,7 @@ def read_consent(
     if raw:
         try:
             update = _parse_cookie(settings, raw, now)
-        # binascii.Error is a ValueError; RecursionError: JSON nested a thousand deep.
-        except (ValueError, TypeError, OverflowError, OSError, RecursionError) as exc:
+        except _UNREADABLE as exc:
             error = f"{settings.consent_cookie}: {exc}"
         else:
             if update is not None:
@@ -151,14 +156,7 @@ def _newest(
     browser's order (equal paths: oldest first).
     """
     name = settings.consent_cookie
-    values = [
-        value.strip().strip('"')
-        for header, line in headers
-        if header == "cookie"
-        for part in line.split(";")
-        for key, sep, value in [part.strip().partition("=")]
-        if sep and key == name
-    ]
+    values = [value for key, value in cookie_pairs(headers) if key == name]
     if len(values) < 2:
         return None
     if settings.consent_cookie_format != "journeykit":
@@ -167,7 +165,7 @@ def _newest(
     for value in values:
         try:
             update = _parse_cookie(settings, value, now)
-        except (ValueError, TypeError, OverflowError, OSError, RecursionError):
+        except _UNREADABLE:
             continue
         if update is not None and (best is None or update.timestamp >= best[0]):
             best = (update.timestamp, value)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,6 +67,16 @@ class RequestInfo:
             # A referrer's query string is as likely to hold personal data as our own.
             page["referrer"] = referrer if settings.include_query_string else referrer.split("?")[0]
         return page
+
+
+def cookie_pairs(headers: Iterable[tuple[str, str]]) -> Iterator[tuple[str, str]]:
+    """``(name, value)`` of every cookie in the ``Cookie`` headers, in the order sent."""
+    for header, line in headers:
+        if header == "cookie":
+            for part in line.split(";"):
+                key, sep, value = part.strip().partition("=")
+                if sep:
+                    yield key, value.strip('"')
 
 
 def page_wanted(settings: IntegrationSettings, path: str) -> bool:

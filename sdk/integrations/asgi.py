@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, quote
 from journeykit.sdk._calls import Calls
 from journeykit.sdk.integrations._banner import handle_banner
 from journeykit.sdk.integrations._client import build_client
-from journeykit.sdk.integrations._request import RequestInfo
+from journeykit.sdk.integrations._request import RequestInfo, cookie_pairs
 from journeykit.sdk.integrations._settings import IntegrationSettings
 from journeykit.sdk.integrations._tracker import RequestTracker, bound
 
@@ -154,12 +154,8 @@ def _request_info(scope: Scope) -> RequestInfo:
         server = scope.get("server") or ("localhost", None)
         host = server[0] if server[1] is None else f"{server[0]}:{server[1]}"
     cookies: dict[str, str] = {}
-    for name, value in headers:
-        if name == "cookie":
-            for part in value.split(";"):
-                key, sep, val = part.strip().partition("=")
-                if sep and key not in cookies:
-                    cookies[key] = val.strip('"')
+    for key, val in cookie_pairs(headers):
+        cookies.setdefault(key, val)
     client = scope.get("client")
     return RequestInfo(
         method=scope.get("method", "GET"),
