@@ -11,7 +11,6 @@ same file at start from writing into one temporary file.
 
 from __future__ import annotations
 
-import fcntl
 import functools
 import gzip
 import logging
@@ -21,6 +20,8 @@ import shutil
 import threading
 from pathlib import Path
 from typing import BinaryIO, Final
+
+from journeykit.collector._file_lock import lock_current
 
 __all__ = [
     "Compressor",
@@ -84,23 +85,10 @@ def _open_locked(path: Path) -> BinaryIO | None:
 
     A data-subject erasure rewrites a file under the same lock and renames the copy over it:
     compressing the old inode meanwhile would bring back the lines it removed. So the lock is
-    held from the read to the unlink, and a file replaced while we waited for it is reopened.
+    held from the read to the unlink (``_file_lock``).
     """
-    while True:
-        try:
-            source = path.open("rb")
-        except FileNotFoundError:
-            return None
-        fcntl.flock(source.fileno(), fcntl.LOCK_EX)
-        try:
-            now = path.stat().st_ino
-        except FileNotFoundError:
-            now = None  # compressed by another process while we waited
-        if now == os.fstat(source.fileno()).st_ino:
-            return source
-        source.close()
-        if now is None:
-            return None
+    fd = lock_current(path)
+    return None if fd is None else os.fdopen(fd, "rb")
 
 
 def _mtime(path: Path) -> float:

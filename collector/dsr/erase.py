@@ -14,7 +14,6 @@ unlinked old one. Memory is one chunk (4 MB), whatever the size of the file.
 
 from __future__ import annotations
 
-import fcntl
 import gzip
 import os
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from journeykit.collector._file_lock import lock_current
 from journeykit.collector.dsr._scan import DataFile, data_files, line_chunks, open_data
 from journeykit.collector.dsr.subject import Subject
 
@@ -73,30 +73,14 @@ def remove_leftovers(data_dir: Path) -> list[Path]:
 
 @contextmanager
 def _locked(path: Path) -> Iterator[int | None]:
-    """``path`` under an exclusive ``flock``; ``None`` if it is gone (compressed meanwhile).
-
-    The collector's compressor holds the same lock from its read to its unlink, and another
-    erasure from its read to its rename: a file replaced while we waited is opened again.
-    """
-    while True:
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
-            break
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            try:
-                current = path.stat().st_ino
-            except FileNotFoundError:
-                current = None
-            if current == os.fstat(fd).st_ino:
-                yield fd
-                return
-        finally:
+    """``path`` under the exclusive ``flock`` the collector's compressor shares
+    (``_file_lock``); ``None`` if it is gone (compressed meanwhile)."""
+    fd = lock_current(path)
+    try:
+        yield fd
+    finally:
+        if fd is not None:
             os.close(fd)  # closing the descriptor releases the lock
-        if current is None:
-            break
-    yield None
 
 
 def _contains_subject(file: DataFile, subject: Subject) -> tuple[bool, int]:
