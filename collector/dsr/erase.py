@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import gzip
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,24 +107,38 @@ def _copy_without(source: BinaryIO, target: BinaryIO, subject: Subject) -> int:
 
 def _rewrite(file: DataFile, subject: Subject) -> int | None:
     """Lines removed from ``file``; ``None`` if it was compressed meanwhile (see ``_locked``)."""
-    path = file.path
-    temp = path.with_name(f".{path.name}{_TEMP_SUFFIX}")
-    with _locked(path) as fd:
+    removed = 0
+
+    def fill(raw: BinaryIO) -> None:
+        nonlocal removed
+        if file.gzipped:
+            with open_data(file) as source, gzip.GzipFile(fileobj=raw, mode="wb") as target:
+                removed = _copy_without(source, target, subject)  # type: ignore[arg-type]
+        else:
+            with open_data(file) as source:
+                removed = _copy_without(source, raw, subject)
+
+    with _locked(file.path) as fd:
         if fd is None:
             return None
-        with temp.open("wb") as raw:
-            if file.gzipped:
-                with open_data(file) as source, gzip.GzipFile(fileobj=raw, mode="wb") as target:
-                    removed = _copy_without(source, target, subject)  # type: ignore[arg-type]
-            else:
-                with open_data(file) as source:
-                    removed = _copy_without(source, raw, subject)
-            raw.flush()
-            os.fsync(raw.fileno())
-        temp.chmod(path.stat().st_mode & 0o777)
-        temp.replace(path)
-        _fsync_dir(path.parent)
+        _replace(file.path, fill)
     return removed
+
+
+def _replace(path: Path, fill: Callable[[BinaryIO], object]) -> None:
+    """Replace ``path`` by what ``fill`` writes, atomically and durably, keeping its mode.
+
+    Written to a temporary file beside it, fsynced, renamed over it, the directory fsynced: a
+    crash leaves the old file or the new one (``remove_leftovers`` deletes the temporary).
+    """
+    temp = path.with_name(f".{path.name}{_TEMP_SUFFIX}")
+    with temp.open("wb") as raw:
+        fill(raw)
+        raw.flush()
+        os.fsync(raw.fileno())
+    temp.chmod(path.stat().st_mode & 0o777)
+    temp.replace(path)
+    _fsync_dir(path.parent)
 
 
 def _erase_torn(data_dir: Path, subject: Subject, result: ErasureResult) -> None:
@@ -141,13 +155,7 @@ def _erase_torn(data_dir: Path, subject: Subject, result: ErasureResult) -> None
         kept = [line for line in lines if not subject.chunk_may_match(line)]
         if len(kept) == len(lines):
             continue
-        temp = path.with_name(f".{path.name}{_TEMP_SUFFIX}")
-        with temp.open("wb") as raw:
-            raw.write(b"".join(kept))
-            raw.flush()
-            os.fsync(raw.fileno())
-        temp.replace(path)
-        _fsync_dir(path.parent)
+        _replace(path, lambda raw: raw.write(b"".join(kept)))  # noqa: B023 - called at once
         result.torn_removed += len(lines) - len(kept)
         result.files_rewritten.append(str(path.relative_to(data_dir)))
 
