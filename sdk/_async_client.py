@@ -18,7 +18,7 @@ from journeykit.sdk._async_transport import AsyncSender
 from journeykit.sdk._buffer import Item
 from journeykit.sdk._calls import Enqueued, queued
 from journeykit.sdk._consent import ConsentResolver
-from journeykit.sdk._core import Core, Reporter, crashed, settle
+from journeykit.sdk._core import Core, Reporter, crashed, retry_pause, settle
 from journeykit.sdk._decide import AsyncDecider
 from journeykit.sdk._decision import Decision
 from journeykit.sdk._fork import watch
@@ -77,6 +77,15 @@ class AsyncClient(Core):
         if self._settings.sync_mode:
             raise ValueError("sync_mode is for Client; AsyncClient delivers from an asyncio task")
         self._transport = transport
+        s = self._settings
+        self._spool = (
+            None if s.spool_dir is None else Spool(s.spool_dir, s.spool_max_bytes, self._report)
+        )
+        self._fresh_delivery()
+        watch(self)  # a forked child (a pre-fork server's worker) starts over: _after_fork
+
+    def _fresh_delivery(self) -> None:
+        """The queue, task and loop state of a client that has sent nothing yet."""
         self._lock = threading.Lock()  # guards the queue: calls may come from other threads
         self._items: deque[Item] = deque()
         self._bytes = 0
@@ -88,14 +97,9 @@ class AsyncClient(Core):
         self._sealed = False  # shutdown took the queue: calls that reach it later are refused
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
-        s = self._settings
-        self._spool = (
-            None if s.spool_dir is None else Spool(s.spool_dir, s.spool_max_bytes, self._report)
-        )
-        self._outage = Outage(s)
+        self._outage = Outage(self._settings)
         self._decider: tuple[asyncio.AbstractEventLoop, AsyncDecider] | None = None
         self._new_events()
-        watch(self)  # a forked child (a pre-fork server's worker) starts over: _after_fork
 
     def _after_fork(self) -> None:
         """In a forked child: nothing queued, no task, loop or connection, counters at zero.
@@ -103,22 +107,13 @@ class AsyncClient(Core):
         The parent's queued events are the parent's to deliver: sent by each child as well,
         they would arrive once per worker. Its task and loop do not exist in the child.
         """
-        self._lock = threading.Lock()
-        self._items = deque()
-        self._bytes = self._unfinished = self._accepted = self._flushers = 0
-        self._stopping = self._sealed = False
-        self._not_before = 0.0
-        self._loop = None
-        self._task = None
-        self._decider = None
         self._counters = _Counters()
         self._report = Reporter(self._counters, self._on_drop)
         self._privacy.after_fork()
         if self._spool is not None:
             self._spool.forget_after_fork()
-        self._outage = Outage(self._settings)
         self._decisions = self._new_decision_cache()
-        self._new_events()
+        self._fresh_delivery()
 
     # -- decisions ------------------------------------------------------------------------------
 
@@ -419,10 +414,9 @@ class AsyncClient(Core):
                     self._outage.failed(outcome.retry_after)
                     return
                 outcome.detail += "; the spool could not store it either (see the log)"
-            wait = outcome.retry_after
-            if not outcome.delivered and wait is not None:
+            wait = retry_pause(outcome)
+            if wait is not None:
                 self._not_before = asyncio.get_running_loop().time() + wait
-                outcome.detail += f"; the collector asked to wait {wait:g} s (Retry-After)"
             settle(batch, outcome, self._counters, self._report)
         finally:
             self._finished(len(batch))

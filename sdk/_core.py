@@ -122,6 +122,19 @@ def settle(
     return drops
 
 
+def retry_pause(outcome: BatchOutcome) -> float | None:
+    """The Retry-After a given-up batch leaves the next request to wait, said in its detail.
+
+    The collector asked for more than the batch's retry budget: the batch is given up, but
+    the next ones wait as asked rather than hammer it at once.
+    """
+    wait = outcome.retry_after
+    if outcome.delivered or wait is None:
+        return None
+    outcome.detail += f"; the collector asked to wait {wait:g} s (Retry-After)"
+    return wait
+
+
 def crashed(exc: Exception) -> BatchOutcome:
     """The outcome of a batch whose delivery raised unexpectedly (a bug, a closed client)."""
     return BatchOutcome(False, "http_error", f"{type(exc).__name__}: {exc}")

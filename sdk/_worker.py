@@ -8,7 +8,7 @@ import threading
 import time
 
 from journeykit.sdk._buffer import Buffer, Item
-from journeykit.sdk._core import Reporter, crashed, settle
+from journeykit.sdk._core import Reporter, crashed, retry_pause, settle
 from journeykit.sdk._exit import exit_budget
 from journeykit.sdk._settings import ClientSettings
 from journeykit.sdk._spool import Spool
@@ -160,12 +160,9 @@ class Worker:
         try:
             if self._spooled(batch, outcome):
                 return
-            wait = outcome.retry_after
-            if not outcome.delivered and wait is not None:
-                # The collector asked for more than this batch's retry budget: the batch is
-                # given up, but the next ones wait as asked rather than hammer it at once.
+            wait = retry_pause(outcome)
+            if wait is not None:
                 self._not_before = time.monotonic() + wait
-                outcome.detail += f"; the collector asked to wait {wait:g} s (Retry-After)"
             settle(batch, outcome, self._counters, self._drop)
         finally:
             self._buffer.done(len(batch))
