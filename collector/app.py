@@ -51,6 +51,7 @@ from journeykit.collector.settings import CollectorSettings
 from journeykit.collector.sink import NdjsonSink
 from journeykit.collector.suppression import SuppressionList
 from journeykit.consent import ConsentLedger, Regime
+from journeykit.consent._ledgerfile import torn_tail
 from journeykit.sdk._decision import Decision
 from journeykit.sdk.protocol import MESSAGE_TYPES
 
@@ -310,12 +311,12 @@ class CollectorCore:
 
 
 def _torn(path: Path) -> bool:
-    """Whether the file ends without a line end (a writer killed mid-append)."""
+    """Whether the ledger ends without a line end (a writer killed mid-append)."""
     try:
         with path.open("rb") as handle:
-            handle.seek(-1, os.SEEK_END)
-            return handle.read(1) != b"\n"
-    except OSError:  # missing or empty
+            fd = handle.fileno()
+            return torn_tail(fd, os.fstat(fd).st_size) is not None
+    except OSError:  # missing
         return False
 
 
