@@ -54,7 +54,8 @@ class IngestResult:
     consent_records: int = 0
     suppressed: int = 0  # events of subjects on the suppression list, dropped
     # The events as written to disk (pseudonymized), for the decision engine; not in the
-    # answer. Filled by ``Ingestor.commit`` once they are written, empty before.
+    # answer. Filled by ``Ingestor.commit`` once they are written, empty before, and always
+    # empty from an ``Ingestor(..., keep_stored=False)``.
     stored: list[dict[str, Any]] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
@@ -210,9 +211,16 @@ class Ingestor:
         privacy: PrivacyStep | None = None,
         *,
         reference: bool = False,
+        keep_stored: bool = True,
     ) -> None:
         """``reference=True`` checks every event through the separate steps and pydantic
-        (``_onepass.admit_reference``): the definition the usual path is tested against."""
+        (``_onepass.admit_reference``): the definition the usual path is tested against.
+
+        ``keep_stored=False`` leaves :attr:`IngestResult.stored` empty, for a caller that has
+        no use for the events as dicts once they are serialized (no decision engine): a
+        prepared request then holds only bytes while it waits for the disk.
+        """
+        self._keep_stored = keep_stored
         self._settings = settings
         self._events = events
         self._rejected = rejected
@@ -295,6 +303,8 @@ class Ingestor:
             for r in rejections
         ]
         stored_ids = [event["messageId"] for event in kept]
+        if not self._keep_stored:
+            kept = []
         return Prepared(
             result, received_at, changes, lines, kept, rejected_lines, ids, stored_ids, awaited
         )

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 from helpers import RunningCollector, running_collector
 from pydantic import SecretStr
@@ -212,3 +213,32 @@ def test_a_torn_consent_ledger_refuses_consent_with_503_and_keeps_nothing(
         assert httpx.get(running.url + "/readyz").status_code == 200
         assert post(consent).json()["accepted"] == 1
         assert post(dict(page, messageId="p-u2-again")).json()["accepted"] == 1
+
+
+def test_keep_stored_false_holds_no_event_objects_but_stores_the_same(tmp_path: Path) -> None:
+    settings = CollectorSettings(data_dir=tmp_path, write_keys=(SecretStr("k"),))
+    batch = [
+        {"type": "track", "messageId": "m1", "userId": "u", "event": "E"},
+        {"type": "track", "messageId": "m2", "anonymousId": "a", "event": "F"},
+    ]
+    written = []
+    for keep in (True, False):
+        root = tmp_path / str(keep)
+        events = NdjsonSink(root / "events", fsync="never")
+        rejected = NdjsonSink(root / "rejected", fsync="never")
+        ingestor = Ingestor(settings, events, rejected, Deduplicator(60, 1_000), keep_stored=keep)
+        prepared = ingestor.prepare(Envelope([dict(e) for e in batch]), datetime.now(UTC))
+        # What waits for the disk: bytes and ids only, the events' dicts already free.
+        assert (prepared.kept == []) is not keep
+        result = ingestor.commit(prepared)
+        events.close()
+        rejected.close()
+        assert result.accepted == 2
+        assert (result.stored == []) is not keep
+        [path] = (root / "events").rglob("*.ndjson")
+        lines = [orjson.loads(line) for line in path.read_bytes().splitlines()]
+        written.append(
+            [{k: v for k, v in e.items() if not k.endswith(("At", "imestamp"))} for e in lines]
+        )
+    assert [e["messageId"] for e in written[0]] == ["m1", "m2"]
+    assert written[0] == written[1]
