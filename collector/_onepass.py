@@ -30,6 +30,7 @@ from journeykit.collector.events import (
     IsoTimes,
     Rejection,
     _corrected,
+    drop_empty_ids,
     enrich,
     fits,
     screen,
@@ -135,6 +136,8 @@ def admit(
         # Screening, as events.screen does it.
         if "writeKey" in raw:
             del raw["writeKey"]  # a key must never reach the event store
+        if get("userId") == "" or get("anonymousId") == "":
+            drop_empty_ids(raw)  # an empty id is no id
         own = get("context")
         if context and (own is None or type(own) is dict):
             raw["context"] = own = {**context, **(own or {})}

@@ -39,6 +39,7 @@ from journeykit.collector.dedup import Deduplicator, DedupWindow
 from journeykit.collector.dsr.service import DsrService
 from journeykit.collector.errors import HttpError, error_body
 from journeykit.collector.ingest import Ingestor, parse_envelope
+from journeykit.collector.ingest_paths import BATCH_ALIASES, BEACON_BATCH, SINGLE_ALIASES
 from journeykit.collector.keys import KeyRing, load_pseudonymizer
 from journeykit.collector.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from journeykit.collector.metrics import Metrics
@@ -171,7 +172,11 @@ class CollectorCore:
             on_closed=None if self.compressor is None else self.compressor.submit,
         )
 
-    async def handle(self, request: Request, single_type: str | None) -> Response:
+    async def handle(
+        self, request: Request, single_type: str | None, *, key_in_query: bool = False
+    ) -> Response:
+        """One ingestion request; ``key_in_query``: the write key may come as ``?writeKey=``
+        (a beacon, which cannot set headers), after the Basic header and the body's own."""
         s = self.settings
         has_header = request.headers.get("authorization") is not None
         key_index = self.keys.find(KeyRing.from_basic_auth(request.headers.get("authorization")))
@@ -193,8 +198,13 @@ class CollectorCore:
         except BodyError as exc:
             raise HttpError(exc.status, exc.code, exc.message) from None
         envelope = parse_envelope(body, single_type, s.max_batch_events)
+        if envelope.repaired:
+            self.metrics.lone_surrogates.inc(envelope.repaired)
         if not has_header:
-            key_index = self.keys.find(envelope.write_key)
+            written = envelope.write_key
+            if written is None and key_in_query:
+                written = request.query_params.get("writeKey")
+            key_index = self.keys.find(written)
         if key_index is None:
             raise _unauthorized()
         # Events, not requests, are counted: a batch of 100 costs 100, invalid ones included.
@@ -346,11 +356,11 @@ def create_app(settings: CollectorSettings) -> Starlette:
     """Build the collector ASGI app for ``settings``; files are closed at lifespan shutdown."""
     collector = CollectorCore(settings)
 
-    async def ingest(request: Request, type_: str | None) -> Response:
+    async def ingest(request: Request, type_: str | None, key_in_query: bool = False) -> Response:
         started = time.perf_counter()
         status = 500
         try:
-            response = await collector.handle(request, type_)
+            response = await collector.handle(request, type_, key_in_query=key_in_query)
             status = response.status_code
             return response
         except HttpError as exc:
@@ -362,6 +372,9 @@ def create_app(settings: CollectorSettings) -> Starlette:
 
     async def batch(request: Request) -> Response:
         return await ingest(request, None)
+
+    async def beacon(request: Request) -> Response:
+        return await ingest(request, None, key_in_query=True)
 
     def single(type_: str) -> Any:
         async def endpoint(request: Request) -> Response:
@@ -405,6 +418,11 @@ def create_app(settings: CollectorSettings) -> Starlette:
 
     routes = [Route("/v1/batch", batch, methods=["POST"])]
     routes += [Route(f"/v1/{t}", single(t), methods=["POST"]) for t in MESSAGE_TYPES]
+    # Other clients' paths for the same endpoints (ingest_paths: a missing one is a 404,
+    # which every client takes as final).
+    routes += [Route(path, batch, methods=["POST"]) for path in BATCH_ALIASES]
+    routes += [Route(path, single(t), methods=["POST"]) for path, t in SINGLE_ALIASES.items()]
+    routes += [Route(BEACON_BATCH, beacon, methods=["POST"])]
     routes += decision_routes()
     routes += [Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", metrics)]
     routes += admin_routes() + suppression_routes() + dsr_routes()

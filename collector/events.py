@@ -150,6 +150,7 @@ def screen(
     if not isinstance(raw, dict):
         return Rejection(index, None, [_err("", "each event must be an object", "not_an_object")])
     raw.pop("writeKey", None)  # a key must never reach the event store
+    drop_empty_ids(raw)
     if index >= settings.max_batch_events:
         message = f"the batch has more than {settings.max_batch_events:,} events"
         return Rejection(index, _message_id(raw), [_err("", message, "batch_too_large")])
@@ -172,6 +173,19 @@ def screen(
         message = f"the event is {size:,} bytes; the limit is {settings.max_event_bytes:,}"
         return Rejection(index, _message_id(raw), [_err("", message, "event_too_large")])
     return raw
+
+
+def drop_empty_ids(raw: dict[str, Any]) -> None:
+    """An empty ``userId`` or ``anonymousId`` is no id: removed, as if it were not sent.
+
+    RudderStack's JavaScript SDK sends ``"userId": ""`` for every visitor not identified yet
+    (and after ``reset()``); its server, like Segment's, takes it as absent and needs one of
+    the two ids. Validation then asks the same of what remains.
+    """
+    if raw.get("userId") == "":
+        del raw["userId"]
+    if raw.get("anonymousId") == "":
+        del raw["anonymousId"]
 
 
 def fits(body: bytes | None, max_event_bytes: int) -> bool:

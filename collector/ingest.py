@@ -15,6 +15,7 @@ import orjson
 from pydantic import TypeAdapter, ValidationError
 
 from journeykit.collector._onepass import admit, admit_reference
+from journeykit.collector._surrogates import repair_lone_surrogates
 from journeykit.collector.dedup import DedupWindow
 from journeykit.collector.errors import HttpError
 from journeykit.collector.events import MAX_EVENT_DEPTH, IsoTimes, Rejection
@@ -42,6 +43,7 @@ class Envelope:
     client_ip: str | None = None  # the sender's address; context.ip when the event has none
     upstream_consent: bool = False  # the write key's source checked consent itself
     body: bytes | None = None  # the JSON parsed; lets screening skip checks it proves needless
+    repaired: int = 0  # lone surrogate escapes read as U+FFFD (_surrogates)
 
 
 @dataclass(slots=True)
@@ -83,16 +85,23 @@ def parse_envelope(
     for a batch of more than twice ``max_events`` messages. Problems inside individual events
     are not raised here: they become per-event rejections, those past ``max_events`` too.
     """
+    repaired = 0
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise HttpError(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
+        fixed = repair_lone_surrogates(body)
+        if fixed is None:
+            raise HttpError(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
+        body, repaired = fixed
+        doc = orjson.loads(body)
     if not isinstance(doc, dict):
         raise HttpError(400, "not_an_object", "the body must be a JSON object")
     if single_type is not None:
         doc.setdefault("type", single_type)
         write_key = _text(doc.pop("writeKey", None))
-        return Envelope([doc], write_key=write_key, expected_type=single_type, body=body)
+        return Envelope(
+            [doc], write_key=write_key, expected_type=single_type, body=body, repaired=repaired
+        )
     batch = doc.get("batch")
     if not isinstance(batch, list):
         raise HttpError(400, "not_a_batch", 'the body must be an object with a "batch" array')
@@ -113,7 +122,30 @@ def parse_envelope(
             sent_at = _TIMESTAMP.validate_python(doc["sentAt"])
         except ValidationError:
             raise HttpError(400, "invalid_envelope", '"sentAt" is not a date-time') from None
-    return Envelope(batch, sent_at, context, _text(doc.get("writeKey")), body=body)
+    integrations = doc.get("integrations")
+    if integrations is not None:
+        if not isinstance(integrations, dict):
+            raise HttpError(400, "invalid_envelope", '"integrations" must be an object')
+        _merge_integrations(batch, integrations)
+    return Envelope(
+        batch, sent_at, context, _text(doc.get("writeKey")), body=body, repaired=repaired
+    )
+
+
+def _merge_integrations(batch: list[Any], integrations: dict[str, Any]) -> None:
+    """The batch's ``integrations`` under each message's own, as Segment applies them.
+
+    As with ``context``, a message's own setting wins; a message whose ``integrations`` is not
+    an object is left as it came, for validation to reject. Done before screening, so the
+    size proof (``events.fits``) holds: a merged message is still no longer than the body.
+    """
+    if not integrations:
+        return
+    for message in batch:
+        if type(message) is dict:
+            own = message.get("integrations")
+            if own is None or type(own) is dict:
+                message["integrations"] = {**integrations, **(own or {})}
 
 
 def _second_copies(

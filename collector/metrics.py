@@ -64,6 +64,11 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+        self.lone_surrogates = Counter(
+            "journeykit_lone_surrogates_replaced",
+            "Lone UTF-16 surrogate escapes in request bodies, stored as U+FFFD.",
+            registry=self.registry,
+        )
         self.torn_lines = Counter(
             "journeykit_torn_lines_repaired",
             "Partial last lines cut off NDJSON files at start (kept under torn/).",

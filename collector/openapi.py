@@ -26,6 +26,7 @@ from journeykit.collector.answers import (
     HealthAnswer,
 )
 from journeykit.collector.errors import ERROR_CODES
+from journeykit.collector.ingest_paths import BATCH_ALIASES, BEACON_BATCH, SINGLE_ALIASES
 from journeykit.collector.openapi_paths import (
     ADMIN_SECURITY,
     decision_paths,
@@ -254,6 +255,32 @@ def openapi_document(settings: CollectorSettings) -> dict[str, Any]:
         name = kind.capitalize()  # the message model's name, from the batch schema's $defs
         body = _single_body(schemas, name, batch)
         paths[f"/v1/{kind}"] = _ingest(kind, f"Send one {kind} message", body, answer, limits)
+    # Other clients' paths for the same operations (ingest_paths).
+    for path, clients in BATCH_ALIASES.items():
+        summary = f"POST /v1/batch under another path: {clients}"
+        paths[path] = _ingest(f"batch_{path.rsplit('/', 1)[1]}", summary, batch_ref, answer, limits)
+    for path, kind in SINGLE_ALIASES.items():
+        summary = f"POST /v1/{kind} under another path: analytics.js's standard delivery"
+        body = {"$ref": f"#/components/schemas/{kind.capitalize()}Request"}
+        paths[path] = _ingest(f"{kind}_{path.rsplit('/', 1)[1]}", summary, body, answer, limits)
+    beacon = _ingest(
+        "batch_beacon",
+        "POST /v1/batch for a beacon: RudderStack's JavaScript SDK's sendBeacon transport",
+        batch_ref,
+        answer,
+        limits,
+    )
+    beacon["post"]["parameters"].append(
+        {
+            "name": "writeKey",
+            "in": "query",
+            "required": False,
+            "description": "The write key, when neither the Authorization header nor the body "
+            "carries one (a beacon cannot set headers).",
+            "schema": {"type": "string"},
+        }
+    )
+    paths[BEACON_BATCH] = beacon
     health = {
         "description": "Yes.",
         "content": _json_content(schemas.model(HealthAnswer, answer=True)),

@@ -222,10 +222,19 @@ def parse_rudderstack(
 ) -> ConsentUpdate | None:
     """Parse ``context.consentManagement`` (allowed/denied consent ids, resolution strategy).
 
-    As in RudderStack, the allowed list is authoritative: a purpose none of whose ids is allowed
-    is denied. For a purpose with ids in both lists, ``"or"`` grants it (one allowed id is
-    enough) and ``"and"`` (the default) denies it (every id mentioned must be allowed). Purposes
-    the mapping has no id for are left unset; ids it does not know are ignored and reported.
+    As RudderStack resolves them, the lists mean what the provider says:
+
+    - ``"provider": "custom"`` with ``allowedConsentIds``: the allowed list is authoritative,
+      a purpose none of whose ids is allowed is denied (so an empty list denies everything).
+    - Any other provider (OneTrust, Ketch, iubenda) or none: each list speaks only for the ids
+      it names. A purpose with a denied id is denied, one with an allowed id granted; a purpose
+      neither names stays as it was, and two empty lists are no signal (``None``).
+      RudderStack's JavaScript SDK adds ``{"deniedConsentIds": []}`` to every event, with no
+      consent manager configured too: that is no refusal.
+
+    For a purpose with ids in both lists, ``"or"`` grants it (one allowed id is enough) and
+    ``"and"`` (the default) denies it (every id mentioned must be allowed). Purposes the mapping
+    has no id for are left unset; ids it does not know are ignored and reported.
     """
     _require_object(message, "message")
     context = message.get("context")
@@ -243,6 +252,11 @@ def parse_rudderstack(
         )
     allowed = _require_ids(cm.get("allowedConsentIds", []), f"{base}.allowedConsentIds")
     denied = _require_ids(cm.get("deniedConsentIds", []), f"{base}.deniedConsentIds")
+    authoritative = (
+        provider is not None and provider.casefold() == "custom" and "allowedConsentIds" in cm
+    )
+    if not authoritative and not allowed and not denied:
+        return None
     # Consent ids are matched without regard to case below, so they are compared so here.
     refused = {i.strip().casefold() for i in denied}
     both = sorted(i for i in allowed if i.strip().casefold() in refused)
@@ -267,6 +281,8 @@ def parse_rudderstack(
     for purpose in _CONSENTABLE:
         if purpose not in configured:
             continue
+        if not authoritative and purpose not in allowed_for and purpose not in denied_for:
+            continue  # neither list names it: no statement about it
         if strategy == "or":
             purposes[purpose] = purpose in allowed_for
         else:

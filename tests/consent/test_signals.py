@@ -243,18 +243,54 @@ def test_unknown_purpose_in_mapping_configuration_is_refused() -> None:
 # --- RudderStack consentManagement --------------------------------------------------------------
 
 
-def test_rudderstack_allowed_ids_grant_and_the_rest_are_denied() -> None:
-    update = parse_rudderstack(rudder(allowedConsentIds=["C0001", "C0002"], deniedConsentIds=[]))
+def test_rudderstack_custom_allowed_ids_grant_and_the_rest_are_denied() -> None:
+    cm = {"provider": "custom", "allowedConsentIds": ["C0001", "C0002"], "deniedConsentIds": []}
+    update = parse_rudderstack(track({"consentManagement": cm}))
     assert update is not None
-    # The allowed list is authoritative: a purpose none of whose ids is allowed is denied.
+    # For a custom provider the allowed list is authoritative: a purpose none of whose ids
+    # is allowed is denied.
     assert dict(update.purposes) == {A: True, P: False, M: False}
     assert update.source is Source.BANNER
 
 
-def test_rudderstack_empty_lists_deny_everything() -> None:
-    update = parse_rudderstack(rudder(allowedConsentIds=[], deniedConsentIds=[]))
+def test_rudderstack_custom_empty_allowed_list_denies_everything() -> None:
+    cm = {"provider": "Custom", "allowedConsentIds": [], "deniedConsentIds": []}
+    update = parse_rudderstack(track({"consentManagement": cm}))
     assert update is not None
     assert set(update.purposes.values()) == {False}
+
+
+def test_rudderstack_onetrust_lists_speak_only_for_the_ids_they_name() -> None:
+    # OneTrust: the person declined C0004 (marketing) only; nothing is said of the others.
+    update = parse_rudderstack(rudder(allowedConsentIds=[], deniedConsentIds=["C0004"]))
+    assert update is not None
+    assert dict(update.purposes) == {M: False}
+    update = parse_rudderstack(rudder(allowedConsentIds=["C0002"], deniedConsentIds=["C0004"]))
+    assert update is not None
+    assert dict(update.purposes) == {A: True, M: False}
+
+
+@pytest.mark.parametrize(
+    "cm",
+    [
+        # RudderStack's JavaScript SDK v3 on every event, consent manager or not
+        {"deniedConsentIds": []},
+        {},
+        {"provider": "oneTrust", "allowedConsentIds": [], "deniedConsentIds": []},
+        {"provider": "ketch", "deniedConsentIds": [], "resolutionStrategy": "or"},
+        {"provider": "custom", "deniedConsentIds": []},  # custom, but no allowed list
+    ],
+)
+def test_rudderstack_empty_lists_without_an_authoritative_list_are_no_signal(
+    cm: dict[str, Any],
+) -> None:
+    assert parse_rudderstack(track({"consentManagement": cm})) is None
+
+
+def test_rudderstack_denied_ids_without_allowed_ones_deny_only_those() -> None:
+    update = parse_rudderstack(track({"consentManagement": {"deniedConsentIds": ["C0003"]}}))
+    assert update is not None
+    assert dict(update.purposes) == {P: False}
 
 
 @pytest.mark.parametrize(("strategy", "granted"), [("and", False), ("or", True), (None, False)])
