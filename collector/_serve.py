@@ -8,6 +8,7 @@ imported until the command runs, so ``journeykit --help`` works without the coll
 from __future__ import annotations
 
 import argparse
+import logging.config
 import os
 import sqlite3
 import sys
@@ -115,6 +116,9 @@ def run_serve(args: argparse.Namespace) -> int:
     except OSError as exc:  # the embedded key is stored in a data dir that cannot be used
         return _fail(f"cannot use the data dir: {exc.strerror or exc}: {exc.filename}")
     server, settings = config.server, config.collector
+    # Before the app is built: its start-up warnings (torn lines cut, an unsigned ledger) are
+    # logged in the chosen format too, not by Python's last-resort handler.
+    logging.config.dictConfig(logging_config(server.log_format, server.log_level))
     try:
         # Built here even for workers, so a key that cannot be used ends the command with a
         # message and exit 2 instead of failing inside every worker.

@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -103,11 +104,6 @@ class CollectorCore:
             *repair_torn_tails(settings.data_dir / "events", torn_dir / "events"),
             *repair_torn_tails(settings.data_dir / "rejected", torn_dir / "rejected"),
         ]
-        if self.compressor is not None:
-            # Files closed by a stop or a crash (repaired above), compressed in the background.
-            for name in ("events", "rejected"):
-                for path in closed_files(settings.data_dir / name):
-                    self.compressor.submit(path)
         dedup = self.dedup = _deduplicator(settings)
         dedup.commit(
             recent_message_ids(
@@ -116,6 +112,13 @@ class CollectorCore:
                 settings.dedup_max_entries,
             )
         )
+        if self.compressor is not None:
+            # Files closed by a stop or a crash (repaired above), compressed in the background,
+            # once the dedup window is read from them (other workers' compressors may still
+            # race that read: recent_message_ids follows a file into its .gz).
+            for name in ("events", "rejected"):
+                for path in closed_files(settings.data_dir / name):
+                    self.compressor.submit(path)
         self.metrics.torn_lines.inc(len(self.torn))
         pseudonymizer = load_pseudonymizer(settings)
         self.suppression = SuppressionList.open(settings.data_dir, pseudonymizer)
@@ -405,6 +408,13 @@ def create_app(settings: CollectorSettings) -> Starlette:
             return await server_error(request, exc)
         return _json(error_body(exc.code, exc.message), exc.status, exc.headers)
 
+    async def no_route(request: Request, exc: Exception) -> Response:
+        # Starlette's own answers are plain text: every refusal says why in the same JSON.
+        if isinstance(exc, StarletteHTTPException) and exc.status_code == 405:
+            body = error_body("method_not_allowed", f"{request.method} is not served here")
+            return _json(body, 405, dict(exc.headers or {}))
+        return _json(error_body("not_found", "no endpoint at this path"), 404)
+
     async def server_error(request: Request, exc: Exception) -> Response:
         log.exception("journeykit collector: unhandled error", exc_info=exc)
         return _json(error_body("internal_error", "internal error"), 500)
@@ -430,7 +440,12 @@ def create_app(settings: CollectorSettings) -> Starlette:
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={HttpError: http_error, Exception: server_error},
+        exception_handlers={
+            HttpError: http_error,
+            404: no_route,
+            405: no_route,
+            Exception: server_error,
+        },
     )
     app.state.collector = collector
     app.state.admin = AdminGate(settings, collector.keys)

@@ -45,7 +45,11 @@ ERROR_CODES: Final[dict[int, dict[str, str]]] = {
         "forbidden": "a write key was sent to an admin endpoint",
         "admin_disabled": "no admin key is configured",
     },
-    404: {"decisions_disabled": "GET /v1/decisions: this collector keeps no profiles"},
+    404: {
+        "decisions_disabled": "GET /v1/decisions: this collector keeps no profiles",
+        "not_found": "no endpoint at this path",
+    },
+    405: {"method_not_allowed": "the path is served, not for this method (see Allow)"},
     408: {"request_timeout": "the body was not received within request_timeout_seconds"},
     413: {
         "payload_too_large": "the body, or the inflated body, is over the limit",

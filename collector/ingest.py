@@ -387,6 +387,14 @@ class Ingestor:
         try:
             if self._privacy is not None:
                 self._privacy.record([c for p in members for c in p.changes])
+            # Rejections first: if their write fails, nothing is stored and the clients'
+            # retries find nothing remembered. Written after the events, a failure answered
+            # 503 for events already on disk (counted nowhere, their retry a "duplicate").
+            # Now a failure of the events' write after it makes the retry write the
+            # rejections again: a repeated line under rejected/, nothing lost.
+            rejected = [line for p in members for line in p.rejected_lines]
+            if rejected:
+                self._rejected.write(rejected, at)
             lines = [line for p in members for line in p.lines]
             if lines:
                 self._events.write(lines, at)
@@ -402,11 +410,6 @@ class Ingestor:
             self._dedup.commit(p.stored_ids)
             p.result.accepted = len(p.stored_ids)
             p.result.stored = p.kept
-        # Written after the accepted events: if this fails the clients retry, the accepted
-        # events come back as duplicates, and the rejections are written again.
-        rejected = [line for p in members for line in p.rejected_lines]
-        if rejected:
-            self._rejected.write(rejected, at)
         return out
 
     def _without_lost_copies(
@@ -450,8 +453,11 @@ class Ingestor:
         by_index = dict(events)
         for index, error in outcome.invalid.items():
             rejections.append(Rejection(index, by_index[index].get("messageId"), [error]))
-        result.dropped = dict(outcome.dropped)
-        result.fields_removed = dict(outcome.fields_removed)
-        result.consent_records = outcome.consent_records
-        result.suppressed = outcome.suppressed
+        # Added, not set: a batch's second copies of refused ids pass here a second time.
+        for reason, n in outcome.dropped.items():
+            result.dropped[reason] = result.dropped.get(reason, 0) + n
+        for reason, n in outcome.fields_removed.items():
+            result.fields_removed[reason] = result.fields_removed.get(reason, 0) + n
+        result.consent_records += outcome.consent_records
+        result.suppressed += outcome.suppressed
         return outcome.kept, outcome.changes

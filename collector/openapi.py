@@ -84,6 +84,13 @@ _ERRORS: Final[dict[str, tuple[int, list[str], tuple[str, ...], str]]] = {
     ),
     "Unauthorized": (401, ["unauthorized"], _CHALLENGE, "No write key, or a wrong one"),
     "DecisionsDisabled": (404, ["decisions_disabled"], (), "This collector keeps no profiles"),
+    "NotFound": (404, ["not_found"], (), "No endpoint at this path (any path not listed here)"),
+    "MethodNotAllowed": (
+        405,
+        ["method_not_allowed"],
+        ("Allow",),
+        "The path is served, not for this method (any method not listed for it)",
+    ),
     "RequestTimeout": (
         408,
         ["request_timeout"],
@@ -161,6 +168,8 @@ _INGEST_ERRORS: Final = [
         "AdminForbidden",
         "AdminBadRequest",
         "DecisionsDisabled",
+        "NotFound",
+        "MethodNotAllowed",
     )
 ]
 
@@ -293,7 +302,7 @@ def openapi_document(settings: CollectorSettings) -> dict[str, Any]:
     paths["/metrics"] = _get(
         "metrics",
         "operations",
-        "Prometheus metrics (exposition format 0.0.4) of this worker process",
+        "Prometheus metrics (text exposition format) of the worker process that answers",
         {"description": "The metrics.", "content": {"text/plain": prometheus}},
     )
     status = {
@@ -361,6 +370,10 @@ def openapi_document(settings: CollectorSettings) -> dict[str, Any]:
                 },
                 "WWW-Authenticate": {
                     "description": "The scheme to authenticate with.",
+                    "schema": {"type": "string"},
+                },
+                "Allow": {
+                    "description": "The methods the path is served for.",
                     "schema": {"type": "string"},
                 },
             },

@@ -75,10 +75,14 @@ def repair_torn_tails(root: Path, keep_dir: Path) -> list[TornTail]:
         return repaired
     host = host_tag()
     for path in sorted(root.rglob("*.ndjson")):
-        size = path.stat().st_size
-        if size == 0 or _writer_alive(path, host):
-            continue
-        with path.open("rb+") as handle:
+        try:
+            size = path.stat().st_size
+            if size == 0 or _writer_alive(path, host):
+                continue
+            handle = path.open("rb+")
+        except FileNotFoundError:
+            continue  # compressed meanwhile (by another worker): a closed file, nothing torn
+        with handle:
             handle.seek(size - 1)
             if handle.read(1) == b"\n":
                 continue
@@ -113,6 +117,27 @@ def _lines(path: Path) -> Iterator[bytes]:
         yield from handle
 
 
+def _mtime(plain: Path) -> float | None:
+    """The modification time of ``plain`` or of its ``.gz``; ``None`` if neither is there."""
+    for path in (plain, plain.with_name(plain.name + ".gz")):
+        try:
+            return path.stat().st_mtime
+        except FileNotFoundError:
+            continue
+    return None
+
+
+def _either_lines(plain: Path) -> Iterator[bytes]:
+    """The lines of ``plain``, or of its ``.gz`` if it was compressed before it was opened."""
+    try:
+        handle = plain.open("rb")
+    except FileNotFoundError:
+        yield from _lines(plain.with_name(plain.name + ".gz"))
+        return
+    with handle:  # an open file stays readable when the compressor deletes its name
+        yield from handle
+
+
 def closed_files(root: Path) -> list[Path]:
     """NDJSON files under ``root`` whose writer on this host is gone: safe to compress."""
     if not root.is_dir():
@@ -130,18 +155,19 @@ def recent_message_ids(root: Path, window: float, max_entries: int) -> list[str]
     if window <= 0 or not root.is_dir():
         return []
     horizon = time.time() - window
-    files = [
-        (p.stat().st_mtime, p)
-        for pattern in ("*.ndjson", "*.ndjson.gz")
-        for p in root.rglob(pattern)
-    ]
+    # A closed file may be compressed (X.ndjson -> X.ndjson.gz, the original then deleted) by
+    # this process's compressor or another worker's while this runs: each file is known by
+    # its plain name and read in whichever form it has when its turn comes.
+    names = {p.with_name(p.name.removesuffix(".gz")) for p in root.rglob("*.ndjson*")}
+    names = {p for p in names if p.name.endswith(".ndjson")}
+    files = [(mtime, p) for p in names if (mtime := _mtime(p)) is not None]
     recent = sorted((item for item in files if item[0] >= horizon), reverse=True)
     newest_first: list[list[str]] = []
     count = 0
     for _, path in recent:
         ids: list[str] = []
         try:
-            for line in _lines(path):
+            for line in _either_lines(path):
                 try:
                     mid = orjson.loads(line).get("messageId")
                 except (orjson.JSONDecodeError, AttributeError):

@@ -135,3 +135,37 @@ def test_start_finishes_compressions_and_repairs_then_gzips_dead_writers(tmp_pat
         "x-1",
     ]
     assert (data_dir / "torn").is_dir()  # the torn line was cut before compressing
+
+
+def test_the_dedup_window_is_read_before_closed_files_are_compressed(tmp_path: Path) -> None:
+    # What stops leave: many closed plain files. The compressor started on them while the
+    # dedup rebuild listed and read them: a file gone between the two failed the start, one
+    # gone before it was read left its ids out (their resends stored twice).
+    data_dir = tmp_path / "data"
+    events = data_dir / "events"
+    dead = dead_pid()
+    for seq in range(300):
+        _file(events, dead, b'{"messageId":"old-%d"}\n' % seq, seq=seq)
+    with running_collector(data_dir, gzip_closed=True) as c:
+        resend = [
+            {"type": "track", "userId": "u", "event": "E", "messageId": f"old-{seq}"}
+            for seq in range(300)
+        ]
+        answer = httpx.post(c.url + "/v1/batch", json={"batch": resend}, headers=c.auth())
+        assert (answer.json()["accepted"], answer.json()["duplicates"]) == (0, 300)
+        _wait_for(lambda: not list(events.rglob("*.ndjson")), "closed files not gzipped")
+
+
+def test_the_dedup_rebuild_reads_a_file_in_either_form_once(tmp_path: Path) -> None:
+    from journeykit.collector.recovery import recent_message_ids
+
+    # Another worker's compressor may take a file between the listing and the read, and a
+    # crash between its rename and unlink leaves both forms: each file is read once, in the
+    # form it has when its turn comes.
+    events = tmp_path / "events"
+    plain = _file(events, dead_pid(), b'{"messageId":"a"}\n{"messageId":"b"}\n')
+    plain.with_name(plain.name + ".gz").write_bytes(gzip.compress(plain.read_bytes()))
+    both = recent_message_ids(events, 3600, 1000)
+    plain.unlink()
+    assert both == ["a", "b"]  # one file, read once, though both forms were there
+    assert recent_message_ids(events, 3600, 1000) == ["a", "b"]

@@ -294,14 +294,40 @@ def test_unwritable_storage_is_503_with_retry_after(tmp_path: Path) -> None:
         assert (retry["accepted"], retry["duplicates"]) == (1, 0)
 
 
+def test_an_unwritable_rejected_dir_stores_nothing_of_the_batch(tmp_path: Path) -> None:
+    # The events' write came first: they were on disk, their ids remembered, and the client
+    # told 503; its retry was then answered "duplicate", the events counted nowhere.
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "rejected").write_text("a file where a directory should be")
+    batch = {"batch": [track(1), {"type": "bogus", "messageId": "bad-1"}]}
+    with running_collector(data_dir) as running:
+        assert post(running, batch).status_code == 503
+        assert running.events == []
+        (data_dir / "rejected").unlink()
+        retry = post(running, batch).json()
+        assert (retry["accepted"], retry["duplicates"], len(retry["rejected"])) == (1, 0, 1)
+        assert [e["messageId"] for e in running.events] == ["m-1"]
+        assert [r["messageId"] for r in running.rejected] == ["bad-1"]
+
+
 def test_health_and_readiness(collector: RunningCollector) -> None:
     assert httpx.get(collector.url + "/healthz").json() == {"ok": True}
     assert httpx.get(collector.url + "/readyz").status_code == 200
 
 
 def test_unknown_paths_and_methods(collector: RunningCollector) -> None:
-    assert httpx.get(collector.url + "/v1/batch").status_code == 405
-    assert httpx.post(collector.url + "/v2/batch").status_code == 404
+    # Answered in the collector's JSON as every other refusal (Starlette's were plain text).
+    wrong_method = httpx.get(collector.url + "/v1/batch")
+    assert wrong_method.status_code == 405
+    assert wrong_method.json()["error"]["code"] == "method_not_allowed"
+    assert wrong_method.headers["allow"] == "POST"
+    no_path = httpx.post(collector.url + "/v2/batch")
+    assert no_path.status_code == 404
+    assert no_path.json() == {
+        "ok": False,
+        "error": {"code": "not_found", "message": "no endpoint at this path"},
+    }
 
 
 def test_a_batch_of_over_twice_the_limit_is_refused_whole(collector: RunningCollector) -> None:

@@ -82,3 +82,15 @@ def test_an_unsigned_consent_ledger_is_said_at_start(
     ):
         pass
     assert not any("not signed" in r.getMessage() for r in caplog.records)
+
+
+def test_start_up_warnings_are_json_lines_too(tmp_path: Path) -> None:
+    # The unsigned-ledger warning is logged while the app is built, before uvicorn set up the
+    # logging: it went out as plain text through Python's last-resort handler.
+    args = ("--log-format", "json", "--write-key", "key-0123456789abcdef")
+    with serve(tmp_path / "d", *args) as (_, process):
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=15)[0]
+    logged = [line for line in output.splitlines() if "not signed" in line]
+    assert logged, output
+    assert all(json.loads(line)["level"] == "WARNING" for line in logged)

@@ -300,3 +300,30 @@ def test_a_copy_after_a_refused_first_copy_in_one_batch_is_stored(
     assert [r["index"] for r in answer["rejected"]] == [0]
     assert [e["messageId"] for e in opt_in.events] == ["c-twice"]
     assert len(ledger_records(opt_in)) == 1
+
+
+def test_every_event_is_in_the_answer_when_a_refused_copy_comes_again(
+    opt_in: RunningCollector,
+) -> None:
+    # Two events of subjects without consent, then a refused copy and its good second copy:
+    # the second pass over the batch (for the second copy) overwrote the first pass's counts.
+    bad = consent(ads=True)
+    good = consent(analytics=True)
+    bad["messageId"] = good["messageId"] = "c-twice"
+    nobody = [
+        {"type": "track", "userId": f"nobody-{i}", "event": "E", "messageId": f"n-{i}"}
+        for i in range(2)
+    ]
+    answer = send(opt_in, *nobody, bad, good)
+    assert answer["dropped"] == {"no_consent": 2}
+    assert answer["accepted"] == 1
+    accounted = (
+        answer["accepted"]
+        + answer["duplicates"]
+        + sum(answer["dropped"].values())
+        + answer["suppressed"]
+        + len(answer["rejected"])
+    )
+    assert accounted == 4
+    metrics = httpx.get(opt_in.url + "/metrics").text
+    assert 'journeykit_events_total{outcome="dropped",reason="no_consent"} 2.0' in metrics
