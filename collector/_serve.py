@@ -116,6 +116,8 @@ def run_serve(args: argparse.Namespace) -> int:
     except OSError as exc:  # the embedded key is stored in a data dir that cannot be used
         return _fail(f"cannot use the data dir: {exc.strerror or exc}: {exc.filename}")
     server, settings = config.server, config.collector
+    if server.workers > 1:
+        settings = settings.model_copy(update={"dedup_peers": True})
     # Before the app is built: its start-up warnings (torn lines cut, an unsigned ledger) are
     # logged in the chosen format too, not by Python's last-resort handler.
     logging.config.dictConfig(logging_config(server.log_format, server.log_level))

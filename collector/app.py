@@ -37,6 +37,7 @@ from journeykit.collector.compress import Compressor, finish_interrupted
 from journeykit.collector.cors import TrackingCors
 from journeykit.collector.decisions_api import decision_routes
 from journeykit.collector.dedup import Deduplicator, DedupWindow
+from journeykit.collector.dedup_peers import PeerJournal, PeerReader
 from journeykit.collector.dsr.service import DsrService
 from journeykit.collector.errors import HttpError, error_body
 from journeykit.collector.ingest import Ingestor, parse_envelope
@@ -105,6 +106,18 @@ class CollectorCore:
             *repair_torn_tails(settings.data_dir / "rejected", torn_dir / "rejected"),
         ]
         dedup = self.dedup = _deduplicator(settings)
+        # Workers of one `serve --workers N` share their windows (dedup_peers): the others'
+        # journals are read from where they end now, before the files below are.
+        self.peer_journal: PeerJournal | None = None
+        self.peer_reader: PeerReader | None = None
+        if settings.dedup_peers and isinstance(dedup, Deduplicator):
+            self.peer_journal = PeerJournal(settings.data_dir / "dedup")
+            self.peer_reader = PeerReader(
+                settings.data_dir / "dedup",
+                self.peer_journal.prefix,
+                dedup,
+                settings.dedup_window_seconds,
+            )
         dedup.commit(
             recent_message_ids(
                 settings.data_dir / "events",
@@ -119,6 +132,8 @@ class CollectorCore:
             for name in ("events", "rejected"):
                 for path in closed_files(settings.data_dir / name):
                     self.compressor.submit(path)
+        if self.peer_reader is not None:
+            self.peer_reader.start()
         self.metrics.torn_lines.inc(len(self.torn))
         pseudonymizer = load_pseudonymizer(settings)
         self.suppression = SuppressionList.open(settings.data_dir, pseudonymizer)
@@ -148,6 +163,7 @@ class CollectorCore:
             dedup,
             self.privacy,
             keep_stored=self.personalizer is not None,
+            journal=self.peer_journal,
         )
         self.dsr = DsrService(
             settings.data_dir,
@@ -331,6 +347,10 @@ class CollectorCore:
         if self.consent_sync is not None:
             self.consent_sync.close()  # after the last ledger append: it is published too
         self.privacy.close()
+        if self.peer_reader is not None:
+            self.peer_reader.close()
+        if self.peer_journal is not None:
+            self.peer_journal.close()
         self.dedup.close()
         if self.compressor is not None:
             self.compressor.close()

@@ -75,7 +75,7 @@ class Config:
 
 
 # Set by the command itself, never by a user.
-_INTERNAL = frozenset({"demo_keys"})
+_INTERNAL = frozenset({"demo_keys", "dedup_peers"})
 # Settings holding lists: comma-separated in the environment, repeatable as flags.
 _LISTS = frozenset({"write_keys", "trusted_proxies", "cors_origins"})
 # Settings holding tables: a TOML table, a JSON object in the environment, no flag.

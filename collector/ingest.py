@@ -17,6 +17,7 @@ from pydantic import TypeAdapter, ValidationError
 from journeykit.collector._onepass import admit, admit_reference
 from journeykit.collector._surrogates import repair_lone_surrogates
 from journeykit.collector.dedup import DedupWindow
+from journeykit.collector.dedup_peers import PeerJournal
 from journeykit.collector.errors import HttpError
 from journeykit.collector.events import MAX_EVENT_DEPTH, IsoTimes, Rejection
 from journeykit.collector.privacy import PrivacyStep
@@ -244,6 +245,7 @@ class Ingestor:
         *,
         reference: bool = False,
         keep_stored: bool = True,
+        journal: PeerJournal | None = None,
     ) -> None:
         """``reference=True`` checks every event through the separate steps and pydantic
         (``_onepass.admit_reference``): the definition the usual path is tested against.
@@ -251,8 +253,12 @@ class Ingestor:
         ``keep_stored=False`` leaves :attr:`IngestResult.stored` empty, for a caller that has
         no use for the events as dicts once they are serialized (no decision engine): a
         prepared request then holds only bytes while it waits for the disk.
+
+        ``journal``: where the messageIds stored are also appended, one write per group
+        commit, for the other workers' dedup windows (``dedup_peers``).
         """
         self._keep_stored = keep_stored
+        self._journal = journal
         self._settings = settings
         self._events = events
         self._rejected = rejected
@@ -410,6 +416,8 @@ class Ingestor:
             self._dedup.commit(p.stored_ids)
             p.result.accepted = len(p.stored_ids)
             p.result.stored = p.kept
+        if self._journal is not None:
+            self._journal.append([mid for p in members for mid in p.stored_ids])
         return out
 
     def _without_lost_copies(

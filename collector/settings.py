@@ -233,6 +233,11 @@ class CollectorSettings(BaseModel):
         description="Embedded-demo mode: without configured keys, make development keys "
         "under the data dir instead of refusing to start.",
     )
+    dedup_peers: bool = Field(
+        default=False,
+        description="Set by `serve --workers N`: the workers share their dedup windows through "
+        "journals under the data dir (collector/dedup_peers.py).",
+    )
 
     @field_validator("write_keys", mode="before")
     @classmethod

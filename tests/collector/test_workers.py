@@ -57,3 +57,42 @@ def test_two_workers_serve_and_never_share_a_file(tmp_path: Path) -> None:
     assert answered_by == {}  # every event landed, exactly once
     assert pids_in_names == worker_pids
     assert len(worker_pids) == 2
+
+
+def test_a_resend_reaching_another_worker_is_a_duplicate(tmp_path: Path) -> None:
+    # The kernel hands each new connection to any worker: a resend after a timeout usually
+    # reaches another one than the first copy. With a dedup window per worker, it was stored
+    # again (50 of 60 in a review's run with four workers).
+    data_dir = tmp_path / "data"
+    env = {**SERVER_ENV, "JOURNEYKIT_WRITE_KEYS": "worker-key", "JOURNEYKIT_ADMIN_KEY": ADMIN_KEY}
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    sent: dict[str, int] = {}  # messageId -> the pid that stored it
+    crossed = 0  # resends answered by another worker than the first copy
+    with serve(data_dir, "--workers", "2", env=env) as (url, process):
+        deadline = time.monotonic() + 60
+        n = 0
+        while crossed < 5:
+            assert time.monotonic() < deadline, f"resends never crossed workers: {sent}"
+            event = {"type": "track", "userId": "u", "event": "E", "messageId": f"m-{n}"}
+            answers = []
+            for _ in range(2):  # the first copy, then the resend on a fresh connection
+                with httpx.Client(base_url=url) as client:
+                    pid = client.get("/admin/v1/status", headers=admin).json()["pid"]
+                    body = {"batch": [event]}
+                    answer = client.post("/v1/batch", json=body, headers=basic_auth("worker-key"))
+                    answers.append((pid, answer.json()))
+                time.sleep(0.2)  # a client's resend comes later than this
+            (first_pid, first), (second_pid, second) = answers
+            assert (first["accepted"], second["accepted"], second["duplicates"]) == (1, 0, 1)
+            crossed += first_pid != second_pid
+            sent[f"m-{n}"] = first_pid
+            n += 1
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=30)[0]
+    assert "Traceback" not in output
+    stored = [
+        json.loads(line)["messageId"]
+        for path in (data_dir / "events").rglob("*.ndjson")
+        for line in path.read_text().splitlines()
+    ]
+    assert sorted(stored) == sorted(sent)  # each once

@@ -1,0 +1,197 @@
+"""One dedup window for the worker processes of one data dir, shared through the disk.
+
+With ``--workers N`` the kernel hands each new connection to any worker, so a client's resend
+(after a timeout, after a worker was killed) usually reaches another worker than its first
+copy did; with a window per process it was stored again (4 workers, 60 events resent once on
+fresh connections: 50 stored twice). Here each worker appends the messageIds it stored to a
+journal of its own under ``<data-dir>/dedup/`` (one JSON array per group commit, after the
+events' fsync), and a thread in each worker reads the other workers' journals every
+:data:`POLL` seconds into its window. A resend is caught once its first copy's ids were read:
+within a few tens of milliseconds of the first copy's answer, far less than any client waits
+before resending. ``profile_store = "redis"`` shares the window exactly, across hosts too.
+
+A journal is started afresh every :data:`ROTATE_SECONDS`, and a journal untouched for longer
+than the window plus that is deleted by whichever worker sees it first: a writer rotates before
+it appends to a journal that old, so nothing is written to a deleted one. Only workers started
+together (``journeykit collector serve --workers N``) share this way; what any process stored
+before is in the NDJSON files, which every start reads (``recovery.recent_message_ids``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+
+import orjson
+
+from journeykit.collector.dedup import Deduplicator
+from journeykit.collector.sink import host_tag
+
+__all__ = ["POLL", "ROTATE_SECONDS", "PeerJournal", "PeerReader"]
+
+log = logging.getLogger("journeykit.collector")
+
+POLL = 0.05
+"""Seconds between two reads of the other workers' journals."""
+
+ROTATE_SECONDS = 600.0
+"""A worker's journal is started afresh after this long, so old ones can be deleted whole."""
+
+_SUFFIX = ".ids"
+
+
+class PeerJournal:
+    """This process's journal of stored messageIds; appended by the commit thread only."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        self.prefix = f"{host_tag()}-{os.getpid()}-{int(time.time())}-"
+        self._seq = 0
+        self._fd: int | None = None
+        self._opened = 0.0
+        self.errors = 0
+        self._warned = False
+
+    def append(self, ids: list[str]) -> None:
+        """Add ``ids`` (already stored and fsynced) for the other workers to read.
+
+        A failure costs only the sharing of these ids (the events are on disk): logged once,
+        counted in :attr:`errors`, never raised into the request.
+        """
+        if not ids:
+            return
+        data = orjson.dumps(ids) + b"\n"
+        try:
+            fd = self._current()
+            written = os.write(fd, data)
+            while written < len(data):
+                written += os.write(fd, data[written:])
+        except OSError as exc:
+            self.errors += 1
+            self._close()  # a partial line ends in a fresh file's first line: readers skip it
+            if not self._warned:
+                self._warned = True
+                log.warning(
+                    "journeykit collector: cannot share stored messageIds with the other "
+                    "workers (%s): a resend reaching another worker may be stored again",
+                    exc,
+                )
+
+    def close(self) -> None:
+        self._close()
+
+    def _current(self) -> int:
+        now = time.monotonic()
+        if self._fd is not None and now - self._opened < ROTATE_SECONDS:
+            return self._fd
+        self._close()
+        self._seq += 1
+        path = self.root / f"{self.prefix}{self._seq:04d}{_SUFFIX}"
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+        self._opened = now
+        return self._fd
+
+    def _close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+class PeerReader:
+    """Reads the other workers' journals into ``window`` on a thread of its own."""
+
+    def __init__(self, root: Path, own_prefix: str, window: Deduplicator, horizon: float) -> None:
+        self._root = root
+        self._own = own_prefix
+        self._window = window
+        self._horizon = horizon + ROTATE_SECONDS  # a journal older than this is all expired
+        # Where each journal was read up to. What they held at start is in the NDJSON files,
+        # read by this process's start after these offsets were taken: nothing falls between.
+        self._offsets: dict[str, int] = {}
+        for path in self._journals():
+            try:
+                self._offsets[path.name] = path.stat().st_size
+            except FileNotFoundError:
+                continue
+        self.ids_read = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_sweep = time.monotonic()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=self._run, name="journeykit-dedup-peers", daemon=True
+        )
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def read_once(self) -> int:
+        """Read what the other journals gained since the last call; how many ids."""
+        count = 0
+        seen: set[str] = set()
+        for path in self._journals():
+            name = path.name
+            seen.add(name)
+            if name.startswith(self._own):
+                continue
+            count += self._read(path, self._offsets.get(name, 0))
+        for name in set(self._offsets) - seen:  # deleted meanwhile
+            del self._offsets[name]
+        if time.monotonic() - self._last_sweep > 60:
+            self._sweep()
+        self.ids_read += count
+        return count
+
+    def _read(self, path: Path, offset: int) -> int:
+        try:
+            with path.open("rb") as handle:
+                handle.seek(offset)
+                data = handle.read()
+        except FileNotFoundError:
+            return 0
+        end = data.rfind(b"\n") + 1  # a line being written is read once it is whole
+        if end == 0:
+            return 0
+        self._offsets[path.name] = offset + end
+        ids: list[str] = []
+        for line in data[:end].splitlines():
+            try:
+                parsed = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue  # the torn tail of a writer that failed mid-append
+            if isinstance(parsed, list):
+                ids.extend(i for i in parsed if isinstance(i, str))
+        if ids:
+            self._window.commit(ids)
+        return len(ids)
+
+    def _journals(self) -> list[Path]:
+        try:
+            return sorted(self._root.glob(f"*{_SUFFIX}"))
+        except OSError:
+            return []
+
+    def _sweep(self) -> None:
+        self._last_sweep = time.monotonic()
+        limit = time.time() - self._horizon
+        for path in self._journals():
+            try:
+                if path.stat().st_mtime < limit:
+                    path.unlink()
+            except FileNotFoundError:
+                continue
+
+    def _run(self) -> None:
+        while not self._stop.wait(POLL):
+            try:
+                self.read_once()
+            except Exception:  # a bug must not end the sharing silently: logged, retried
+                log.exception("journeykit collector: reading the other workers' messageIds")
