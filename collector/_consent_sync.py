@@ -39,9 +39,9 @@ from journeykit.collector._consent_store import ConsentStore
 
 if TYPE_CHECKING:
     import redis
-    from prometheus_client import CollectorRegistry
     from prometheus_client.core import Metric
 
+    from journeykit.collector.metrics import Metrics
     from journeykit.collector.settings import CollectorSettings
 
 __all__ = ["ConsentSync", "consent_sync"]
@@ -57,7 +57,7 @@ _TIMEOUT = 0.5  # seconds: connecting, publishing, and the catch-up at start
 
 
 def consent_sync(
-    settings: CollectorSettings, store: ConsentStore, ledger: Path, registry: CollectorRegistry
+    settings: CollectorSettings, store: ConsentStore, ledger: Path, metrics: Metrics
 ) -> ConsentSync | None:
     """The sync of a collector on Redis, started; ``None`` with ``profile_store = "sqlite"``."""
     if settings.profile_store != "redis" or settings.redis_url is None:
@@ -72,7 +72,7 @@ def consent_sync(
         url, socket_timeout=interval + _TIMEOUT, socket_connect_timeout=_TIMEOUT
     )
     sync = ConsentSync(store, ledger, writer, reader, interval, settings.consent_stream_max_entries)
-    registry.register(_SyncMetrics(sync))
+    metrics.register(_SyncMetrics(sync))
     sync.start()
     return sync
 

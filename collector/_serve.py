@@ -82,6 +82,21 @@ def _dev_write_key(data_dir: Path) -> SecretStr:
     return key
 
 
+def _share_metrics(root: Path) -> None:
+    """Turn on prometheus_client's multiprocess mode in ``root`` for this command's workers.
+
+    Set in the environment before anything imports prometheus_client, so this process (which
+    counts the torn lines it cuts at start) and the workers (which inherit it) all keep their
+    values in ``root``, and any worker's scrape answers the sum (collector/metrics.py). The
+    files of an earlier run are removed first: their counts are not this run's.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    for stale in root.glob("*.db"):
+        stale.unlink()
+    # metrics.MULTIPROC_ENV, not imported from there: that would import prometheus_client.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(root)
+
+
 def _fail(message: str) -> int:
     print(f"journeykit: {message}", file=sys.stderr)
     return 2
@@ -91,8 +106,6 @@ def run_serve(args: argparse.Namespace) -> int:
     """Run the collector until SIGTERM or Ctrl-C; 2 when the configuration is unusable."""
     try:
         import uvicorn
-
-        from journeykit.collector.app import create_app
     except ImportError as exc:
         return _fail(f"the collector needs its extra: pip install 'journeykit[collector]' ({exc})")
     from journeykit.collector._tuning import tune_for_serving
@@ -118,6 +131,15 @@ def run_serve(args: argparse.Namespace) -> int:
     server, settings = config.server, config.collector
     if server.workers > 1:
         settings = settings.model_copy(update={"dedup_peers": True})
+        try:
+            _share_metrics(settings.data_dir / "metrics")
+        except OSError as exc:
+            return _fail(f"cannot use the data dir: {exc.strerror or exc}: {exc.filename}")
+    try:
+        # Only now: prometheus_client reads its multiprocess switch when first imported.
+        from journeykit.collector.app import create_app
+    except ImportError as exc:
+        return _fail(f"the collector needs its extra: pip install 'journeykit[collector]' ({exc})")
     # Before the app is built: its start-up warnings (torn lines cut, an unsigned ledger) are
     # logged in the chosen format too, not by Python's last-resort handler.
     logging.config.dictConfig(logging_config(server.log_format, server.log_level))

@@ -44,7 +44,7 @@ from journeykit.collector.ingest import Ingestor, parse_envelope
 from journeykit.collector.ingest_paths import BATCH_ALIASES, BEACON_BATCH, SINGLE_ALIASES
 from journeykit.collector.keys import KeyRing, load_pseudonymizer
 from journeykit.collector.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from journeykit.collector.metrics import Metrics
+from journeykit.collector.metrics import Metrics, multiprocess
 from journeykit.collector.openapi import openapi_route
 from journeykit.collector.personalize import Personalizer
 from journeykit.collector.privacy import PrivacyStep
@@ -89,6 +89,8 @@ class CollectorCore:
     def __init__(self, settings: CollectorSettings) -> None:
         self.settings = settings
         self.metrics = Metrics()
+        self._shared_metrics = multiprocess()  # serve --workers N: see collector/metrics.py
+        self._decisions_observed = 0.0
         self.keys = KeyRing(settings.write_keys)
         # One bucket per write key, by position in the ring; None: not rate limited.
         self.buckets = [
@@ -153,7 +155,7 @@ class CollectorCore:
         )
         # With Redis: consent shared with collectors of other data dirs (None otherwise).
         self.consent_sync = consent_sync(
-            settings, self.privacy.store, self.privacy.ledger.path, self.metrics.registry
+            settings, self.privacy.store, self.privacy.ledger.path, self.metrics
         )
         self.personalizer = Personalizer(settings, self.privacy) if settings.decisions else None
         self.ingestor = Ingestor(
@@ -269,6 +271,8 @@ class CollectorCore:
         personalizer = self.personalizer
         if personalizer is not None:
             personalizer.update(result.stored)
+            if self._shared_metrics and time.monotonic() - self._decisions_observed >= 1.0:
+                self.observe_decisions()
             if s.inline_decisions and result.stored:
                 ids = personalizer.inline_ids(result.stored)
                 if ids and personalizer.engine.local_store:
@@ -338,6 +342,18 @@ class CollectorCore:
             return "the consent ledger ends with an incomplete line: run journeykit consent repair"
         return None
 
+    def observe_decisions(self) -> None:
+        """Copy the decision engine's state into the metrics: before a scrape, and with
+        ``--workers N`` at most once a second while serving, since a scrape reads every
+        worker's last copy, not only its own."""
+        if self.personalizer is None:
+            return
+        self._decisions_observed = time.monotonic()
+        engine = self.personalizer.engine
+        self.metrics.observe_decisions(
+            engine.stats, engine.pending, engine.available, engine.take_flush_seconds()
+        )
+
     def close(self) -> None:
         self._committer.close()  # writes already handed over finish first
         if self.personalizer is not None:
@@ -354,6 +370,7 @@ class CollectorCore:
         self.dedup.close()
         if self.compressor is not None:
             self.compressor.close()
+        self.metrics.close()
 
 
 def _torn(path: Path) -> bool:
@@ -410,11 +427,7 @@ def create_app(settings: CollectorSettings) -> Starlette:
         return _json({"ok": True})
 
     async def metrics(request: Request) -> Response:
-        if collector.personalizer is not None:
-            engine = collector.personalizer.engine
-            collector.metrics.observe_decisions(
-                engine.stats, engine.pending, engine.available, engine.take_flush_seconds()
-            )
+        collector.observe_decisions()
         return Response(collector.metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
     async def readyz(request: Request) -> Response:

@@ -1,19 +1,37 @@
-"""Prometheus metrics of one collector process: what came in, what became of it, how fast.
+"""Prometheus metrics of the collector: what came in, what became of it, how fast.
 
 Every outcome the collector answers with is counted here too, by reason, so an operator sees
 drops without reading responses: ``journeykit_events_total{outcome, reason}`` adds up to
 every event received. Each app has its own registry (no module-level globals), so tests and
 several apps in one process do not mix their counts.
+
+With ``serve --workers N`` the workers share one port, and a scrape reaches whichever the
+kernel picks: each answered with its own counts, so successive scrapes went backwards.
+There ``prometheus_client``'s multiprocess mode is on (:data:`MULTIPROC_ENV`, set by the
+command before anything imports ``prometheus_client``): every process keeps its values in
+files under ``<data-dir>/metrics/``, and any worker's scrape answers the sum of all of them.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import values as _values
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-__all__ = ["CONTENT_TYPE", "Metrics"]
+__all__ = ["CONTENT_TYPE", "MULTIPROC_ENV", "Metrics", "multiprocess"]
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+"""``prometheus_client``'s switch: read when it is imported, so set before that or never."""
+
+
+def multiprocess() -> bool:
+    """Whether this process's metrics live in the shared directory (``serve --workers N``)."""
+    return _values.ValueClass is not _values.MutexValue and bool(os.environ.get(MULTIPROC_ENV))
+
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -23,6 +41,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._extra: list[Any] = []
         self.events = Counter(
             "journeykit_events",
             "Events received, by outcome (accepted, duplicate, rejected, dropped) and reason.",
@@ -80,16 +99,19 @@ class Metrics:
             "flush_errors, decisions_granted, ...), as a gauge read at each scrape.",
             ["name"],
             registry=self.registry,
+            multiprocess_mode="sum",  # each worker's own counts, added up
         )
         self.decision_pending = Gauge(
             "journeykit_decisions_pending_events",
             "Stored events queued for profiles and not yet written to the profile store.",
             registry=self.registry,
+            multiprocess_mode="livesum",
         )
         self.decision_store_up = Gauge(
             "journeykit_decisions_store_available",
             "1 while the profile store answers, 0 while decisions report 'unavailable'.",
             registry=self.registry,
+            multiprocess_mode="livemin",  # 0 while any worker's store is down
         )
         self.decision_flush = Histogram(
             "journeykit_decisions_flush_seconds",
@@ -120,4 +142,25 @@ class Metrics:
                 self.events.labels(outcome, reason).inc(n)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        """The exposition: this process's registry, or every worker's summed (see the module)."""
+        if not multiprocess():
+            return generate_latest(self.registry)
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        for extra in self._extra:  # state read at scrape time (the consent sync's): this worker's
+            registry.register(extra)
+        return generate_latest(registry)
+
+    def register(self, collector: Any) -> None:
+        """A collector whose state is read at each scrape (not counted into files)."""
+        self.registry.register(collector)
+        self._extra.append(collector)
+
+    def close(self) -> None:
+        """This process's live gauges leave the sum (``livesum``, ``livemin``) when it stops."""
+        if multiprocess():
+            from prometheus_client.multiprocess import mark_process_dead
+
+            mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]

@@ -302,7 +302,7 @@ def openapi_document(settings: CollectorSettings) -> dict[str, Any]:
     paths["/metrics"] = _get(
         "metrics",
         "operations",
-        "Prometheus metrics (text exposition format) of the worker process that answers",
+        "Prometheus metrics (text exposition format); with --workers N, of all workers",
         {"description": "The metrics.", "content": {"text/plain": prometheus}},
     )
     status = {

@@ -9,7 +9,9 @@ import time
 from pathlib import Path
 
 import httpx
-from helpers import SERVER_ENV, basic_auth, serve
+from helpers import SERVER_ENV, basic_auth, dead_pid, serve
+
+from journeykit.collector.sink import host_tag
 
 ADMIN_KEY = "admin-key-0123456789abcdef"
 # <host>-<pid>-<start>-<seq>.ndjson, see collector/sink.py
@@ -96,3 +98,45 @@ def test_a_resend_reaching_another_worker_is_a_duplicate(tmp_path: Path) -> None
         for line in path.read_text().splitlines()
     ]
     assert sorted(stored) == sorted(sent)  # each once
+
+
+def test_every_scrape_counts_every_worker(tmp_path: Path) -> None:
+    # A scrape reaches whichever worker the kernel picks: each answered with its own counts,
+    # so successive scrapes went backwards; the torn line the command cut at start was in no
+    # worker's counts at all.
+    data_dir = tmp_path / "data"
+    hour = time.strftime("dt=%Y-%m-%d/hr=%H", time.gmtime())
+    torn = data_dir / "events" / hour / f"{host_tag()}-{dead_pid()}-1795400000-0001.ndjson"
+    torn.parent.mkdir(parents=True)
+    torn.write_bytes(b'{"messageId":"whole"}\n{"messageId":"cut')
+    (data_dir / "metrics").mkdir()
+    (data_dir / "metrics" / "counter_1.db").write_bytes(b"an earlier run's")
+    env = {**SERVER_ENV, "JOURNEYKIT_WRITE_KEYS": "worker-key", "JOURNEYKIT_ADMIN_KEY": ADMIN_KEY}
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    pids = set()
+    with serve(data_dir, "--workers", "2", env=env) as (url, process):
+        deadline = time.monotonic() + 60
+        n = 0
+        while len(pids) < 2 or n < 10:
+            assert time.monotonic() < deadline, f"one worker answered all: {pids}"
+            with httpx.Client(base_url=url) as client:
+                pids.add(client.get("/admin/v1/status", headers=admin).json()["pid"])
+                event = {"type": "track", "userId": "u", "event": "E", "messageId": f"m-{n}"}
+                body = {"batch": [event]}
+                assert client.post("/v1/batch", json=body, headers=basic_auth("worker-key"))
+            n += 1
+        scraped = []
+        for _ in range(8):  # fresh connections: both workers answer some of them
+            text = httpx.get(url + "/metrics").text
+            accepted = re.search(
+                r'^journeykit_events_total\{outcome="accepted",reason="stored"\} (\S+)$',
+                text,
+                re.MULTILINE,
+            )
+            assert accepted, text
+            scraped.append(float(accepted.group(1)))
+            assert "journeykit_torn_lines_repaired_total 1.0" in text
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=30)[0]
+    assert "Traceback" not in output
+    assert scraped == [float(n)] * 8
