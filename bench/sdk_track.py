@@ -137,6 +137,10 @@ def _cases(emails: list[str]) -> tuple[dict[str, Case], list[Client]]:
     private = _client(pseudonym_key=KEY)
     private.consent("user-42", granted=["analytics"])
     private.flush()
+    # One client for the three private cases: each its own emails, or the first case's HMACs
+    # would be the memo's hits in the next two (the target case computed no HMAC at all).
+    typed = [f"typed-{email}" for email in emails]
+    mixed = [f"mixed-{email}" for email in emails]
     cases: dict[str, Case] = {}
     if SegmentClient is not None:
         segment = _segment_client()
@@ -152,11 +156,11 @@ def _cases(emails: list[str]) -> tuple[dict[str, Case], list[Client]]:
         private.flush,
     )
     cases["ours typed + gate + 1 HMAC (target)"] = Case(
-        lambda i: private.track("user-42", ProductViewedByEmail(**PROPS, email=emails[i])),
+        lambda i: private.track("user-42", ProductViewedByEmail(**PROPS, email=typed[i])),
         private.flush,
     )
     cases["ours typed, class + dict, validated by us"] = Case(
-        lambda i: private.track("user-42", ProductViewedByEmail, {**PROPS, "email": emails[i]}),
+        lambda i: private.track("user-42", ProductViewedByEmail, {**PROPS, "email": mixed[i]}),
         private.flush,
     )
     return cases, [plain, private]

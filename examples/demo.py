@@ -170,8 +170,8 @@ def main() -> int:
     print(f"  dropped by the SDK     {stats.dropped_total}  {dict(stats.dropped) or ''}")
     print(f"  stored by collector    {stored}  (rejected kept aside: {rejected})")
     top = ", ".join(f"{name} {count}" for name, count in types.most_common(6))
-    print(f"  most frequent          {top}")
-    print(f"  NDJSON files           {args.data_dir / 'events'}/ ({len(files)} files)")
+    print(f"  most frequent          {top}  (all runs in this data dir)")
+    print(f"  NDJSON files           {args.data_dir / 'events'}/ ({len(files)} files, all runs)")
     for path in files[-3:]:
         print(f"                         {path}")
     ledger = args.data_dir / "consent" / "ledger.ndjson"

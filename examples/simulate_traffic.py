@@ -208,8 +208,9 @@ def main() -> None:
     parser.add_argument("--write-key", required=True)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
-    # A real deployment sets JOURNEYKIT_PSEUDONYM_KEY; without it, a random demo key (logged).
-    demo_key = None if "JOURNEYKIT_PSEUDONYM_KEY" in os.environ else Pseudonymizer.demo()
+    # A real deployment sets JOURNEYKIT_PSEUDONYM_KEY (or _FILE); without, a random demo key.
+    configured = {"JOURNEYKIT_PSEUDONYM_KEY", "JOURNEYKIT_PSEUDONYM_KEY_FILE"} & set(os.environ)
+    demo_key = None if configured else Pseudonymizer.demo()
     with Client(args.write_key, host=args.host, pseudonymizer=demo_key) as client:
         summary = simulate(client, args.users, args.seed)
         client.flush(timeout=30)

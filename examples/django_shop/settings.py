@@ -24,7 +24,13 @@ TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
         "DIRS": [Path(__file__).resolve().parent / "templates"],
-        "OPTIONS": {"context_processors": ["django_shop.views.shop_context"]},
+        "OPTIONS": {
+            "context_processors": [
+                # the banner's "next" is the page it is on: {{ request.get_full_path }}
+                "django.template.context_processors.request",
+                "django_shop.views.shop_context",
+            ]
+        },
     }
 ]
 DATABASES: dict[str, object] = {}

@@ -89,7 +89,12 @@ def collector_options(data_dir: Path | None = None) -> dict[str, Any]:
     data_dir = Path(os.environ.get("JOURNEYKIT_DATA_DIR", data_dir or "data"))
     key = os.environ.get("JOURNEYKIT_WRITE_KEY") or _read(data_dir / "dev-write-key")
     options: dict[str, Any] = {"write_key": key}
-    if not os.environ.get("JOURNEYKIT_PSEUDONYM_KEY"):
+    # A configured key (or key file) is the SDK's to read, as in production: never replaced
+    # by a development key that happens to lie in the data dir.
+    if not (
+        os.environ.get("JOURNEYKIT_PSEUDONYM_KEY")
+        or os.environ.get("JOURNEYKIT_PSEUDONYM_KEY_FILE")
+    ):
         secret = _read(data_dir / "dev-pseudonym-key")
         options["pseudonymizer"] = Pseudonymizer(
             [PseudonymKey(key_id="dev", secret=SecretStr(secret))]
@@ -101,7 +106,13 @@ def _read(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
+        variable = (
+            "JOURNEYKIT_WRITE_KEY"
+            if path.name == "dev-write-key"
+            else ("JOURNEYKIT_PSEUDONYM_KEY or JOURNEYKIT_PSEUDONYM_KEY_FILE")
+        )
         raise SystemExit(
-            f"{path} not found: start the collector first "
-            f"(journeykit collector serve --data-dir {path.parent}) or set JOURNEYKIT_WRITE_KEY"
+            f"{path.resolve()} not found: start the collector first "
+            f"(journeykit collector serve --data-dir {path.parent}), set JOURNEYKIT_DATA_DIR "
+            f"to its data dir, or set {variable}"
         ) from None

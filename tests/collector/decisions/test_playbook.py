@@ -153,6 +153,30 @@ def test_rfm_segments_by_quintiles_of_the_population(engine: DecisionEngine, clo
     assert reason.reason == "Top customer: lifetime value 600 USD, RFM 555"
 
 
+def test_a_young_shops_oldest_customers_are_not_won_back_days_after_buying(
+    engine: DecisionEngine, clock: Clock
+) -> None:
+    # Twenty customers, each one order within the last three days: the oldest 40% by recency
+    # are "at risk" or "hibernating" by RFM, and got a win-back email right after buying.
+    events = [
+        order(f"c{i:02d}", clock.now - i * 3 * DAY / 20 - 60, 30.0 + i, [f"p{i}"])
+        for i in range(20)
+    ]
+    engine.update(events)
+    engine.flush()
+    subjects = [f"c{i:02d}" for i in range(20)]
+    decisions = engine.decide_many(subjects, dict.fromkeys(subjects, True))
+    oldest = decisions["c19"]
+    assert {"rfm_at_risk", "rfm_hibernating"} & set(oldest.segments)
+    actions = {d.next_best_action.action for d in decisions.values() if d.next_best_action}
+    assert "reengagement" not in actions
+    # Once the last order is over 14 days old, the same customer is won back.
+    clock.advance(15 * DAY)
+    later = decide(engine, "c19")
+    assert later.next_best_action is not None
+    assert later.next_best_action.action == "reengagement"
+
+
 def test_rfm_cut_points_are_recomputed_as_the_population_changes(
     make_engine: EngineFactory, clock: Clock
 ) -> None:

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 from helpers import PSEUDONYM_KEY, ROOT, WRITE_KEY, running_collector
 
 from journeykit.collector.config import ServerSettings, env_name
@@ -22,7 +23,11 @@ from django.test import Client
 
 http = Client(HTTP_HOST="127.0.0.1")
 assert http.get("/").status_code == 200
-assert http.post("/journeykit/consent", {"choice": "accept"}).status_code == 303
+# The banner sends the visitor back to the page it was on (the request context processor).
+page = http.get("/products/tea-01").content.decode()
+assert 'name="next" value="/products/tea-01"' in page, page
+back = http.post("/journeykit/consent", {"choice": "accept", "next": "/products/tea-01"})
+assert (back.status_code, back["Location"]) == (303, "/products/tea-01")
 assert http.get("/products/tea-02").status_code == 200
 assert http.post("/cart/add", {"product_id": "tea-02"}).status_code == 302
 assert b"Assam" in http.get("/cart").content
@@ -90,4 +95,28 @@ def test_the_examples_and_the_collector_can_share_an_environment() -> None:
     )))  # fmt: skip
     settings = {*CollectorSettings.model_fields, *ServerSettings.model_fields}
     shared = read & {env_name(field) for field in settings}
-    assert shared <= {"JOURNEYKIT_DATA_DIR", "JOURNEYKIT_PSEUDONYM_KEY"}, shared
+    assert shared <= {
+        "JOURNEYKIT_DATA_DIR",
+        "JOURNEYKIT_PSEUDONYM_KEY",
+        "JOURNEYKIT_PSEUDONYM_KEY_FILE",
+    }, shared
+
+
+def test_a_configured_pseudonym_key_file_is_never_replaced_by_a_dev_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sys.path.insert(0, str(ROOT / "examples"))
+    try:
+        from flask_shop.shop import collector_options
+    finally:
+        sys.path.remove(str(ROOT / "examples"))
+    (tmp_path / "dev-write-key").write_text("dev-write")
+    (tmp_path / "dev-pseudonym-key").write_text("a leftover development key")
+    for name in ("JOURNEYKIT_WRITE_KEY", "JOURNEYKIT_PSEUDONYM_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("JOURNEYKIT_PSEUDONYM_KEY_FILE", str(tmp_path / "production.key"))
+    options = collector_options(tmp_path)
+    # No pseudonymizer of the example's own: the SDK reads the configured key file.
+    assert options == {"write_key": "dev-write"}
+    monkeypatch.delenv("JOURNEYKIT_PSEUDONYM_KEY_FILE")
+    assert "pseudonymizer" in collector_options(tmp_path)  # the collector's dev key, shared
