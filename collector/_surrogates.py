@@ -1,4 +1,4 @@
-"""Bodies whose strings hold a lone UTF-16 surrogate escape: read, each one made U+FFFD.
+"""Bodies whose strings hold a lone UTF-16 surrogate escape: each one read as U+FFFD.
 
 ``JSON.stringify`` (ES2019) writes a string cut in the middle of an emoji, say a title
 shortened with ``slice``, as ``"Sale \\ud83c"``, and Python's ``json.dumps`` writes a lone
@@ -7,68 +7,51 @@ it, and a 400 makes the client drop its whole batch, every other event with it. 
 RudderStack's servers (Go's ``encoding/json``) read such an escape as U+FFFD; so does the
 collector, and counts each one (``journeykit_lone_surrogates_replaced``).
 
-Only bodies orjson refused come here, so the usual request pays nothing.
+The escapes are replaced in the body's bytes, and orjson parses the result once: whatever else
+orjson refuses (bytes that are not UTF-8, ``NaN``, numbers out of range, nesting) is still
+refused. Only bodies orjson refused for a surrogate come here, and the replacement is one
+regular-expression pass, so a crafted body costs no more than parsing it.
 """
 
 from __future__ import annotations
 
-import json
 import re
-from typing import Any
 
-__all__ = ["repair_lone_surrogates"]
+__all__ = ["repair_lone_surrogates", "surrogate_error"]
 
-_LONE = re.compile("[\ud800-\udfff]")  # after json.loads, every pair is one character
-_REPLACEMENT = "\ufffd"
+# A run of backslashes, then "u" and a surrogate's four hex digits; a high one may be followed
+# by its low one. The escape is real only after an odd run (an even one is escaped backslashes
+# followed by a plain "u").
+_ESCAPE = re.compile(
+    rb"(\\+)u([dD][89abAB][0-9a-fA-F]{2})(\\u[dD][c-fC-F][0-9a-fA-F]{2})?"
+    rb"|(\\+)u([dD][c-fC-F][0-9a-fA-F]{2})"
+)
+_REPLACEMENT = b"\\ufffd"
 
 
-def _refuse(constant: str) -> Any:
-    raise ValueError(f"{constant} is not JSON")
+def surrogate_error(message: str) -> bool:
+    """Whether orjson's ``JSONDecodeError`` message is about a surrogate escape."""
+    return "surrogate" in message
 
 
 def repair_lone_surrogates(body: bytes) -> tuple[bytes, int] | None:
-    """``body`` with each lone surrogate escape read as U+FFFD, and how many there were.
-
-    ``None`` when there are none, or when the body is not JSON for another reason (the
-    caller's error about it stands).
-    """
-    try:
-        doc = json.loads(body, parse_constant=_refuse)
-    except (ValueError, RecursionError):
-        return None
+    """``body`` with each lone surrogate escape made ``\\ufffd``, and how many; ``None`` if none."""
     replaced = 0
 
-    def fix(text: str) -> str:
+    def fix(match: re.Match[bytes]) -> bytes:
         nonlocal replaced
-        fixed, n = _LONE.subn(_REPLACEMENT, text)
-        replaced += n
-        return fixed
+        high = match.group(1) is not None
+        run = match.group(1) if high else match.group(4)
+        low = match.group(3) if high else None
+        if len(run) % 2 == 0:  # escaped backslashes, then a plain "u" and four characters
+            if low is None:
+                return match.group(0)
+            replaced += 1  # the low escape after them stands alone
+            return run + b"u" + match.group(2) + _REPLACEMENT
+        if low is not None:
+            return match.group(0)  # a whole pair: one character
+        replaced += 1
+        return run[:-1] + _REPLACEMENT
 
-    # Iteratively: a body may nest as deep as the parser allows, past Python's recursion.
-    stack: list[Any] = [doc]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            for key in list(node):
-                value = node[key]
-                if isinstance(value, str) and _LONE.search(value):
-                    node[key] = fix(value)
-                elif isinstance(value, dict | list):
-                    stack.append(value)
-                if _LONE.search(key):
-                    node[fix(key)] = node.pop(key)
-        elif isinstance(node, list):
-            for index, value in enumerate(node):
-                if isinstance(value, str) and _LONE.search(value):
-                    node[index] = fix(value)
-                elif isinstance(value, dict | list):
-                    stack.append(value)
-    if isinstance(doc, str):
-        doc = fix(doc)
-    if not replaced:
-        return None
-    try:
-        text = json.dumps(doc, ensure_ascii=False, allow_nan=False)
-    except (ValueError, RecursionError):
-        return None
-    return text.encode("utf-8"), replaced
+    fixed = _ESCAPE.sub(fix, body)
+    return (fixed, replaced) if replaced else None

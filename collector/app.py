@@ -218,7 +218,7 @@ class CollectorCore:
             body = inflate(raw, request.headers.get("content-encoding"), s.max_request_bytes)
         except BodyError as exc:
             raise HttpError(exc.status, exc.code, exc.message) from None
-        envelope = parse_envelope(body, single_type, s.max_batch_events)
+        envelope = parse_envelope(body, single_type, s.max_batch_events, s.max_request_bytes)
         if envelope.repaired:
             self.metrics.lone_surrogates.inc(envelope.repaired)
         if not has_header:

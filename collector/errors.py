@@ -54,6 +54,8 @@ ERROR_CODES: Final[dict[int, dict[str, str]]] = {
     413: {
         "payload_too_large": "the body, or the inflated body, is over the limit",
         "too_many_events": "a batch of more than twice the event limit (5,000 by default)",
+        "shared_fields_too_large": "the batch-level context and integrations, copied into "
+        "every message, come to over twice the request limit",
     },
     415: {
         "unsupported_media_type": "Content-Type is neither application/json nor text/plain",

@@ -15,7 +15,7 @@ import orjson
 from pydantic import TypeAdapter, ValidationError
 
 from journeykit.collector._onepass import admit, admit_reference
-from journeykit.collector._surrogates import repair_lone_surrogates
+from journeykit.collector._surrogates import repair_lone_surrogates, surrogate_error
 from journeykit.collector.dedup import DedupWindow
 from journeykit.collector.dedup_peers import PeerJournal
 from journeykit.collector.errors import HttpError
@@ -24,7 +24,7 @@ from journeykit.collector.privacy import PrivacyStep
 from journeykit.collector.settings import CollectorSettings
 from journeykit.collector.sink import NdjsonSink
 from journeykit.consent import ConsentChange
-from journeykit.sdk.protocol import MAX_BATCH_EVENTS, Timestamp
+from journeykit.sdk.protocol import MAX_BATCH_EVENTS, MAX_REQUEST_BYTES, Timestamp
 
 __all__ = ["Envelope", "IngestResult", "Ingestor", "Prepared", "Rejection", "parse_envelope"]
 
@@ -78,7 +78,10 @@ class IngestResult:
 
 
 def parse_envelope(
-    body: bytes, single_type: str | None, max_events: int = MAX_BATCH_EVENTS
+    body: bytes,
+    single_type: str | None,
+    max_events: int = MAX_BATCH_EVENTS,
+    max_request_bytes: int = MAX_REQUEST_BYTES,
 ) -> Envelope:
     """Parse a request body; ``single_type`` is set for ``/v1/<type>`` endpoints.
 
@@ -90,11 +93,14 @@ def parse_envelope(
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        fixed = repair_lone_surrogates(body)
+        fixed = repair_lone_surrogates(body) if surrogate_error(str(exc)) else None
         if fixed is None:
             raise HttpError(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
         body, repaired = fixed
-        doc = orjson.loads(body)
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError as again:  # wrong elsewhere too
+            raise HttpError(400, "malformed_json", f"the body is not valid JSON: {again}") from None
     if not isinstance(doc, dict):
         raise HttpError(400, "not_an_object", "the body must be a JSON object")
     if single_type is not None:
@@ -124,13 +130,31 @@ def parse_envelope(
         except ValidationError:
             raise HttpError(400, "invalid_envelope", '"sentAt" is not a date-time') from None
     integrations = doc.get("integrations")
-    if integrations is not None:
-        if not isinstance(integrations, dict):
-            raise HttpError(400, "invalid_envelope", '"integrations" must be an object')
+    if integrations is not None and not isinstance(integrations, dict):
+        raise HttpError(400, "invalid_envelope", '"integrations" must be an object')
+    shared = _shared_bytes(context) + _shared_bytes(integrations)
+    if shared * len(batch) > 2 * max_request_bytes:
+        # Copied into every message, they would be stored once per message (and per rejected
+        # one): 60 KB of them in a 7 KB gzip body of 2,500 messages wrote 150 MB.
+        message = (
+            f"the batch's context and integrations ({shared:,} bytes) would be copied into "
+            f"each of its {len(batch):,} messages, {shared * len(batch):,} bytes in all; at "
+            f"most {2 * max_request_bytes:,}: send smaller batches or put them in the messages"
+        )
+        raise HttpError(413, "shared_fields_too_large", message)
+    if integrations:
         _merge_integrations(batch, integrations)
     return Envelope(
         batch, sent_at, context, _text(doc.get("writeKey")), body=body, repaired=repaired
     )
+
+
+def _shared_bytes(value: dict[str, Any] | None) -> int:
+    try:
+        return len(orjson.dumps(value)) if value else 0
+    except orjson.JSONEncodeError:  # parsed from up to 1,024 levels, written to 254 at most
+        message = f"the batch's context or integrations nest deeper than {MAX_EVENT_DEPTH} levels"
+        raise HttpError(400, "invalid_envelope", message) from None
 
 
 def _merge_integrations(batch: list[Any], integrations: dict[str, Any]) -> None:
@@ -140,8 +164,6 @@ def _merge_integrations(batch: list[Any], integrations: dict[str, Any]) -> None:
     an object is left as it came, for validation to reject. Done before screening, so the
     size proof (``events.fits``) holds: a merged message is still no longer than the body.
     """
-    if not integrations:
-        return
     for message in batch:
         if type(message) is dict:
             own = message.get("integrations")

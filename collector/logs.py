@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import orjson
 
-__all__ = ["JsonFormatter", "logging_config"]
+__all__ = ["HideQueryFilter", "JsonFormatter", "logging_config"]
 
 # Loggers the command sets up: ours and uvicorn's (uvicorn.error carries its startup lines).
 _LOGGERS = ("journeykit", "uvicorn", "uvicorn.error", "uvicorn.access")
@@ -40,6 +40,22 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
+class HideQueryFilter(logging.Filter):
+    """uvicorn's trace lines (``--log-level trace``) print each request's ASGI scope: headers
+    hidden, the query string not. A beacon's write key comes as ``?writeKey=``: hidden too."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "uvicorn.asgi" and isinstance(record.args, tuple):
+            record.args = tuple(_hide_query(arg) for arg in record.args)
+        return True
+
+
+def _hide_query(value: object) -> object:
+    if isinstance(value, dict) and value.get("query_string"):
+        return {**value, "query_string": "<...>"}
+    return value
+
+
 def logging_config(log_format: Literal["text", "json"], level: str) -> dict[str, Any]:
     """A :func:`logging.config.dictConfig` for uvicorn's ``log_config``: stderr, one format."""
     formatter: dict[str, Any] = (
@@ -53,10 +69,12 @@ def logging_config(log_format: Literal["text", "json"], level: str) -> dict[str,
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"default": formatter},
+        "filters": {"hide_query": {"()": f"{__name__}.HideQueryFilter"}},
         "handlers": {
             "default": {
                 "class": "logging.StreamHandler",
                 "formatter": "default",
+                "filters": ["hide_query"],
                 "stream": "ext://sys.stderr",
             }
         },

@@ -279,16 +279,8 @@ def openapi_document(settings: CollectorSettings) -> dict[str, Any]:
         answer,
         limits,
     )
-    beacon["post"]["parameters"].append(
-        {
-            "name": "writeKey",
-            "in": "query",
-            "required": False,
-            "description": "The write key, when neither the Authorization header nor the body "
-            "carries one (a beacon cannot set headers).",
-            "schema": {"type": "string"},
-        }
-    )
+    # A beacon cannot set headers: its key may come in the query instead.
+    beacon["post"]["security"] = [{"writeKey": []}, {"writeKeyQuery": []}, {}]
     paths[BEACON_BATCH] = beacon
     health = {
         "description": "Yes.",
@@ -378,6 +370,13 @@ def openapi_document(settings: CollectorSettings) -> dict[str, Any]:
                 },
             },
             "securitySchemes": {
+                "writeKeyQuery": {
+                    "type": "apiKey",
+                    "in": "query",
+                    "name": "writeKey",
+                    "description": "The write key in the query, on the beacon path only, when "
+                    "neither the Authorization header nor the body carries one.",
+                },
                 "writeKey": {
                     "type": "http",
                     "scheme": "basic",

@@ -94,3 +94,21 @@ def test_start_up_warnings_are_json_lines_too(tmp_path: Path) -> None:
     logged = [line for line in output.splitlines() if "not signed" in line]
     assert logged, output
     assert all(json.loads(line)["level"] == "WARNING" for line in logged)
+
+
+def test_a_beacons_write_key_never_reaches_the_trace_log(tmp_path: Path) -> None:
+    # RudderStack's beacon sends the key as ?writeKey=; uvicorn's trace lines print the query.
+    key = "beacon-key-0123456789"
+    args = ("--log-level", "trace", "--write-key", key)
+    body = b'{"batch":[{"type":"track","userId":"u","event":"E"}]}'
+    with serve(tmp_path / "d", *args) as (url, process):
+        answer = httpx.post(
+            f"{url}/beacon/v1/batch?writeKey={key}",
+            content=body,
+            headers={"Content-Type": "text/plain"},
+        )
+        assert answer.json()["accepted"] == 1
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=15)[0]
+    assert "uvicorn.asgi" in output or "ASGI" in output  # the trace lines were written
+    assert key not in output

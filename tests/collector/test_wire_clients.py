@@ -209,3 +209,37 @@ def test_rudderstack_sdk_consent_object_without_a_manager_is_no_refusal(
     assert answer["accepted"] == 1, answer
     [record] = consent_records(collector)
     assert (record.granted, record.denied) == ((), ("marketing",))
+
+
+def test_surrogate_bodies_wrong_in_another_way_are_400_not_500(
+    collector: RunningCollector,
+) -> None:
+    lone = b'{"type":"track","userId":"u1","event":"Sale \\ud83c"'
+    for body in (
+        # a number orjson refuses beside the lone surrogate (was a 500, before any key check)
+        b'{"batch":[' + lone + b',"n":' + b"9" * 400 + b"}]}",
+        b'{"batch":[' + lone + b',"n":NaN}]}',
+        # not UTF-8: UTF-16, and raw surrogate bytes (CESU-8) instead of an escape
+        '{"batch":[{"type":"track","userId":"u1","event":"Sale \\ud83c"}]}'.encode("utf-16"),
+        b'{"batch":[{"type":"track","userId":"u1","event":"Sale \xed\xa0\xbc"}]}',
+    ):
+        for auth in (True, False):
+            answer = post(collector, "/v1/batch", body, auth=auth)
+            assert answer.status_code == 400, (body[:40], answer.text)
+            assert answer.json()["error"]["code"] == "malformed_json"
+    assert collector.events == []
+
+
+def test_batch_fields_copied_into_every_message_are_bounded(collector: RunningCollector) -> None:
+    # 60 KB of batch integrations in a small gzip body of 2,500 messages wrote 150 MB.
+    big = {f"Destination{i}": {"setting": "x" * 200} for i in range(300)}
+    body = {"batch": [{"type": "track", "userId": "u", "event": "E"}] * 2500, "integrations": big}
+    answer = post(collector, "/v1/batch", body)
+    assert answer.status_code == 413
+    assert answer.json()["error"]["code"] == "shared_fields_too_large"
+    context = {"batch": [track("m1")] * 10, "context": {"deep": json.loads("[" * 300 + "]" * 300)}}
+    assert post(collector, "/v1/batch", context).json()["error"]["code"] == "invalid_envelope"
+    small = {"batch": [track(f"m{i}") for i in range(100)], "integrations": {"All": False}}
+    assert post(collector, "/v1/batch", small).json()["accepted"] == 100
+    assert len(collector.events) == 100
+    assert collector.rejected == []
