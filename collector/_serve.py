@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import logging.config
 import os
+import shutil
 import sqlite3
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -83,18 +85,27 @@ def _dev_write_key(data_dir: Path) -> SecretStr:
 
 
 def _share_metrics(root: Path) -> None:
-    """Turn on prometheus_client's multiprocess mode in ``root`` for this command's workers.
+    """Turn on prometheus_client's multiprocess mode for this command's workers, under ``root``.
 
     Set in the environment before anything imports prometheus_client, so this process (which
     counts the torn lines it cuts at start) and the workers (which inherit it) all keep their
-    values in ``root``, and any worker's scrape answers the sum (collector/metrics.py). The
-    files of an earlier run are removed first: their counts are not this run's.
+    values in one directory of this command's own, and any worker's scrape answers the sum
+    (collector/metrics.py). Another command serving the same data dir keeps its own; those of
+    commands no longer running (on this host) are removed: their counts are not this run's.
     """
+    from journeykit.collector.compress import writer_alive
+    from journeykit.collector.sink import host_tag
+
+    host, started = host_tag(), time.time()
     root.mkdir(parents=True, exist_ok=True)
-    for stale in root.glob("*.db"):
-        stale.unlink()
+    for old in root.glob(f"{host}-*-*"):
+        pid, _, at = old.name.removeprefix(f"{host}-").partition("-")
+        if pid.isdigit() and at.isdigit() and not writer_alive(int(pid), int(at)):
+            shutil.rmtree(old, ignore_errors=True)
+    mine = root / f"{host}-{os.getpid()}-{int(started)}"
+    mine.mkdir()
     # metrics.MULTIPROC_ENV, not imported from there: that would import prometheus_client.
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(root)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(mine)
 
 
 def _fail(message: str) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import time
@@ -109,8 +110,12 @@ def test_every_scrape_counts_every_worker(tmp_path: Path) -> None:
     torn = data_dir / "events" / hour / f"{host_tag()}-{dead_pid()}-1795400000-0001.ndjson"
     torn.parent.mkdir(parents=True)
     torn.write_bytes(b'{"messageId":"whole"}\n{"messageId":"cut')
-    (data_dir / "metrics").mkdir()
-    (data_dir / "metrics" / "counter_1.db").write_bytes(b"an earlier run's")
+    # An earlier command's metrics (its process gone) are removed; a running one's are kept.
+    earlier = data_dir / "metrics" / f"{host_tag()}-{dead_pid()}-1795400000"
+    earlier.mkdir(parents=True)
+    (earlier / "counter_1.db").write_bytes(b"an earlier run's")
+    running = data_dir / "metrics" / f"{host_tag()}-{os.getpid()}-{int(time.time())}"
+    running.mkdir()
     env = {**SERVER_ENV, "JOURNEYKIT_WRITE_KEYS": "worker-key", "JOURNEYKIT_ADMIN_KEY": ADMIN_KEY}
     admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
     pids = set()
@@ -140,3 +145,5 @@ def test_every_scrape_counts_every_worker(tmp_path: Path) -> None:
         output = process.communicate(timeout=30)[0]
     assert "Traceback" not in output
     assert scraped == [float(n)] * 8
+    assert not earlier.exists()
+    assert running.exists()
