@@ -288,13 +288,18 @@ def test_gpc_on_a_signed_in_page_keeps_the_devices_other_choices(
     assert send(opt_in, anonymous)["accepted"] == 0
 
 
-def test_a_copy_after_a_refused_first_copy_in_one_batch_is_stored(
-    opt_in: RunningCollector,
-) -> None:
-    # Same messageId twice: the first carries a purpose that is none, the second is right.
+def refused_then_right() -> tuple[dict[str, Any], dict[str, Any]]:
+    """Same messageId twice: the first carries a purpose that is none, the second is right."""
     bad = consent(ads=True)
     good = consent(analytics=True)
     bad["messageId"] = good["messageId"] = "c-twice"
+    return bad, good
+
+
+def test_a_copy_after_a_refused_first_copy_in_one_batch_is_stored(
+    opt_in: RunningCollector,
+) -> None:
+    bad, good = refused_then_right()
     answer = send(opt_in, bad, good, dict(good))
     assert (answer["accepted"], answer["duplicates"]) == (1, 1)
     assert [r["index"] for r in answer["rejected"]] == [0]
@@ -307,9 +312,7 @@ def test_every_event_is_in_the_answer_when_a_refused_copy_comes_again(
 ) -> None:
     # Two events of subjects without consent, then a refused copy and its good second copy:
     # the second pass over the batch (for the second copy) overwrote the first pass's counts.
-    bad = consent(ads=True)
-    good = consent(analytics=True)
-    bad["messageId"] = good["messageId"] = "c-twice"
+    bad, good = refused_then_right()
     nobody = [
         {"type": "track", "userId": f"nobody-{i}", "event": "E", "messageId": f"n-{i}"}
         for i in range(2)
