@@ -7,6 +7,8 @@ to HTTP and turns their errors into status codes.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -90,7 +92,6 @@ class CollectorCore:
         self.settings = settings
         self.metrics = Metrics()
         self._shared_metrics = multiprocess()  # serve --workers N: see collector/metrics.py
-        self._decisions_observed = 0.0
         self.keys = KeyRing(settings.write_keys)
         # One bucket per write key, by position in the ring; None: not rate limited.
         self.buckets = [
@@ -181,6 +182,8 @@ class CollectorCore:
         # local store (SQLite), on a thread with Redis.
         self._inline: _InlineDecisions | None = None
         self._on_loop: _LoopDecisions | None = None
+        if self._shared_metrics:
+            self.observe_decisions()  # a worker's gauges read 0 until it first copied them
 
     def _sink(self, name: str) -> NdjsonSink:
         s = self.settings
@@ -271,8 +274,6 @@ class CollectorCore:
         personalizer = self.personalizer
         if personalizer is not None:
             personalizer.update(result.stored)
-            if self._shared_metrics and time.monotonic() - self._decisions_observed >= 1.0:
-                self.observe_decisions()
             if s.inline_decisions and result.stored:
                 ids = personalizer.inline_ids(result.stored)
                 if ids and personalizer.engine.local_store:
@@ -344,15 +345,23 @@ class CollectorCore:
 
     def observe_decisions(self) -> None:
         """Copy the decision engine's state into the metrics: before a scrape, and with
-        ``--workers N`` at most once a second while serving, since a scrape reads every
-        worker's last copy, not only its own."""
+        ``--workers N`` also at start, every second while serving (:meth:`keep_observing`)
+        and at close, since a scrape there reads every worker's last copy, not its own."""
         if self.personalizer is None:
             return
-        self._decisions_observed = time.monotonic()
         engine = self.personalizer.engine
         self.metrics.observe_decisions(
             engine.stats, engine.pending, engine.available, engine.take_flush_seconds()
         )
+
+    async def keep_observing(self, every: float = 1.0) -> None:
+        """With ``--workers N`` and decisions on: :meth:`observe_decisions` every ``every``
+        seconds, on the event loop (the engine's counters change there), until cancelled."""
+        if not (self._shared_metrics and self.personalizer is not None):
+            return
+        while True:
+            await asyncio.sleep(every)
+            self.observe_decisions()
 
     def close(self) -> None:
         self._committer.close()  # writes already handed over finish first
@@ -370,6 +379,8 @@ class CollectorCore:
         self.dedup.close()
         if self.compressor is not None:
             self.compressor.close()
+        if self._shared_metrics:
+            self.observe_decisions()  # the last counts, kept in the sum after this worker
         self.metrics.close()
 
 
@@ -454,9 +465,13 @@ def create_app(settings: CollectorSettings) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        observing = asyncio.get_running_loop().create_task(collector.keep_observing())
         try:
             yield
         finally:
+            observing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await observing
             collector.close()
 
     routes = [Route("/v1/batch", batch, methods=["POST"])]

@@ -112,6 +112,7 @@ class PeerReader:
         # Where each journal was read up to. What they held at start is in the NDJSON files,
         # read by this process's start after these offsets were taken: nothing falls between.
         self._offsets: dict[str, int] = {}
+        self._done: set[str] = set()  # read to the end, and no longer written
         for path in self._journals():
             try:
                 self._offsets[path.name] = path.stat().st_size
@@ -134,17 +135,34 @@ class PeerReader:
             self._thread.join()
 
     def read_once(self) -> int:
-        """Read what the other journals gained since the last call; how many ids."""
+        """Read what the other journals gained since the last call; how many ids.
+
+        A journal its writer has rotated away from (a later one of the same writer exists)
+        no longer grows: read to its end once, then passed over without a ``stat``, so a
+        long window's many journals cost a directory listing per poll, not a read each.
+        """
+        try:
+            names = [e.name for e in os.scandir(self._root) if e.name.endswith(_SUFFIX)]
+        except OSError:
+            return 0
+        current: dict[str, tuple[int, str]] = {}  # writer -> its newest journal
+        for name in names:
+            writer, _, seq = name.removesuffix(_SUFFIX).rpartition("-")
+            number = int(seq) if seq.isdigit() else -1
+            if number > current.get(writer, (-2, ""))[0]:
+                current[writer] = (number, name)
         count = 0
-        seen: set[str] = set()
-        for path in self._journals():
-            name = path.name
-            seen.add(name)
-            if name.startswith(self._own):
+        for name in names:
+            if name in self._done or name.startswith(self._own):
                 continue
-            count += self._read(path, self._offsets.get(name, 0))
-        for name in set(self._offsets) - seen:  # deleted meanwhile
+            count += self._read(self._root / name, self._offsets.get(name, 0))
+            writer = name.removesuffix(_SUFFIX).rpartition("-")[0]
+            if current[writer][1] != name:  # rotated away from, and now read to its end
+                self._done.add(name)
+        listed = set(names)
+        for name in set(self._offsets) - listed:  # deleted meanwhile
             del self._offsets[name]
+        self._done &= listed
         if time.monotonic() - self._last_sweep > 60:
             self._sweep()
         self.ids_read += count
@@ -153,6 +171,8 @@ class PeerReader:
     def _read(self, path: Path, offset: int) -> int:
         try:
             with path.open("rb") as handle:
+                if os.fstat(handle.fileno()).st_size <= offset:
+                    return 0  # nothing new: no read
                 handle.seek(offset)
                 data = handle.read()
         except FileNotFoundError:

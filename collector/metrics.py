@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -26,6 +27,23 @@ __all__ = ["CONTENT_TYPE", "MULTIPROC_ENV", "Metrics", "multiprocess"]
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 """``prometheus_client``'s switch: read when it is imported, so set before that or never."""
+
+
+def _forget_dead_workers() -> None:
+    """Take the live gauges of workers that died without closing (SIGKILL) out of the sums.
+
+    uvicorn replaces such a worker; its last ``journeykit_decisions_store_available`` (a
+    minimum over live workers) would otherwise hold the sum at that value for good.
+    """
+    from prometheus_client.multiprocess import mark_process_dead
+
+    from journeykit.collector.compress import pid_alive
+
+    root = Path(os.environ[MULTIPROC_ENV])
+    for path in root.glob("gauge_live*_*.db"):
+        pid = path.stem.rpartition("_")[2]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            mark_process_dead(int(pid))  # type: ignore[no-untyped-call]
 
 
 def multiprocess() -> bool:
@@ -42,6 +60,8 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._extra: list[Any] = []
+        if multiprocess():
+            _forget_dead_workers()
         self.events = Counter(
             "journeykit_events",
             "Events received, by outcome (accepted, duplicate, rejected, dropped) and reason.",

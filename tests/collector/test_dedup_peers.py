@@ -91,3 +91,20 @@ def test_a_journal_that_cannot_be_written_costs_only_the_sharing(
     journal.append(["m2"])
     assert journal.errors == 2
     assert len([r for r in caplog.records if "cannot share" in r.getMessage()]) == 1
+
+
+def test_a_journal_rotated_away_from_is_read_once_then_passed_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(dedup_peers, "ROTATE_SECONDS", 0.0)
+    a_journal, _, _ = worker(tmp_path, "host-1-1-")
+    _, b_reader, b_window = worker(tmp_path, "host-2-1-")
+    a_journal._seq = 9_998  # the 9,999th and 10,000th journals: numbers, not text, order them
+    a_journal.append(["m1"])
+    a_journal.append(["m2"])
+    assert b_reader.read_once() == 2
+    assert b_reader._done == {"host-1-1-9999.ids"}  # the newest may still grow
+    monkeypatch.setattr(dedup_peers, "ROTATE_SECONDS", 3600.0)
+    a_journal.append(["m3"])  # into the newest, 10000
+    assert b_reader.read_once() == 1
+    assert b_window.reserve(["m1", "m2", "m3"]) == [False, False, False]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from journeykit.collector._surrogates import repair_lone_surrogates
+from journeykit.collector._surrogates import _ESCAPE, repair_lone_surrogates
 
 
 @pytest.mark.parametrize(
@@ -37,3 +37,14 @@ def test_lone_escapes_become_replacement_characters(
 )
 def test_bodies_without_a_lone_escape_are_left_alone(body: bytes) -> None:
     assert repair_lone_surrogates(body) is None
+
+
+def test_a_long_run_of_escaped_backslashes_is_one_pass() -> None:
+    # Tried from every backslash of the run, this body took minutes (quadratic): a 590-byte
+    # gzip request without a key froze a worker. A match starts only where a run starts.
+    assert _ESCAPE.match(b"\\\\\\ud800", 1) is None  # not from inside the run
+    body = b'{"t":"\\ud800' + b"\\\\" * 250_000 + b'"}'
+    fixed = repair_lone_surrogates(body)
+    assert fixed is not None
+    text = orjson.loads(fixed[0])["t"]
+    assert (text[0], len(text), fixed[1]) == ("\ufffd", 250_001, 1)

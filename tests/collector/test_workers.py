@@ -147,3 +147,44 @@ def test_every_scrape_counts_every_worker(tmp_path: Path) -> None:
     assert scraped == [float(n)] * 8
     assert not earlier.exists()
     assert running.exists()
+
+
+def test_decision_gauges_are_every_workers_current_ones(tmp_path: Path) -> None:
+    # A worker wrote its gauges only when it handled a request or a scrape: an idle one read
+    # "store unavailable" (0) and old counts, and a killed one's 0 stayed in the minimum.
+    env = {**SERVER_ENV, "JOURNEYKIT_WRITE_KEYS": "worker-key", "JOURNEYKIT_ADMIN_KEY": ADMIN_KEY}
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+    def gauge(text: str, name: str) -> float:
+        found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
+        assert found, (name, text)
+        return float(found.group(1))
+
+    available = "journeykit_decisions_store_available"
+    queued = 'journeykit_decisions{name="events_queued"}'
+    with serve(tmp_path / "data", "--workers", "2", env=env) as (url, process):
+        assert gauge(httpx.get(url + "/metrics").text, available) == 1.0
+        pids = set()
+        for n in range(40):  # fresh connections: both workers store some
+            with httpx.Client(base_url=url) as client:
+                pids.add(client.get("/admin/v1/status", headers=admin).json()["pid"])
+                event = {"type": "track", "userId": f"u{n}", "event": "E", "messageId": f"m-{n}"}
+                body = {"batch": [event]}
+                assert client.post("/v1/batch", json=body, headers=basic_auth("worker-key"))
+        assert len(pids) == 2
+        time.sleep(1.5)  # each worker copies its counts every second, busy or not
+        texts = [httpx.get(url + "/metrics").text for _ in range(4)]
+        assert [gauge(t, queued) for t in texts] == [40.0] * 4
+        os.kill(min(pids), signal.SIGKILL)  # uvicorn starts another worker
+        deadline = time.monotonic() + 30
+        while True:
+            with httpx.Client(base_url=url) as client:
+                pid = client.get("/admin/v1/status", headers=admin).json()["pid"]
+            if pid not in pids:
+                break  # the replacement serves
+            assert time.monotonic() < deadline, "no replacement worker"
+            time.sleep(0.2)
+        assert {gauge(httpx.get(url + "/metrics").text, available) for _ in range(4)} == {1.0}
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=30)[0]
+    assert "Traceback" not in output
