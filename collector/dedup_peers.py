@@ -72,7 +72,9 @@ class PeerJournal:
                 written += os.write(fd, data[written:])
         except OSError as exc:
             self.errors += 1
-            self._close()  # a partial line ends in a fresh file's first line: readers skip it
+            # A partial line stays the old journal's tail, never read; the next append starts
+            # a fresh journal.
+            self._close()
             if not self._warned:
                 self._warned = True
                 log.warning(
