@@ -29,6 +29,7 @@ import orjson
 
 from journeykit.collector.dedup import Deduplicator
 from journeykit.collector.sink import host_tag
+from journeykit.consent._ledgerfile import write_all
 
 __all__ = ["POLL", "ROTATE_SECONDS", "PeerJournal", "PeerReader"]
 
@@ -66,10 +67,7 @@ class PeerJournal:
             return
         data = orjson.dumps(ids) + b"\n"
         try:
-            fd = self._current()
-            written = os.write(fd, data)
-            while written < len(data):
-                written += os.write(fd, data[written:])
+            write_all(self._current(), data)
         except OSError as exc:
             self.errors += 1
             # A partial line stays the old journal's tail, never read; the next append starts
@@ -115,9 +113,9 @@ class PeerReader:
         # read by this process's start after these offsets were taken: nothing falls between.
         self._offsets: dict[str, int] = {}
         self._done: set[str] = set()  # read to the end, and no longer written
-        for path in self._journals():
+        for name in self._journals():
             try:
-                self._offsets[path.name] = path.stat().st_size
+                self._offsets[name] = (root / name).stat().st_size
             except FileNotFoundError:
                 continue
         self.ids_read = 0
@@ -143,23 +141,21 @@ class PeerReader:
         no longer grows: read to its end once, then passed over without a ``stat``, so a
         long window's many journals cost a directory listing per poll, not a read each.
         """
-        try:
-            names = [e.name for e in os.scandir(self._root) if e.name.endswith(_SUFFIX)]
-        except OSError:
-            return 0
-        current: dict[str, tuple[int, str]] = {}  # writer -> its newest journal
+        names = self._journals()
+        writers: dict[str, str] = {}  # journal -> its writer
+        newest: dict[str, tuple[int, str]] = {}  # writer -> its newest journal
         for name in names:
             writer, _, seq = name.removesuffix(_SUFFIX).rpartition("-")
+            writers[name] = writer
             number = int(seq) if seq.isdigit() else -1
-            if number > current.get(writer, (-2, ""))[0]:
-                current[writer] = (number, name)
+            if number > newest.get(writer, (-2, ""))[0]:
+                newest[writer] = (number, name)
         count = 0
         for name in names:
             if name in self._done or name.startswith(self._own):
                 continue
             count += self._read(self._root / name, self._offsets.get(name, 0))
-            writer = name.removesuffix(_SUFFIX).rpartition("-")[0]
-            if current[writer][1] != name:  # rotated away from, and now read to its end
+            if newest[writers[name]][1] != name:  # rotated away from, now read to its end
                 self._done.add(name)
         listed = set(names)
         for name in set(self._offsets) - listed:  # deleted meanwhile
@@ -195,16 +191,18 @@ class PeerReader:
             self._window.commit(ids)
         return len(ids)
 
-    def _journals(self) -> list[Path]:
+    def _journals(self) -> list[str]:
+        """The names of the journals in the directory now (none if it cannot be listed)."""
         try:
-            return sorted(self._root.glob(f"*{_SUFFIX}"))
+            return [e.name for e in os.scandir(self._root) if e.name.endswith(_SUFFIX)]
         except OSError:
             return []
 
     def _sweep(self) -> None:
         self._last_sweep = time.monotonic()
         limit = time.time() - self._horizon
-        for path in self._journals():
+        for name in self._journals():
+            path = self._root / name
             try:
                 if path.stat().st_mtime < limit:
                     path.unlink()

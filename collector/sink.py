@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from journeykit.collector.settings import FsyncPolicy
+from journeykit.consent._ledgerfile import write_all
 
 __all__ = ["NdjsonSink", "host_tag"]
 
@@ -159,7 +160,7 @@ class NdjsonSink:
                 if not unsynced:
                     synced_size = self._size
                 start = self._size
-                self._write_all(fd, ticket.data)
+                write_all(fd, ticket.data)
             except OSError as exc:
                 if start >= 0:
                     self._cut_back(start)  # only this ticket's partial bytes
@@ -232,12 +233,6 @@ class NdjsonSink:
         for ticket in tickets:
             ticket.error = error
             ticket.done = True
-
-    @staticmethod
-    def _write_all(fd: int, data: bytes) -> None:
-        written = os.write(fd, data)
-        while written < len(data):
-            written += os.write(fd, data[written:])
 
     def _sync(self) -> None:
         if self._fd is None or self._fsync == "never":
