@@ -171,12 +171,25 @@ def test_the_size_bound_evicts_the_oldest_records_and_counts_them(tmp_path: Path
     assert collector.ids == ids[evicted:]
 
 
+def _spooled(spool_dir: Path) -> list[str]:
+    """The ids of two batches a client stored in ``spool_dir`` while its collector was down."""
+    first = _client(Switch(down=True), spool_dir)
+    ids = _track(first, chunks=2)
+    first.shutdown(timeout=1)
+    return ids
+
+
+def _replayer(spool_dir: Path) -> tuple[Client, Switch, list[Drop]]:
+    """A client that replays ``spool_dir`` to a collector that is up, and its drops."""
+    drops: list[Drop] = []
+    up = Switch(down=False)
+    return _client(up, spool_dir, on_drop=drops.append), up, drops
+
+
 def test_corrupt_records_are_moved_aside_and_counted_and_the_rest_replayed(
     tmp_path: Path,
 ) -> None:
-    first = _client(Switch(down=True), tmp_path)
-    ids = _track(first, chunks=2)
-    first.shutdown(timeout=1)
+    ids = _spooled(tmp_path)
     good = _records(tmp_path)
     # A foreign file and a record whose body lost its last bytes (a damaged disk, not a crash:
     # the spool's own writes are atomic), both older than the good records.
@@ -184,9 +197,7 @@ def test_corrupt_records_are_moved_aside_and_counted_and_the_rest_replayed(
     torn = good[0].read_bytes()[:-7]
     (tmp_path / "00000000000000000002-0000001-000000.jks").write_bytes(torn)
 
-    drops: list[Drop] = []
-    up = Switch(down=False)
-    second = _client(up, tmp_path, on_drop=drops.append)
+    second, up, drops = _replayer(tmp_path)
     assert _wait_until(lambda: second.stats().replayed == 20)
     second.shutdown(timeout=5)
     assert up.ids == ids
@@ -201,13 +212,9 @@ def test_a_record_that_cannot_be_read_is_moved_aside_and_the_rest_replayed(
 ) -> None:
     # Reading fails (another user's 0600 record, a bad sector): here a directory, which opens
     # but cannot be read, whoever runs the test. It must not stop replay for good.
-    first = _client(Switch(down=True), tmp_path)
-    ids = _track(first, chunks=2)
-    first.shutdown(timeout=1)
+    ids = _spooled(tmp_path)
     (tmp_path / "00000000000000000001-0000001-000000.jks").mkdir()
-    drops: list[Drop] = []
-    up = Switch(down=False)
-    second = _client(up, tmp_path, on_drop=drops.append)
+    second, up, drops = _replayer(tmp_path)
     try:
         assert _wait_until(lambda: second.stats().replayed == 20)
         assert second.track("u1", "After").queued
