@@ -84,10 +84,10 @@ def timed_flush(self, *args, **kwargs):
     finally:
         flushes.append((started, time.perf_counter(), time.thread_time() - cpu, queued))
 
-async def timed_handle(self, request, single_type):
+async def timed_handle(self, request, single_type, **kwargs):
     started = time.perf_counter()
     try:
-        return await handle(self, request, single_type)
+        return await handle(self, request, single_type, **kwargs)
     finally:
         handled.append((started, time.perf_counter()))
 

@@ -64,6 +64,13 @@ class Deduplicator:
     was the tail of the collector's latency. A generation only grows, so its rebuilds are the
     amortized doublings of an eighth of the ids, and forgetting is dropping the oldest one.
 
+    Lookups go to one set of every remembered id (``_known``), not to each generation: a new
+    id cost a probe of all eight tables, each a likely cache miss, ~0.5-1 us per event on the
+    event loop (a sixth of its CPU in a serving collector); one probe costs ~0.15 us. That set
+    does rebuild its table as ids come and go, but hash-to-slot without touching the strings:
+    ~7 ms on average and 16 ms at most with 500,000 ids, once per ~125,000 new ids
+    (docs/benchmarks.md, "Session 12").
+
     So an id is remembered for ``window`` seconds at least and one generation's span (an eighth
     of the window) at most; at the memory bound the oldest generation is forgotten whole, and
     ``len()`` never exceeds ``max_entries`` (a batch larger than the bound keeps its last ids:
@@ -80,12 +87,15 @@ class Deduplicator:
         self._span = window / GENERATIONS
         self._cap = -(-max_entries // GENERATIONS)  # ceiling: at least one id
         self._generations: deque[_Generation] = deque()
-        self._size = 0
+        # Every remembered id once (see the class docstring). An id lives in exactly one
+        # generation (a commit again moves it to the youngest), so forgetting a generation is
+        # taking its ids out of this set.
+        self._known: set[str] = set()
         self._pending: set[str] = set()
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
-        return self._size
+        return len(self._known)
 
     def reserve(self, ids: Iterable[str]) -> list[bool]:
         """For each id in order: ``True`` if it is new (and now reserved), ``False`` if seen."""
@@ -97,17 +107,13 @@ class Deduplicator:
         out: list[bool] = []
         with self._lock:
             self._expire(now)
-            generations = [g.ids for g in self._generations]
+            known, pending = self._known, self._pending
             # The usual batch: distinct ids, none known. Set operations decide it in C.
-            if (
-                len(fresh) == len(ids)
-                and fresh.isdisjoint(self._pending)
-                and all(fresh.isdisjoint(known) for known in generations)
-            ):
-                self._pending |= fresh
+            if len(fresh) == len(ids) and fresh.isdisjoint(pending) and fresh.isdisjoint(known):
+                pending |= fresh
                 return [True] * len(ids)
             for mid in ids:
-                if mid in self._pending or any(mid in known for known in generations):
+                if mid in pending or mid in known:
                     out.append(False)
                 else:
                     self._pending.add(mid)
@@ -121,7 +127,15 @@ class Deduplicator:
         now = self._clock()
         with self._lock:
             self._pending.difference_update(ids)
-            generations = self._generations
+            generations, known = self._generations, self._known
+            before = len(known)
+            known.update(ids)
+            if len(known) - before != len(ids):
+                # Some were remembered already (or came twice): moved to the youngest
+                # generation, each id in one generation still.
+                ids = list(dict.fromkeys(ids))
+                for generation in generations:
+                    generation.ids.difference_update(ids)
             young = generations[-1] if generations else None
             if young is None or now - young.started >= self._span:
                 young = _Generation(now)
@@ -136,13 +150,11 @@ class Deduplicator:
                     generations.append(young)
                     room = self._cap
                 part = ids if done == 0 and len(ids) <= room else ids[done : done + room]
-                before = len(young.ids)
                 young.ids.update(part)
                 young.last = now
-                self._size += len(young.ids) - before
                 done += len(part)
-            while self._size > self._max and len(generations) > 1:
-                self._size -= len(generations.popleft().ids)
+            while len(known) > self._max and len(generations) > 1:
+                known.difference_update(generations.popleft().ids)
 
     def release(self, ids: Iterable[str]) -> None:
         with self._lock:
@@ -157,12 +169,8 @@ class Deduplicator:
             return []
         with self._lock:
             self._expire(self._clock())
-            known = [g.ids for g in self._generations]
-            return [
-                mid
-                for mid in ids
-                if mid not in self._pending and not any(mid in seen for seen in known)
-            ]
+            known, pending = self._known, self._pending
+            return [mid for mid in ids if mid not in pending and mid not in known]
 
     def close(self) -> None:
         """Nothing to release: the window lives in this process's memory."""
@@ -172,4 +180,4 @@ class Deduplicator:
         horizon = now - self._window
         generations = self._generations
         while generations and generations[0].last <= horizon:
-            self._size -= len(generations.popleft().ids)
+            self._known.difference_update(generations.popleft().ids)

@@ -123,6 +123,19 @@ def test_generations_are_forgotten_whole_after_the_window() -> None:
     assert len(dedup) == 1
 
 
+def test_an_id_committed_again_outlives_its_first_generation() -> None:
+    # Lookups go to one set of every id; forgetting the first generation must not take out
+    # an id a later commit moved to a younger one.
+    now = [0.0]
+    dedup = Deduplicator(window=8, max_entries=100, clock=lambda: now[0])  # spans of 1 s
+    dedup.commit(["again", "once"])
+    now[0] = 1.5
+    dedup.commit(["again"])
+    now[0] = 8.6  # the first generation is past the window; the second commit is not
+    assert dedup.reserve(["again", "once"]) == [False, True]
+    assert len(dedup) == 1
+
+
 def test_a_window_refilled_at_start_loses_an_eighth_at_the_bound_not_all() -> None:
     dedup = Deduplicator(window=3600, max_entries=1_000)
     rebuilt = [f"old{n}" for n in range(1_000)]  # recent_message_ids, oldest first, at the bound
