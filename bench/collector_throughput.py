@@ -15,7 +15,9 @@ process: its first ``WARM_SECONDS`` (2 s) of requests are sent and timed but rep
 its connections), not the steady state; p50/p99 are of the ``--seconds`` after them. Then
 saturated again, since this machine's speed drifts: the paced rate is printed as a share of
 both saturated rates, with the busiest server thread's share of a core during the paced run
-(near 100%: overloaded).
+(near 100%: overloaded). Last, the floor without fsync again: the CPU-per-event ratio is the
+mean of the collector's two saturated runs over the mean of the floor's two runs, one before
+and one after, since the machine's speed drifts over the minutes between them.
 
 ``--decisions both`` (the default) runs the collector twice, with decisions off
 (``JOURNEYKIT_DECISIONS=false``) and on (the default settings: profiles updated and up to
@@ -353,16 +355,37 @@ def main() -> None:
                     + ("; again" if attempt < args.attempts else "; no attempt held"),
                     flush=True,
                 )
+        # The floor again, after the collector's runs: this machine's speed drifts over the
+        # minutes between them, and a ratio of two runs minutes apart moved with it (the same
+        # code measured 7.6x-12.3x the floor in session 11, the floor's own CPU per event
+        # 0.6-0.9 us). Both sides are the mean of a run before and a run after.
+        floor_after = _run(
+            "floor: append body, again",
+            [*uvicorn, "_floor_app:app"],
+            {**floor_env, "FLOOR_FILE": str(Path(tmp) / "floor-again.ndjson")},
+            args,
+            script,
+            c,
+        )
+    floor_cpu = (floor["cpu_per_event_us"] + floor_after["cpu_per_event_us"]) / 2
+    print(
+        f"\nfloor CPU per event: {floor['cpu_per_event_us']:.2f} us before the collector's runs, "
+        f"{floor_after['cpu_per_event_us']:.2f} us after them; their mean {floor_cpu:.2f} us"
+    )
     for mode, (full, light, again) in runs.items():
+        saturated_cpu = (full["cpu_per_event_us"] + again["cpu_per_event_us"]) / 2
         print(
             f"\ndecisions {mode}: collector events/s: {full['rps'] * 100:,.0f} "
             f"({full['rps'] / floor['rps']:.2f}x the floor's requests/s, "
             f"{full['rps'] / floor_sync['rps']:.2f}x the fsync floor's)\n"
-            f"CPU per accepted event: {full['cpu_per_event_us'] / floor['cpu_per_event_us']:.1f}x "
-            f"the floor's at {c} connections, "
-            f"{light['cpu_per_event_us'] / floor['cpu_per_event_us']:.1f}x paced at 80% "
+            f"CPU per accepted event: {saturated_cpu / floor_cpu:.1f}x the floor's at {c} "
+            f"connections ({saturated_cpu:.2f} us, the mean of the saturated runs before and "
+            f"after the paced one; against each floor run alone "
+            f"{saturated_cpu / floor['cpu_per_event_us']:.1f}x and "
+            f"{saturated_cpu / floor_after['cpu_per_event_us']:.1f}x), "
+            f"{light['cpu_per_event_us'] / floor_cpu:.1f}x paced at 80% "
             f"(against the floor that fsyncs each request, as durable as fsync=always: "
-            f"{full['cpu_per_event_us'] / floor_sync['cpu_per_event_us']:.1f}x and "
+            f"{saturated_cpu / floor_sync['cpu_per_event_us']:.1f}x and "
             f"{light['cpu_per_event_us'] / floor_sync['cpu_per_event_us']:.1f}x)\n"
             f"p99 paced at 80% of the saturated rate ({light['rps'] * 100:,.0f} events/s "
             f"answered, open loop, latency from when each request was due): "

@@ -267,8 +267,7 @@ class CollectorCore:
             rejected = Counter(r.errors[0]["type"] if r.errors else "" for r in result.rejected)
             m.count_events("rejected", rejected)
         m.consent_records.inc(result.consent_records)
-        for reason, n in result.fields_removed.items():
-            m.fields_removed.labels(reason).inc(n)
+        m.count_fields_removed(result.fields_removed)
         answer = result.as_json()
         decided: dict[str, Decision] = {}
         personalizer = self.personalizer
@@ -418,8 +417,7 @@ def create_app(settings: CollectorSettings) -> Starlette:
             status = exc.status
             raise
         finally:
-            collector.metrics.requests.labels(str(status)).inc()
-            collector.metrics.latency.observe(time.perf_counter() - started)
+            collector.metrics.count_request(status, time.perf_counter() - started)
 
     async def batch(request: Request) -> Response:
         return await ingest(request, None)

@@ -60,6 +60,7 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._extra: list[Any] = []
+        self._children: dict[tuple[object, ...], Any] = {}
         if multiprocess():
             _forget_dead_workers()
         self.events = Counter(
@@ -159,7 +160,25 @@ class Metrics:
     def count_events(self, outcome: str, reasons: Mapping[str, int]) -> None:
         for reason, n in reasons.items():
             if n:
-                self.events.labels(outcome, reason).inc(n)
+                self._child(self.events, outcome, reason).inc(n)
+
+    def count_fields_removed(self, reasons: Mapping[str, int]) -> None:
+        for reason, n in reasons.items():
+            self._child(self.fields_removed, reason).inc(n)
+
+    def count_request(self, status: int, seconds: float) -> None:
+        """An ingestion request answered with ``status`` after ``seconds``."""
+        self._child(self.requests, str(status)).inc()
+        self.latency.observe(seconds)
+
+    def _child(self, metric: Counter, *labels: str) -> Any:
+        # ``labels()`` checks and locks on every call, a few microseconds, several times per
+        # request; a label set's child never changes, so it is looked up once.
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def render(self) -> bytes:
         """The exposition: this process's registry, or every worker's summed (see the module)."""
