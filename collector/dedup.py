@@ -38,13 +38,19 @@ GENERATIONS = 8
 this share of its entries (see :class:`Deduplicator`)."""
 
 
-class _Generation:
-    __slots__ = ("ids", "last", "started")
+UNIONS = 2
+"""Sets the ids are looked up in, each holding every ``UNIONS``-th generation's (see
+:class:`Deduplicator`)."""
 
-    def __init__(self, now: float) -> None:
+
+class _Generation:
+    __slots__ = ("ids", "last", "started", "union")
+
+    def __init__(self, now: float, union: set[str]) -> None:
         self.started = now
         self.last = now  # when an id was last added
-        self.ids: set[str] = set()  # a set: a missing id costs one probe of its table
+        self.ids: set[str] = set()
+        self.union = union  # the lookup set that holds these ids too
         # Old before it fills: young collections never walk its ids (see collect_young).
         collect_young()
 
@@ -64,12 +70,14 @@ class Deduplicator:
     was the tail of the collector's latency. A generation only grows, so its rebuilds are the
     amortized doublings of an eighth of the ids, and forgetting is dropping the oldest one.
 
-    Lookups go to one set of every remembered id (``_known``), not to each generation: a new
-    id cost a probe of all eight tables, each a likely cache miss, ~0.5-1 us per event on the
-    event loop (a sixth of its CPU in a serving collector); one probe costs ~0.15 us. That set
-    does rebuild its table as ids come and go, but hash-to-slot without touching the strings:
-    ~7 ms on average and 16 ms at most with 500,000 ids, once per ~125,000 new ids
-    (docs/benchmarks.md, "Session 12").
+    Lookups go to ``UNIONS`` (two) sets, each of every other generation's ids, not to each
+    generation: a new id cost a probe of all eight tables, each a likely cache miss, ~0.6 us
+    per event on the event loop (a sixth of its CPU in a serving collector); two probes cost
+    ~0.2 us. The unions do rebuild their tables as ids come and go (hash to slot, without
+    touching the strings): one set of all 500,000 ids took up to 15 ms (20 ms in a server),
+    each of two halves takes up to ~7 ms, once per ~160,000 new ids; four would cost half as
+    much again per lookup for 6 ms (``bench/collector_dedup.py``; docs/benchmarks.md,
+    "Session 12").
 
     So an id is remembered for ``window`` seconds at least and one generation's span (an eighth
     of the window) at most; at the memory bound the oldest generation is forgotten whole, and
@@ -87,15 +95,16 @@ class Deduplicator:
         self._span = window / GENERATIONS
         self._cap = -(-max_entries // GENERATIONS)  # ceiling: at least one id
         self._generations: deque[_Generation] = deque()
-        # Every remembered id once (see the class docstring). An id lives in exactly one
-        # generation (a commit again moves it to the youngest), so forgetting a generation is
-        # taking its ids out of this set.
-        self._known: set[str] = set()
+        # Every remembered id once, in the union of its generation (see the class docstring).
+        # An id lives in exactly one generation (a commit again moves it to the youngest), so
+        # forgetting a generation is taking its ids out of its union.
+        self._unions: list[set[str]] = [set() for _ in range(UNIONS)]
+        self._started = 0  # generations started so far: the next one's union is this modulo
         self._pending: set[str] = set()
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
-        return len(self._known)
+        return sum(map(len, self._unions))
 
     def reserve(self, ids: Iterable[str]) -> list[bool]:
         """For each id in order: ``True`` if it is new (and now reserved), ``False`` if seen."""
@@ -107,13 +116,17 @@ class Deduplicator:
         out: list[bool] = []
         with self._lock:
             self._expire(now)
-            known, pending = self._known, self._pending
+            unions, pending = self._unions, self._pending
             # The usual batch: distinct ids, none known. Set operations decide it in C.
-            if len(fresh) == len(ids) and fresh.isdisjoint(pending) and fresh.isdisjoint(known):
+            if (
+                len(fresh) == len(ids)
+                and fresh.isdisjoint(pending)
+                and all(fresh.isdisjoint(union) for union in unions)
+            ):
                 pending |= fresh
                 return [True] * len(ids)
             for mid in ids:
-                if mid in pending or mid in known:
+                if mid in pending or any(mid in union for union in unions):
                     out.append(False)
                 else:
                     self._pending.add(mid)
@@ -127,34 +140,44 @@ class Deduplicator:
         now = self._clock()
         with self._lock:
             self._pending.difference_update(ids)
-            generations, known = self._generations, self._known
-            before = len(known)
-            known.update(ids)
-            if len(known) - before != len(ids):
+            generations, unions = self._generations, self._unions
+            fresh = set(ids)
+            if len(fresh) != len(ids) or not all(fresh.isdisjoint(u) for u in unions):
                 # Some were remembered already (or came twice): moved to the youngest
                 # generation, each id in one generation still.
                 ids = list(dict.fromkeys(ids))
                 for generation in generations:
-                    generation.ids.difference_update(ids)
+                    generation.ids.difference_update(fresh)
+                for union in unions:
+                    union.difference_update(fresh)
             young = generations[-1] if generations else None
             if young is None or now - young.started >= self._span:
-                young = _Generation(now)
-                generations.append(young)
+                young = self._start(now)
             # Generations of at most ``_cap`` ids however many come at once (the window is
             # refilled in one call at start), so the bound forgets an eighth at a time.
             done = 0
             while done < len(ids):
                 room = self._cap - len(young.ids)
                 if room <= 0:
-                    young = _Generation(now)
-                    generations.append(young)
+                    young = self._start(now)
                     room = self._cap
                 part = ids if done == 0 and len(ids) <= room else ids[done : done + room]
                 young.ids.update(part)
+                young.union.update(part)
                 young.last = now
                 done += len(part)
-            while len(known) > self._max and len(generations) > 1:
-                known.difference_update(generations.popleft().ids)
+            while len(self) > self._max and len(generations) > 1:
+                self._forget(generations.popleft())
+
+    def _start(self, now: float) -> _Generation:
+        generation = _Generation(now, self._unions[self._started % UNIONS])
+        self._started += 1
+        self._generations.append(generation)
+        return generation
+
+    @staticmethod
+    def _forget(generation: _Generation) -> None:
+        generation.union.difference_update(generation.ids)
 
     def release(self, ids: Iterable[str]) -> None:
         with self._lock:
@@ -169,8 +192,12 @@ class Deduplicator:
             return []
         with self._lock:
             self._expire(self._clock())
-            known, pending = self._known, self._pending
-            return [mid for mid in ids if mid not in pending and mid not in known]
+            unions, pending = self._unions, self._pending
+            return [
+                mid
+                for mid in ids
+                if mid not in pending and not any(mid in union for union in unions)
+            ]
 
     def close(self) -> None:
         """Nothing to release: the window lives in this process's memory."""
@@ -180,4 +207,4 @@ class Deduplicator:
         horizon = now - self._window
         generations = self._generations
         while generations and generations[0].last <= horizon:
-            self._known.difference_update(generations.popleft().ids)
+            self._forget(generations.popleft())
