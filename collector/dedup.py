@@ -38,19 +38,23 @@ GENERATIONS = 8
 this share of its entries (see :class:`Deduplicator`)."""
 
 
-UNIONS = 2
-"""Sets the ids are looked up in, each holding every ``UNIONS``-th generation's (see
-:class:`Deduplicator`)."""
+UNION_IDS = 250_000
+"""The most ids a lookup set holds at the memory bound (see :class:`Deduplicator`): each set
+rebuilds its table now and then, up to ~7 ms with this many ids."""
+
+_NO_UNIONS = 0
+"""``lookup_sets`` meaning: lookups go to the generations themselves."""
+_MOST_UNIONS = 2  # beyond: the generations (see Deduplicator)
 
 
 class _Generation:
     __slots__ = ("ids", "last", "started", "union")
 
-    def __init__(self, now: float, union: set[str]) -> None:
+    def __init__(self, now: float, union: set[str] | None) -> None:
         self.started = now
         self.last = now  # when an id was last added
         self.ids: set[str] = set()
-        self.union = union  # the lookup set that holds these ids too
+        self.union = union  # the lookup set that holds these ids too; None: ``ids`` is one
         # Old before it fills: young collections never walk its ids (see collect_young).
         collect_young()
 
@@ -70,24 +74,33 @@ class Deduplicator:
     was the tail of the collector's latency. A generation only grows, so its rebuilds are the
     amortized doublings of an eighth of the ids, and forgetting is dropping the oldest one.
 
-    Lookups go to ``UNIONS`` (two) sets, each of every other generation's ids, not to each
-    generation: a new id cost a probe of all eight tables, each a likely cache miss, ~0.6 us
-    per event on the event loop (a sixth of its CPU in a serving collector); two probes cost
-    ~0.2 us. The unions do rebuild their tables as ids come and go (hash to slot, without
-    touching the strings): one set of all 500,000 ids took up to 15 ms (20 ms in a server),
-    each of two halves takes up to ~7 ms, once per ~160,000 new ids; four would cost half as
-    much again per lookup for 6 ms (``bench/collector_dedup.py``; docs/benchmarks.md,
-    "Session 12").
-
     So an id is remembered for ``window`` seconds at least and one generation's span (an eighth
     of the window) at most; at the memory bound the oldest generation is forgotten whole, and
     ``len()`` never exceeds ``max_entries`` (a batch larger than the bound keeps its last ids:
     it fills generations in order). An id committed again is added to the youngest generation,
     so it lives on.
+
+    Lookups go to a few sets (``lookup_sets``), each holding the ids of every
+    ``lookup_sets``-th generation, not to each generation: a new id cost a probe of all eight
+    tables, each a likely cache miss, ~0.6 us per event on the event loop (a sixth of its CPU
+    in a serving collector); two probes cost ~0.2 us. But the sets rebuild their tables as ids
+    come and go (hash to slot, without touching the strings), and forgetting a generation
+    deletes its ids from its set: one set of all 500,000 ids paused up to 15 ms (20 ms in a
+    server), each of two halves up to ~7 ms, once per ~160,000 new ids
+    (``bench/collector_dedup.py``; docs/benchmarks.md, "Session 12"). So a bound gets one set
+    per ``UNION_IDS`` ids, two for the default 500,000; past that the lookups go to the
+    generations themselves, as the pauses outgrow what the probes save (1,000,000 ids in four
+    sets: 40 instead of 72 us per batch on the loop, 20 more on the writer thread, and 37
+    pauses over 4 ms per 4,000,000 ids, up to 14 ms, against 8 up to 6 ms).
     """
 
     def __init__(
-        self, window: float, max_entries: int, clock: Callable[[], float] = time.monotonic
+        self,
+        window: float,
+        max_entries: int,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        lookup_sets: int | None = None,
     ) -> None:
         self._window = window
         self._max = max_entries
@@ -95,16 +108,33 @@ class Deduplicator:
         self._span = window / GENERATIONS
         self._cap = -(-max_entries // GENERATIONS)  # ceiling: at least one id
         self._generations: deque[_Generation] = deque()
-        # Every remembered id once, in the union of its generation (see the class docstring).
-        # An id lives in exactly one generation (a commit again moves it to the youngest), so
+        # With unions (see the class docstring), every remembered id is in its generation's
+        # union, and in exactly one generation (a commit again moves it to the youngest), so
         # forgetting a generation is taking its ids out of its union.
-        self._unions: list[set[str]] = [set() for _ in range(UNIONS)]
+        if lookup_sets is None:
+            lookup_sets = -(-max_entries // UNION_IDS)
+            if lookup_sets > _MOST_UNIONS:
+                lookup_sets = _NO_UNIONS
+        if lookup_sets < 0:
+            raise ValueError("lookup_sets must be 0 (the generations) or more")
+        self._unions = [set[str]() for _ in range(lookup_sets)] if lookup_sets else None
         self._started = 0  # generations started so far: the next one's union is this modulo
         self._pending: set[str] = set()
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
-        return sum(map(len, self._unions))
+        return sum(map(len, self._lookup()))
+
+    @property
+    def lookup_sets(self) -> int:
+        """How many sets of several generations a new id is looked up in (see the class
+        docstring); 0: it is looked up in each generation."""
+        return 0 if self._unions is None else len(self._unions)
+
+    def _lookup(self) -> list[set[str]]:
+        if self._unions is None:
+            return [generation.ids for generation in self._generations]
+        return self._unions
 
     def reserve(self, ids: Iterable[str]) -> list[bool]:
         """For each id in order: ``True`` if it is new (and now reserved), ``False`` if seen."""
@@ -116,7 +146,7 @@ class Deduplicator:
         out: list[bool] = []
         with self._lock:
             self._expire(now)
-            unions, pending = self._unions, self._pending
+            unions, pending = self._lookup(), self._pending
             # The usual batch: distinct ids, none known. Set operations decide it in C.
             if (
                 len(fresh) == len(ids)
@@ -141,15 +171,18 @@ class Deduplicator:
         with self._lock:
             self._pending.difference_update(ids)
             generations, unions = self._generations, self._unions
-            fresh = set(ids)
-            if len(fresh) != len(ids) or not all(fresh.isdisjoint(u) for u in unions):
-                # Some were remembered already (or came twice): moved to the youngest
-                # generation, each id in one generation still.
-                ids = list(dict.fromkeys(ids))
-                for generation in generations:
-                    generation.ids.difference_update(fresh)
-                for union in unions:
-                    union.difference_update(fresh)
+            if unions is not None:
+                fresh = set(ids)
+                if len(fresh) != len(ids) or not all(fresh.isdisjoint(u) for u in unions):
+                    # Some were remembered already (or came twice): moved to the youngest
+                    # generation, so that each id is in one generation and one union, and
+                    # forgetting its older generation does not take it out of the union.
+                    # (Without unions an id may sit in two generations: the younger keeps it.)
+                    ids = list(dict.fromkeys(ids))
+                    for generation in generations:
+                        generation.ids.difference_update(fresh)
+                    for union in unions:
+                        union.difference_update(fresh)
             young = generations[-1] if generations else None
             if young is None or now - young.started >= self._span:
                 young = self._start(now)
@@ -163,21 +196,25 @@ class Deduplicator:
                     room = self._cap
                 part = ids if done == 0 and len(ids) <= room else ids[done : done + room]
                 young.ids.update(part)
-                young.union.update(part)
+                if young.union is not None:
+                    young.union.update(part)
                 young.last = now
                 done += len(part)
             while len(self) > self._max and len(generations) > 1:
                 self._forget(generations.popleft())
 
     def _start(self, now: float) -> _Generation:
-        generation = _Generation(now, self._unions[self._started % UNIONS])
+        unions = self._unions
+        union = None if unions is None else unions[self._started % len(unions)]
+        generation = _Generation(now, union)
         self._started += 1
         self._generations.append(generation)
         return generation
 
     @staticmethod
     def _forget(generation: _Generation) -> None:
-        generation.union.difference_update(generation.ids)
+        if generation.union is not None:
+            generation.union.difference_update(generation.ids)
 
     def release(self, ids: Iterable[str]) -> None:
         with self._lock:
@@ -192,7 +229,7 @@ class Deduplicator:
             return []
         with self._lock:
             self._expire(self._clock())
-            unions, pending = self._unions, self._pending
+            unions, pending = self._lookup(), self._pending
             return [
                 mid
                 for mid in ids

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gc
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -35,9 +36,9 @@ _steps = st.lists(
 )
 
 
-def _run(steps: list[tuple[str, object]], max_entries: int) -> None:
+def _run(steps: list[tuple[str, object]], max_entries: int, lookup_sets: int = 1) -> None:
     now = [0.0]
-    dedup = Deduplicator(WINDOW, max_entries, clock=lambda: now[0])
+    dedup = Deduplicator(WINDOW, max_entries, clock=lambda: now[0], lookup_sets=lookup_sets)
     committed: dict[str, float] = {}  # id -> time of its last commit
     pending: set[str] = set()
     order: list[str] = []  # commits, oldest first, an id once (at its last commit)
@@ -76,20 +77,24 @@ def _run(steps: list[tuple[str, object]], max_entries: int) -> None:
         assert len(dedup) <= max_entries
 
 
+# Lookup sets: each generation (0), one, or several taking the generations in turn.
+_sets = st.integers(min_value=0, max_value=3)
+
+
 @settings(max_examples=300, deadline=None)
-@given(_steps)
+@given(_steps, _sets)
 def test_within_the_window_every_commit_is_remembered_and_none_beyond(
-    steps: list[tuple[str, object]],
+    steps: list[tuple[str, object]], lookup_sets: int
 ) -> None:
-    _run(steps, max_entries=100)
+    _run(steps, max_entries=100, lookup_sets=lookup_sets)
 
 
 @settings(max_examples=300, deadline=None)
-@given(_steps, st.integers(min_value=1, max_value=6))
+@given(_steps, st.integers(min_value=1, max_value=6), _sets)
 def test_the_memory_bound_holds_and_answers_stay_sound(
-    steps: list[tuple[str, object]], max_entries: int
+    steps: list[tuple[str, object]], max_entries: int, lookup_sets: int
 ) -> None:
-    _run(steps, max_entries)
+    _run(steps, max_entries, lookup_sets)
 
 
 def test_eviction_forgets_the_oldest_commits_first() -> None:
@@ -123,17 +128,27 @@ def test_generations_are_forgotten_whole_after_the_window() -> None:
     assert len(dedup) == 1
 
 
-def test_an_id_committed_again_outlives_its_first_generation() -> None:
-    # Lookups go to one set of every id; forgetting the first generation must not take out
-    # an id a later commit moved to a younger one.
+@pytest.mark.parametrize("lookup_sets", [0, 1, 2])
+def test_an_id_committed_again_outlives_its_first_generation(lookup_sets: int) -> None:
+    # Lookups go to sets of several generations' ids; forgetting the first generation must
+    # not take out an id a later commit moved to a younger one.
     now = [0.0]
-    dedup = Deduplicator(window=8, max_entries=100, clock=lambda: now[0])  # spans of 1 s
+    dedup = Deduplicator(8, 100, clock=lambda: now[0], lookup_sets=lookup_sets)  # spans of 1 s
     dedup.commit(["again", "once"])
     now[0] = 1.5
     dedup.commit(["again"])
     now[0] = 8.6  # the first generation is past the window; the second commit is not
     assert dedup.reserve(["again", "once"]) == [False, True]
     assert len(dedup) == 1
+
+
+def test_lookup_sets_grow_with_the_bound_then_give_way_to_the_generations() -> None:
+    assert Deduplicator(60, 100).lookup_sets == 1
+    assert Deduplicator(60, 500_000).lookup_sets == 2  # the default bound
+    assert Deduplicator(60, 500_001).lookup_sets == 0  # each generation looked up
+    assert Deduplicator(60, 5_000_000).lookup_sets == 0
+    with pytest.raises(ValueError, match=r"0 \(the generations\) or more"):
+        Deduplicator(60, 100, lookup_sets=-1)
 
 
 def test_a_window_refilled_at_start_loses_an_eighth_at_the_bound_not_all() -> None:
