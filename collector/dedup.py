@@ -39,8 +39,8 @@ this share of its entries (see :class:`Deduplicator`)."""
 
 
 UNION_IDS = 250_000
-"""The most ids a lookup set holds at the memory bound (see :class:`Deduplicator`): each set
-rebuilds its table now and then, up to ~7 ms with this many ids."""
+"""The ids of the bound per lookup set (see :class:`Deduplicator`): each set rebuilds its table
+now and then, up to ~7 ms with about this many ids."""
 
 _NO_UNIONS = 0
 """``lookup_sets`` meaning: lookups go to the generations themselves."""
@@ -118,11 +118,16 @@ class Deduplicator:
         if lookup_sets < 0:
             raise ValueError("lookup_sets must be 0 (the generations) or more")
         self._unions = [set[str]() for _ in range(lookup_sets)] if lookup_sets else None
+        collect_young()  # the unions old while empty: young collections never walk their ids
         self._started = 0  # generations started so far: the next one's union is this modulo
         self._pending: set[str] = set()
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
+        with self._lock:
+            return self._size()
+
+    def _size(self) -> int:
         return sum(map(len, self._lookup()))
 
     @property
@@ -178,7 +183,7 @@ class Deduplicator:
                     # generation, so that each id is in one generation and one union, and
                     # forgetting its older generation does not take it out of the union.
                     # (Without unions an id may sit in two generations: the younger keeps it.)
-                    ids = list(dict.fromkeys(ids))
+                    ids = list(dict.fromkeys(reversed(ids)))[::-1]  # each at its last place
                     for generation in generations:
                         generation.ids.difference_update(fresh)
                     for union in unions:
@@ -200,7 +205,7 @@ class Deduplicator:
                     young.union.update(part)
                 young.last = now
                 done += len(part)
-            while len(self) > self._max and len(generations) > 1:
+            while self._size() > self._max and len(generations) > 1:
                 self._forget(generations.popleft())
 
     def _start(self, now: float) -> _Generation:
