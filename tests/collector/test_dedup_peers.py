@@ -7,10 +7,13 @@ import time
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from journeykit.collector import dedup_peers
+from journeykit.collector.app import CollectorCore
 from journeykit.collector.dedup import Deduplicator
 from journeykit.collector.dedup_peers import PeerJournal, PeerReader
+from journeykit.collector.settings import CollectorSettings
 
 
 def worker(root: Path, prefix: str) -> tuple[PeerJournal, PeerReader, Deduplicator]:
@@ -108,3 +111,24 @@ def test_a_journal_rotated_away_from_is_read_once_then_passed_over(
     a_journal.append(["m3"])  # into the newest, 10000
     assert b_reader.read_once() == 1
     assert b_window.reserve(["m1", "m2", "m3"]) == [False, False, False]
+
+
+@pytest.mark.parametrize(("peers", "lookup_sets"), [(False, 2), (True, 0)])
+def test_workers_sharing_their_windows_probe_the_generations(
+    tmp_path: Path, peers: bool, lookup_sets: int
+) -> None:
+    # Every worker commits every worker's ids: the lookup sets' dearer commits would be paid
+    # N times over (collector/app.py, _deduplicator).
+    settings = CollectorSettings(
+        data_dir=tmp_path,
+        write_keys=(SecretStr("k"),),
+        pseudonym_key=SecretStr("test-pseudonym-key-0123456789abcdef"),
+        dedup_peers=peers,
+        decisions=False,
+    )
+    core = CollectorCore(settings)
+    try:
+        assert isinstance(core.dedup, Deduplicator)
+        assert core.dedup.lookup_sets == lookup_sets
+    finally:
+        core.close()
