@@ -40,7 +40,7 @@ this share of its entries (see :class:`Deduplicator`)."""
 
 UNION_IDS = 250_000
 """The ids of the bound per lookup set (see :class:`Deduplicator`): each set rebuilds its table
-now and then, up to ~7 ms with about this many ids."""
+now and then, up to 7-9 ms with about this many ids."""
 
 _NO_UNIONS = 0
 """``lookup_sets`` meaning: lookups go to the generations themselves."""
@@ -86,7 +86,7 @@ class Deduplicator:
     in a serving collector); two probes cost ~0.2 us. But the sets rebuild their tables as ids
     come and go (hash to slot, without touching the strings), and forgetting a generation
     deletes its ids from its set: one set of all 500,000 ids paused up to 15 ms (20 ms in a
-    server), each of two halves up to ~7 ms, once per ~160,000 new ids
+    server), each of two halves up to 7-9 ms, once per ~150,000 new ids
     (``bench/collector_dedup.py``; docs/benchmarks.md, "Session 12"). So a bound gets one set
     per ``UNION_IDS`` ids, two for the default 500,000; past that the lookups go to the
     generations themselves, as the pauses outgrow what the probes save (1,000,000 ids in four
