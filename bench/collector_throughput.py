@@ -19,6 +19,9 @@ both saturated rates, with the busiest server thread's share of a core during th
 mean of the collector's two saturated runs over the mean of the floor's two runs, one before
 and one after, since the machine's speed drifts over the minutes between them.
 
+Every server writes into a file or data dir of its own, removed (and the disk synced) once it
+has stopped: what one run left behind slowed the runs after it (see ``_discard``).
+
 ``--decisions both`` (the default) runs the collector twice, with decisions off
 (``JOURNEYKIT_DECISIONS=false``) and on (the default settings: profiles updated and up to
 ``inline_decisions`` subjects decided per batch), and prints the CPU per event of "on" over
@@ -162,6 +165,22 @@ def _fsync_tail(url: str) -> tuple[float, float]:
     return p99 * 1000, next(le for le, n in counts if n >= total) * 1000
 
 
+def _discard(output: Path) -> None:
+    """Remove what a run wrote, and wait until the disk has settled.
+
+    Left behind, a run's gigabytes slowed every later run: the floor measured after three
+    collector runs whose 1.9 GB of files (fsynced, so clean pages) were kept cost 2.8 us per
+    rich event, 1.6 us when each run's files were removed; a floor run after one whose 3 GB
+    were still dirty cost 2x (``docs/benchmarks.md``, "Session 13"). Removed, their pages are
+    reused by the next run instead of fresh memory, and no writeback of theirs is pending.
+    """
+    if output.is_dir():
+        shutil.rmtree(output, ignore_errors=True)
+    else:
+        output.unlink(missing_ok=True)
+    os.sync()
+
+
 def _run(
     name: str,
     command: list[str],
@@ -169,9 +188,11 @@ def _run(
     args: argparse.Namespace,
     script: Path,
     connections: int,
+    output: Path,
     paced: tuple[float, list[bytes]] | None = None,
 ) -> dict[str, float]:
-    """One server under wrk with ``connections``, or under ``paced = (rate, requests)``."""
+    """One server under wrk with ``connections``, or under ``paced = (rate, requests)``; what
+    it wrote (``output``, a file or a directory) is removed once it has stopped."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     process = subprocess.Popen(
@@ -217,6 +238,7 @@ def _run(
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(30)
+        _discard(output)
     events = result["rps"] * 100 * result.get("seconds", args.seconds)
     result["cpu_per_event_us"] = result["cpu"] / events * 1e6 if events else float("nan")
     print(
@@ -283,34 +305,39 @@ def main() -> None:
             "--http",
             "httptools",
         ]
-        floor_env = {**env, "FLOOR_FILE": str(Path(tmp) / "floor.ndjson"), "PYTHONPATH": str(BENCH)}
+        floor_env = {**env, "PYTHONPATH": str(BENCH)}
         c = args.connections
-        floor = _run("floor: append body", [*uvicorn, "_floor_app:app"], floor_env, args, script, c)
-        floor_sync = _run(
-            "floor: append body + fsync per request",
-            [*uvicorn, "_floor_app:app"],
-            {**floor_env, "FLOOR_FSYNC": "1"},
-            args,
-            script,
-            c,
+
+        def run_floor(name: str, file: str, **extra: str) -> dict[str, float]:
+            path = Path(tmp) / file
+            floor_cmd = [*uvicorn, "_floor_app:app"]
+            run_env = {**floor_env, "FLOOR_FILE": str(path), **extra}
+            return _run(name, floor_cmd, run_env, args, script, c, path)
+
+        os.sync()  # nothing written before this script pending during its first run
+        floor = run_floor("floor: append body", "floor.ndjson")
+        floor_sync = run_floor(
+            "floor: append body + fsync per request", "floor-fsync.ndjson", FLOOR_FSYNC="1"
         )
-        # Gigabytes of the floor's file are not needed any more: gone, and everything written
-        # synced, before the collector's runs, so none of them starts with writes pending.
-        Path(floor_env["FLOOR_FILE"]).unlink(missing_ok=True)
-        os.sync()
         collector_env = {**env, "JOURNEYKIT_PSEUDONYM_KEY": PSEUDONYM_KEY}
 
-        def collector(data: str) -> list[str]:
+        def collector(
+            name: str,
+            data: str,
+            mode_env: dict[str, str],
+            paced: tuple[float, list[bytes]] | None = None,
+        ) -> dict[str, float]:
             # A data dir per run: wrk's messageIds repeat from run to run, and a shared dir
             # would answer the later runs' events as duplicates.
-            return [
+            data_dir = Path(tmp) / data
+            command = [
                 sys.executable,
                 "-m",
                 "journeykit.collector",
                 "collector",
                 "serve",
                 "--data-dir",
-                str(Path(tmp) / data),
+                str(data_dir),
                 "--write-key",
                 KEY,
                 "--consent-regime",
@@ -320,6 +347,7 @@ def main() -> None:
                 "--log-level",
                 "warning",
             ]
+            return _run(name, command, mode_env, args, script, c, data_dir, paced)
 
         modes = ("off", "on") if args.decisions == "both" else (args.decisions,)
         runs: dict[str, tuple[dict[str, float], dict[str, float]]] = {}
@@ -333,18 +361,17 @@ def main() -> None:
             name = f"collector, fsync=always, decisions {mode}"
             for attempt in range(1, args.attempts + 1):
                 tag = f"{mode}-{attempt}"
-                full = _run(name, collector(f"{tag}-full"), mode_env, args, script, c)
+                full = collector(name, f"{tag}-full", mode_env)
                 # Open loop at 80% of this mode's saturated rate: the issue's latency target.
                 rate = 0.8 * full["rps"]
                 count = max(int(rate * (WARM_SECONDS + args.seconds)), 1)
                 requests = paced_requests(count, auth, tag, args.events)
                 light_name = f"{name}, paced at {rate:.0f} req/s"
-                light_cmd = collector(f"{tag}-light")
-                light = _run(light_name, light_cmd, mode_env, args, script, c, (rate, requests))
+                light = collector(light_name, f"{tag}-light", mode_env, paced=(rate, requests))
                 # Saturated again: this VM's speed drifts within minutes, and "80%" of a rate
                 # the machine no longer sustains is an overload, whose p99 says nothing of the
                 # code.
-                again = _run(f"{name}, again", collector(f"{tag}-again"), mode_env, args, script, c)
+                again = collector(f"{name}, again", f"{tag}-again", mode_env)
                 runs[mode] = (full, light, again)
                 low, high = sorted((full["rps"], again["rps"]))
                 if low >= (1 - HELD) * high:
@@ -359,14 +386,7 @@ def main() -> None:
         # minutes between them, and a ratio of two runs minutes apart moved with it (the same
         # code measured 7.6x-12.3x the floor in session 11, the floor's own CPU per event
         # 0.6-0.9 us). Both sides are the mean of a run before and a run after.
-        floor_after = _run(
-            "floor: append body, again",
-            [*uvicorn, "_floor_app:app"],
-            {**floor_env, "FLOOR_FILE": str(Path(tmp) / "floor-again.ndjson")},
-            args,
-            script,
-            c,
-        )
+        floor_after = run_floor("floor: append body, again", "floor-again.ndjson")
     floor_cpu = (floor["cpu_per_event_us"] + floor_after["cpu_per_event_us"]) / 2
     print(
         f"\nfloor CPU per event: {floor['cpu_per_event_us']:.2f} us before the collector's runs, "
