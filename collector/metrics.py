@@ -122,18 +122,8 @@ class Metrics:
             registry=self.registry,
             multiprocess_mode="sum",  # each worker's own counts, added up
         )
-        self.decision_pending = Gauge(
-            "journeykit_decisions_pending_events",
-            "Stored events queued for profiles and not yet written to the profile store.",
-            registry=self.registry,
-            multiprocess_mode="livesum",
-        )
-        self.decision_store_up = Gauge(
-            "journeykit_decisions_store_available",
-            "1 while the profile store answers, 0 while decisions report 'unavailable'.",
-            registry=self.registry,
-            multiprocess_mode="livemin",  # 0 while any worker's store is down
-        )
+        # Created at the engine's first copy (see _live_gauges), not here.
+        self._live: tuple[Gauge, Gauge] | None = None
         self.decision_flush = Histogram(
             "journeykit_decisions_flush_seconds",
             "Time of one profile flush (fold and write). A full queue is flushed by the request "
@@ -154,8 +144,31 @@ class Metrics:
             self.decision_flush.observe(seconds)
         for name, value in stats.items():
             self.decision_stats.labels(name).set(value)
-        self.decision_pending.set(pending)
-        self.decision_store_up.set(1 if available else 0)
+        pending_gauge, store_up = self._live_gauges()
+        pending_gauge.set(pending)
+        store_up.set(1 if available else 0)
+
+    def _live_gauges(self) -> tuple[Gauge, Gauge]:
+        # With --workers N an unlabelled gauge's value is in the shared files, at 0, from the
+        # moment it is created: created with the rest, a worker still starting (reading its
+        # dedup window, opening its store) held every scrape's minimum at 0, "store down".
+        # Created at the first copy, a worker joins the minimum with its store's real state.
+        if self._live is None:
+            self._live = (
+                Gauge(
+                    "journeykit_decisions_pending_events",
+                    "Stored events queued for profiles and not yet written to the profile store.",
+                    registry=self.registry,
+                    multiprocess_mode="livesum",
+                ),
+                Gauge(
+                    "journeykit_decisions_store_available",
+                    "1 while the profile store answers, 0 while decisions report 'unavailable'.",
+                    registry=self.registry,
+                    multiprocess_mode="livemin",  # 0 while any worker's store is down
+                ),
+            )
+        return self._live
 
     def count_events(self, outcome: str, reasons: Mapping[str, int]) -> None:
         for reason, n in reasons.items():

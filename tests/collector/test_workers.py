@@ -6,6 +6,8 @@ import json
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -188,3 +190,48 @@ def test_decision_gauges_are_every_workers_current_ones(tmp_path: Path) -> None:
         process.send_signal(signal.SIGTERM)
         output = process.communicate(timeout=30)[0]
     assert "Traceback" not in output
+
+
+_WORKER = """
+import sys
+from journeykit.collector.metrics import Metrics
+metrics = Metrics()
+if sys.argv[1] != "starting":  # a worker that has opened its store and copied its state
+    metrics.observe_decisions({}, 0, available=sys.argv[1] == "up")
+sys.stdout.write(metrics.render().decode() if sys.argv[2] == "scrape" else "ready\\n")
+sys.stdout.flush()
+sys.stdin.read()  # alive (its live gauges count) until the test closes stdin
+"""
+
+
+def test_a_starting_worker_is_not_a_store_down(tmp_path: Path) -> None:
+    # CI: a scrape answered while the other worker was still starting read
+    # journeykit_decisions_store_available 0, since that worker's gauge was in the shared files
+    # at 0 from its creation, before the worker had opened its profile store.
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+
+    def worker(state: str, action: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-c", _WORKER, state, action],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+
+    def scrape(state: str) -> float | None:
+        process = worker(state, "scrape")
+        text = process.communicate("", timeout=30)[0]
+        found = re.search(r"^journeykit_decisions_store_available (\S+)$", text, re.MULTILINE)
+        return float(found.group(1)) if found else None
+
+    assert scrape("starting") is None  # no worker has a store yet: nothing to report
+    serving = worker("up", "wait")
+    try:
+        assert serving.stdout
+        assert serving.stdout.readline() == "ready\n"
+        assert scrape("starting") == 1.0
+        assert scrape("up") == 1.0
+        assert scrape("down") == 0.0  # a live worker's store down is still the minimum
+    finally:
+        serving.communicate("", timeout=30)
