@@ -38,9 +38,9 @@ GENERATIONS = 8
 this share of its entries (see :class:`Deduplicator`)."""
 
 
-UNION_IDS = 250_000
-"""The ids of the bound per lookup set (see :class:`Deduplicator`): each set rebuilds its table
-now and then, up to 7-9 ms with about this many ids."""
+UNION_IDS = 62_500
+"""The ids of the bound per lookup set (see :class:`Deduplicator`): a set rebuilds its table now
+and then, a pause that grows with its ids; at most a generation's of the default window."""
 
 _NO_UNIONS = 0
 """``lookup_sets`` meaning: lookups go to the generations themselves."""
@@ -87,11 +87,14 @@ class Deduplicator:
     come and go (hash to slot, without touching the strings), and forgetting a generation
     deletes its ids from its set: one set of all 500,000 ids paused up to 15 ms (20 ms in a
     server), each of two halves up to 7-9 ms, once per ~150,000 new ids
-    (``bench/collector_dedup.py``; docs/benchmarks.md, "Session 12"). So a bound gets one set
-    per ``UNION_IDS`` ids, two for the default 500,000; past that the lookups go to the
-    generations themselves, as the pauses outgrow what the probes save (1,000,000 ids in four
-    sets: 40 instead of 72 us per batch on the loop, 20 more on the writer thread, and 37
-    pauses over 4 ms per 4,000,000 ids, up to 14 ms, against 8 up to 6 ms).
+    (``bench/collector_dedup.py``; docs/benchmarks.md, "Session 12"). In a serving collector
+    under load a rebuild of a 250,000-id set took 17-28 ms of the writer thread, with the GIL
+    held and the event loop waiting, about once a second at 50,000 events a second: the tail of
+    the latency at 80% of the maximum rate (docs/benchmarks.md, "Session 14"), while the
+    collector's CPU per event was the same with the generations probed (1.01x, 1.00x). So a
+    bound gets one set per ``UNION_IDS`` ids, at most two (bounds up to 125,000); past that,
+    the default 500,000 included, the lookups go to the generations themselves, whose pauses
+    stay an eighth of the bound's (up to 6-7 ms in that server).
     """
 
     def __init__(

@@ -201,9 +201,10 @@ def test_an_id_committed_again_outlives_its_first_generation(lookup_sets: int) -
 
 def test_lookup_sets_grow_with_the_bound_then_give_way_to_the_generations() -> None:
     assert Deduplicator(60, 100).lookup_sets == 1
-    assert Deduplicator(60, 500_000).lookup_sets == 2  # the default bound
-    assert Deduplicator(60, 500_001).lookup_sets == 0  # each generation looked up
-    assert Deduplicator(60, 5_000_000).lookup_sets == 0
+    assert Deduplicator(60, 62_500).lookup_sets == 1
+    assert Deduplicator(60, 125_000).lookup_sets == 2
+    assert Deduplicator(60, 125_001).lookup_sets == 0  # each generation looked up
+    assert Deduplicator(60, 500_000).lookup_sets == 0  # the default bound
     with pytest.raises(ValueError, match=r"0 \(the generations\) or more"):
         Deduplicator(60, 100, lookup_sets=-1)
 

@@ -124,6 +124,7 @@ def test_workers_sharing_their_windows_probe_the_generations(
         write_keys=(SecretStr("k"),),
         pseudonym_key=SecretStr("test-pseudonym-key-0123456789abcdef"),
         dedup_peers=peers,
+        dedup_max_entries=100_000,  # small enough for lookup sets without peers
         decisions=False,
     )
     core = CollectorCore(settings)
