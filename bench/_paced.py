@@ -13,6 +13,7 @@ as needed up to ``max_connections``; the client's own cost stays small next to t
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -129,5 +130,18 @@ def run_paced(
     seconds: float,
     max_connections: int = 64,
 ) -> PacedResult:
-    """Send ``rate`` requests a second for ``seconds``; ``make_request(i)`` is the i-th's bytes."""
-    return asyncio.run(_run(host, port, make_request, rate, seconds, max_connections))
+    """Send ``rate`` requests a second for ``seconds``; ``make_request(i)`` is the i-th's bytes.
+
+    The client's own garbage collector is off meanwhile: its full collections (walking every
+    task of the run) paused it 13-15 ms once a run, late for the requests due then, and that
+    counted as the server's latency (docs/benchmarks.md, "Session 14").
+    """
+    enabled = gc.isenabled()
+    gc.freeze()
+    gc.disable()
+    try:
+        return asyncio.run(_run(host, port, make_request, rate, seconds, max_connections))
+    finally:
+        gc.unfreeze()
+        if enabled:
+            gc.enable()
