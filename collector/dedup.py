@@ -80,21 +80,20 @@ class Deduplicator:
     it fills generations in order). An id committed again is added to the youngest generation,
     so it lives on.
 
-    Lookups go to a few sets (``lookup_sets``), each holding the ids of every
-    ``lookup_sets``-th generation, not to each generation: a new id cost a probe of all eight
-    tables, each a likely cache miss, ~0.6 us per event on the event loop (a sixth of its CPU
-    in a serving collector); two probes cost ~0.2 us. But the sets rebuild their tables as ids
-    come and go (hash to slot, without touching the strings), and forgetting a generation
-    deletes its ids from its set: one set of all 500,000 ids paused up to 15 ms (20 ms in a
-    server), each of two halves up to 7-9 ms, once per ~150,000 new ids
-    (``bench/collector_dedup.py``; docs/benchmarks.md, "Session 12"). In a serving collector
-    under load a rebuild of a 250,000-id set took 17-28 ms of the writer thread, with the GIL
-    held and the event loop waiting, about once a second at 50,000 events a second: the tail of
-    the latency at 80% of the maximum rate (docs/benchmarks.md, "Session 14"), while the
-    collector's CPU per event was the same with the generations probed (1.01x, 1.00x). So a
-    bound gets one set per ``UNION_IDS`` ids, at most two (bounds up to 125,000); past that,
-    the default 500,000 included, the lookups go to the generations themselves, whose pauses
-    stay an eighth of the bound's (up to 6-7 ms in that server).
+    A new id is looked up in each generation: eight probes, each a likely cache miss. Small
+    windows (up to two ``UNION_IDS``) also keep each generation's ids in one of one or two
+    lookup sets (``lookup_sets``), so that an id costs one or two probes. But the sets rebuild
+    their tables as ids come and go (hash to slot, without touching the strings), and
+    forgetting a generation deletes its ids from its set: alone in a process, one set of
+    500,000 ids paused up to 15 ms and each of two halves up to 7-9 ms, once per ~150,000 new
+    ids (``bench/collector_dedup.py``; docs/benchmarks.md, "Session 12"); in a serving
+    collector under load, a 250,000-id set's rebuild took 17-28 ms of the writer thread, with
+    the GIL held and the event loop waiting, about once a second at 50,000 events a second:
+    the tail of the latency at 80% of the maximum rate, while the eight probes cost no more CPU
+    per event there (1.01x, 1.00x; docs/benchmarks.md, "Session 14"). So sets are kept only
+    while each holds at most a generation's share of the default window; the default 500,000
+    ids are probed in their generations, whose pauses stay an eighth of the bound's (up to
+    6-7 ms in that server).
     """
 
     def __init__(
