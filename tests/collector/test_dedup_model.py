@@ -14,6 +14,7 @@ its documented guarantees, checked against a plain record of what was committed 
 from __future__ import annotations
 
 import gc
+import random
 
 import pytest
 from hypothesis import given, settings
@@ -244,3 +245,31 @@ def test_young_collections_never_walk_the_remembered_ids() -> None:
     assert len(dedup) == 8_000
     assert not any(id(mid) in walked for mid in ids)
     assert dedup.reserve([*ids[:3], "new"]) == [False, False, False, True]
+
+
+def test_the_tag_table_misses_no_duplicate_over_hundreds_of_generations() -> None:
+    # The generations are looked up only for ids whose slot of the tag table holds a live
+    # generation's tag. A bound of 100 makes a table of 2,048 slots, shared by many ids, and
+    # 800 generations take the 255 tags round three times: a tag written long ago reads live
+    # again. Neither may make a remembered id look new.
+    rng = random.Random(7)
+    pool = [f"id-{n}" for n in range(300)]
+    now = [0.0]
+    dedup = Deduplicator(WINDOW, 100, clock=lambda: now[0], lookup_sets=0)
+    committed: dict[str, float] = {}
+    duplicates = 0
+    for _ in range(800):
+        now[0] += SPAN  # a new generation at each commit
+        batch = rng.sample(pool, 5)
+        answers = dedup.reserve(batch)
+        for mid, new in zip(batch, answers, strict=True):
+            age = now[0] - committed[mid] if mid in committed else None
+            if age is not None and age < WINDOW:
+                assert not new, (mid, age)  # never a missed duplicate
+                duplicates += 1
+            elif age is None or age > WINDOW + SPAN:
+                assert new, (mid, age)  # never a false one
+        fresh = [mid for mid, new in zip(batch, answers, strict=True) if new]
+        dedup.commit(fresh)
+        committed.update(dict.fromkeys(fresh, now[0]))
+    assert duplicates > 50  # the case above was met, not only new ids
