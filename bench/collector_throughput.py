@@ -15,7 +15,9 @@ process: its first ``WARM_SECONDS`` (2 s) of requests are sent and timed but rep
 its connections), not the steady state; p50/p99 are of the ``--seconds`` after them. Then
 saturated again, since this machine's speed drifts: the paced rate is printed as a share of
 both saturated rates, with the busiest server thread's share of a core during the paced run
-(near 100%: overloaded). Last, the floor without fsync again: the CPU-per-event ratio is the
+(near 100%: overloaded), and the collector's own fsync and request-handling tails over the same
+seconds as p50/p99 (from its ``/metrics`` histograms, so bucket bounds): a client's latency
+beyond the handler's waited in the event loop's queue before the handler, or in the client. Last, the floor without fsync again: the CPU-per-event ratio is the
 mean of the collector's two saturated runs over the mean of the floor's two runs, one before
 and one after, since the machine's speed drifts over the minutes between them.
 
@@ -48,6 +50,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -145,28 +148,45 @@ def _wrk(url: str, seconds: int, connections: int, script: Path) -> dict[str, fl
     }
 
 
-def _fsync_tail(url: str) -> tuple[float, float, float]:
-    """The collector's fsync p50, p99 and max in ms, from its histogram's buckets (upper bounds).
+_TAILS = (("fsync", "journeykit_sink_fsync_seconds"), ("handled", "journeykit_request_seconds"))
+
+
+def _buckets(url: str) -> dict[str, list[tuple[float, float]]]:
+    """The cumulative buckets ``(upper bound, count)`` of the histograms in ``_TAILS``, now."""
+    try:
+        text = httpx.get(url + "/metrics", timeout=5).text
+    except httpx.HTTPError:
+        return {}
+    out = {}
+    for name, metric in _TAILS:
+        found = re.findall(rf'{metric}_bucket\{{le="([^"]+)"\}} ([\d.e+]+)', text)
+        out[name] = [(float("inf") if le == "+Inf" else float(le), float(n)) for le, n in found]
+    return out
+
+
+def _tails(
+    end: dict[str, list[tuple[float, float]]], start: dict[str, list[tuple[float, float]]]
+) -> dict[str, float]:
+    """The collector's fsync and request-handling p50, p99 and max in ms between two
+    ``_buckets`` readings (upper bounds of their buckets), as ``fsync_p50`` ... ``handled_max``.
 
     Against a request's p50 and p99: with ``fsync=always`` a request waits for a group commit's
     fsync, so a disk whose fsync sometimes takes tens of ms puts that in the request's tail
     too, and one slow throughout a run (a p50 of 5 ms against the usual 1) slows every request.
+    ``handled`` is ``journeykit_request_seconds``, from the handler's start to its answer:
+    what the client saw beyond it waited outside the handler, in the event loop's queue
+    before it or in the client.
     """
-    nan = float("nan")
-    try:
-        text = httpx.get(url + "/metrics", timeout=5).text
-    except httpx.HTTPError:
-        return nan, nan, nan
-    buckets = re.findall(r'journeykit_sink_fsync_seconds_bucket\{le="([^"]+)"\} ([\d.e+]+)', text)
-    counts = [(float("inf") if le == "+Inf" else float(le), float(n)) for le, n in buckets]
-    if not counts or counts[-1][1] == 0:
-        return nan, nan, nan
-    total = counts[-1][1]
-
-    def upper(share: float) -> float:
-        return next(le for le, n in counts if n >= share * total) * 1000
-
-    return upper(0.5), upper(0.99), upper(1.0)
+    out = {f"{name}_{q}": float("nan") for name, _ in _TAILS for q in ("p50", "p99", "max")}
+    for name, _ in _TAILS:
+        before = dict(start.get(name, []))
+        counts = [(le, n - before.get(le, 0.0)) for le, n in end.get(name, [])]
+        if not counts or counts[-1][1] <= 0:
+            continue
+        total = counts[-1][1]
+        for q, share in (("p50", 0.5), ("p99", 0.99), ("max", 1.0)):
+            out[f"{name}_{q}"] = next(le for le, n in counts if n >= share * total) * 1000
+    return out
 
 
 def _discard(output: Path) -> None:
@@ -209,10 +229,15 @@ def _run(
         _wait(url, process)
         before = _cpu_seconds(process.pid)
         threads, started = _thread_ticks(process.pid), time.monotonic()
+        reading: threading.Timer | None = None
+        warmed: dict[str, list[tuple[float, float]]] = {}
         if paced is None:
             result = _wrk(url + "/v1/batch", args.seconds, connections, script)
         else:
             rate, requests = paced
+            # The histograms as the warm-up ends, so that their tails cover what p50/p99 do.
+            reading = threading.Timer(WARM_SECONDS + 0.05, lambda: warmed.update(_buckets(url)))
+            reading.start()
             outcome = run_paced(
                 "127.0.0.1",
                 port,
@@ -237,8 +262,9 @@ def _run(
         result["busiest"] = _busiest(
             threads, _thread_ticks(process.pid), time.monotonic() - started
         )
-        if paced is not None:
-            result["fsync_p50"], result["fsync_p99"], result["fsync_max"] = _fsync_tail(url)
+        if reading is not None:
+            reading.join()
+            result.update(_tails(_buckets(url), warmed))
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(30)
@@ -251,7 +277,8 @@ def _run(
         f"CPU {result['cpu_per_event_us']:5.1f} us/event  non-2xx {result['errors']:.0f}"
         + (
             f"  fsync p50 <= {result['fsync_p50']:.1f} ms, p99 <= {result['fsync_p99']:.1f} ms, "
-            f"max <= {result['fsync_max']:.0f} ms"
+            f"max <= {result['fsync_max']:.0f} ms; handled p50 <= {result['handled_p50']:.1f} ms, "
+            f"p99 <= {result['handled_p99']:.0f} ms, max <= {result['handled_max']:.0f} ms"
             if "fsync_p99" in result
             else ""
         )
