@@ -15,14 +15,19 @@ process: its first ``WARM_SECONDS`` (2 s) of requests are sent and timed but rep
 its connections), not the steady state; p50/p99 are of the ``--seconds`` after them. Then
 saturated again, since this machine's speed drifts: the paced rate is printed as a share of
 both saturated rates, with the busiest server thread's share of a core during the paced run
-(near 100%: overloaded), and the collector's own fsync and request-handling tails over the same
-seconds as p50/p99 (from its ``/metrics`` histograms, so bucket bounds): a client's latency
-beyond the handler's waited in the event loop's queue before the handler, or in the client. Last, the floor without fsync again: the CPU-per-event ratio is the
-mean of the collector's two saturated runs over the mean of the floor's two runs, one before
-and one after, since the machine's speed drifts over the minutes between them.
+(near 100%: overloaded), and the collector's own fsync and request-handling tails over the
+same seconds as p50/p99 (from its ``/metrics`` histograms, so bucket bounds): a client's
+latency beyond the handler's waited in the event loop's queue before the handler, or in the
+client. Last, the floor without fsync again: the CPU-per-event ratio is the mean of the
+collector's two saturated runs over the mean of the floor's two runs, one before and one after,
+since the machine's speed drifts over the minutes between them.
 
 Every server writes into a file or data dir of its own, removed (and the disk synced) once it
 has stopped: what one run left behind slowed the runs after it (see ``_discard``).
+
+``--workers N`` runs every server, the floor's and the collector's, with N worker processes
+(uvicorn's ``--workers``, ``collector serve --workers``); CPU is summed over each server's
+processes.
 
 ``--decisions both`` (the default) runs the collector twice, with decisions off
 (``JOURNEYKIT_DECISIONS=false``) and on (the default settings: profiles updated and up to
@@ -72,21 +77,52 @@ def _free_port() -> int:
         return port
 
 
+def _tree(pid: int) -> list[int]:
+    """``pid`` and every process below it: the workers of ``--workers N`` are its children."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except (FileNotFoundError, ProcessLookupError):  # it ended meanwhile
+                continue
+            parents[int(entry.name)] = int(fields[1])
+    tree, todo = [pid], [pid]
+    while todo:
+        parent = todo.pop()
+        children = [child for child, ppid in parents.items() if ppid == parent]
+        tree += children
+        todo += children
+    return tree
+
+
 def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    """CPU time (user + system) of ``pid`` and the processes below it."""
     ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+    total = 0
+    for member in _tree(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime + stime
+    return total / ticks
 
 
 def _thread_ticks(pid: int) -> dict[str, int]:
-    """CPU ticks (user + system) of each thread of ``pid``."""
+    """CPU ticks (user + system) of each thread of ``pid`` and of the processes below it."""
     out = {}
-    for task in Path(f"/proc/{pid}/task").iterdir():
+    for member in _tree(pid):
         try:
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-        except FileNotFoundError:  # the thread ended meanwhile
+            tasks = list(Path(f"/proc/{member}/task").iterdir())
+        except FileNotFoundError:
             continue
-        out[task.name] = int(fields[11]) + int(fields[12])
+        for task in tasks:
+            try:
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            except FileNotFoundError:  # the thread ended meanwhile
+                continue
+            out[f"{member}/{task.name}"] = int(fields[11]) + int(fields[12])
     return out
 
 
@@ -294,6 +330,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes of every server, the floor's and the collector's (CPU is summed)",
+    )
+    parser.add_argument(
         "--inline-decisions",
         type=int,
         default=None,
@@ -336,6 +378,7 @@ def main() -> None:
             "uvloop",
             "--http",
             "httptools",
+            *(["--workers", str(args.workers)] if args.workers > 1 else []),
         ]
         floor_env = {**env, "PYTHONPATH": str(BENCH)}
         c = args.connections
@@ -378,6 +421,8 @@ def main() -> None:
                 "always",
                 "--log-level",
                 "warning",
+                "--workers",
+                str(args.workers),
             ]
             return _run(name, command, mode_env, args, script, c, data_dir, paced)
 
