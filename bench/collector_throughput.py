@@ -77,13 +77,19 @@ def _free_port() -> int:
         return port
 
 
+def _stat(path: Path) -> list[str]:
+    """The fields of a ``/proc`` ``stat`` file after the command's name (``ppid`` first, then
+    ``utime`` at 11 and ``stime`` at 12); raises ``FileNotFoundError`` once it has ended."""
+    return (path / "stat").read_text().rsplit(")", 1)[1].split()
+
+
 def _tree(pid: int) -> list[int]:
     """``pid`` and every process below it: the workers of ``--workers N`` are its children."""
     parents: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                fields = _stat(entry)
             except (FileNotFoundError, ProcessLookupError):  # it ended meanwhile
                 continue
             parents[int(entry.name)] = int(fields[1])
@@ -102,7 +108,7 @@ def _cpu_seconds(pid: int) -> float:
     total = 0
     for member in _tree(pid):
         try:
-            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+            fields = _stat(Path(f"/proc/{member}"))
         except FileNotFoundError:
             continue
         total += int(fields[11]) + int(fields[12])  # utime + stime
@@ -119,7 +125,7 @@ def _thread_ticks(pid: int) -> dict[str, int]:
             continue
         for task in tasks:
             try:
-                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+                fields = _stat(task)
             except FileNotFoundError:  # the thread ended meanwhile
                 continue
             out[f"{member}/{task.name}"] = int(fields[11]) + int(fields[12])
