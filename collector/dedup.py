@@ -88,20 +88,20 @@ class Deduplicator:
     it fills generations in order). An id committed again is added to the youngest generation,
     so it lives on.
 
-    A new id is looked up in each generation: eight probes, each a likely cache miss. Small
-    windows (up to two ``UNION_IDS``) also keep each generation's ids in one of one or two
-    lookup sets (``lookup_sets``), so that an id costs one or two probes. But the sets rebuild
-    their tables as ids come and go (hash to slot, without touching the strings), and
-    forgetting a generation deletes its ids from its set: alone in a process, one set of
-    500,000 ids paused up to 15 ms and each of two halves up to 7-9 ms, once per ~150,000 new
-    ids (``bench/collector_dedup.py``; docs/benchmarks.md, "Session 12"); in a serving
+    A new id is looked up in each generation (after the tag table below): eight probes, each a
+    likely cache miss. Small windows (up to two ``UNION_IDS``) also keep each generation's ids
+    in one of one or two lookup sets (``lookup_sets``), so that an id costs one or two probes.
+    But the sets rebuild their tables as ids come and go (hash to slot, without touching the
+    strings), and forgetting a generation deletes its ids from its set: alone in a process, one
+    set of 500,000 ids paused up to 15 ms and each of two halves up to 7-9 ms, once per ~150,000
+    new ids (``bench/collector_dedup.py``; docs/benchmarks.md, "Session 12"); in a serving
     collector under load, a 250,000-id set's rebuild took 17-28 ms of the writer thread, with
-    the GIL held and the event loop waiting, about once a second at 50,000 events a second:
-    the tail of the latency at 80% of the maximum rate, while the eight probes cost no more CPU
-    per event there (1.01x, 1.00x; docs/benchmarks.md, "Session 14"). So sets are kept only
-    while each holds at most a generation's share of the default window; the default 500,000
-    ids are probed in their generations, whose pauses stay an eighth of the bound's (up to
-    6-7 ms in that server).
+    the GIL held and the event loop waiting, about once a second at 50,000 events a second: the
+    tail of the latency at 80% of the maximum rate, while the eight probes cost no more CPU per
+    event there (1.01x, 1.00x; docs/benchmarks.md, "Session 14"). So sets are kept only while
+    each holds at most a generation's share of the default window; the default 500,000 ids are
+    probed in their generations, whose pauses stay an eighth of the bound's (up to 6-7 ms in
+    that server).
 
     Eight probes per id, each a likely cache miss, were a sixth of the event loop's CPU in a
     serving collector. So without lookup sets a tag table narrows them first: a byte per
