@@ -8,6 +8,14 @@ requests: that was the tail of the latency under load. Here one thread takes eve
 that is waiting, writes them with one write per file and one fsync
 (:meth:`~journeykit.collector.ingest.Ingestor.commit_many`), and wakes the loop once for all
 of them: the busier the collector, the more requests share each wake-up and each fsync.
+
+Below saturation that leaves groups of one or two requests, each paying an fsync, a wake-up of
+the loop and the GIL hand-overs of the thread's system calls: at 80% of the maximum rate an
+event cost ~25% more CPU than at the maximum. So while requests come in less than ``wait``
+seconds apart (a moving average of the gaps between hand-overs), a group waits for more until
+its first request was handed over ``wait`` seconds ago. Requests further apart are written at
+once (a lone request pays nothing), and so is a group whose first request is already that old
+(under saturation, where groups gather while the last one is written).
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections.abc import Callable
 
 from journeykit.collector.ingest import IngestResult, Prepared
@@ -25,23 +34,36 @@ CommitMany = Callable[[list[Prepared]], list[IngestResult | OSError]]
 _Waiting = list[tuple[Prepared, "asyncio.Future[IngestResult]"]]
 _Settled = list[tuple["asyncio.Future[IngestResult]", IngestResult | BaseException]]
 
+_WEIGHT = 0.2  # of the latest gap between hand-overs in their moving average
+_LONGEST = 1.0  # seconds: a longer gap (a quiet spell) counts as this long
+
 
 class Committer:
     """Commits prepared requests on one thread, started on first use; see the module docstring."""
 
-    def __init__(self, commit_many: CommitMany) -> None:
+    def __init__(self, commit_many: CommitMany, wait: float = 0.0) -> None:
+        """``wait``: seconds a group may wait for more requests (see the module docstring)."""
         self._commit_many = commit_many
+        self._wait = wait
         self._cond = threading.Condition()
         self._waiting: _Waiting = []
+        self._first = 0.0  # when the group's first request was handed over (monotonic)
+        self._last = 0.0  # when the latest request was
+        self._gap = _LONGEST  # moving average of the seconds between hand-overs
         self._thread: threading.Thread | None = None
         self._closed = False
 
     async def commit(self, prepared: Prepared) -> IngestResult:
         """Write ``prepared``; raises ``OSError`` if the disk refused (nothing acknowledged)."""
         future: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
+        now = time.monotonic()
         with self._cond:
             if self._closed:
                 raise RuntimeError("the collector is shutting down")
+            self._gap += _WEIGHT * (min(now - self._last, _LONGEST) - self._gap)
+            self._last = now
+            if not self._waiting:
+                self._first = now
             self._waiting.append((prepared, future))
             if self._thread is None:
                 self._thread = threading.Thread(
@@ -67,6 +89,8 @@ class Committer:
                     self._cond.wait()
                 if not self._waiting:
                     return
+                if self._wait > 0:
+                    self._gather()
                 group, self._waiting = self._waiting, []
             results: list[IngestResult | BaseException]
             try:
@@ -81,6 +105,17 @@ class Committer:
                 # A closed loop raises RuntimeError: nobody waits for those answers any more.
                 with contextlib.suppress(RuntimeError):
                     loop.call_soon_threadsafe(_settle, settled)
+
+    def _gather(self) -> None:
+        """Wait (holding ``_cond``) for more requests, if they come closer than ``wait``."""
+        if self._gap >= self._wait:
+            return
+        deadline = self._first + self._wait
+        while not self._closed:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._cond.wait(left)
 
 
 def _settle(

@@ -180,7 +180,7 @@ class CollectorCore:
             via="api",
         )
         # Writes wait on the disk: one thread does them, every waiting request in one go.
-        self._committer = Committer(self.ingestor.commit_many)
+        self._committer = Committer(self.ingestor.commit_many, settings.commit_wait_seconds)
         # The decisions in a batch's answer, the requests waiting together: on the loop with a
         # local store (SQLite), on a thread with Redis.
         self._inline: _InlineDecisions | None = None

@@ -149,6 +149,12 @@ class CollectorSettings(BaseModel):
         default="always", description="When accepted events are forced to disk."
     )
     fsync_interval_seconds: float = Field(default=1.0, gt=0)
+    commit_wait_seconds: float = Field(
+        default=0.001,
+        ge=0,
+        le=0.1,
+        description="How long a group commit may wait for requests still being checked.",
+    )
     rotate_bytes: int = Field(
         default=128 * 1024 * 1024, ge=1_024, description="Start a new NDJSON file past this."
     )

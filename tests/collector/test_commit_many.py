@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,11 +12,13 @@ from pydantic import SecretStr
 
 from journeykit.collector._committer import Committer
 from journeykit.collector.dedup import Deduplicator
-from journeykit.collector.ingest import Envelope, Ingestor, Prepared
+from journeykit.collector.ingest import Envelope, Ingestor, IngestResult, Prepared
 from journeykit.collector.settings import CollectorSettings
 from journeykit.collector.sink import NdjsonSink
 
 T0 = datetime(2026, 11, 23, 10, 59, 59, tzinfo=UTC)
+
+Committed = list[IngestResult | OSError]
 
 
 def ingestor(root: Path) -> tuple[Ingestor, NdjsonSink, NdjsonSink]:
@@ -130,3 +133,66 @@ def test_the_writer_thread_answers_each_waiting_request(tmp_path: Path) -> None:
     rejected.close()
     assert len(lines(tmp_path / "events")["dt=2026-11-23/hr=10"]) == 150
     assert events.fsyncs < 50  # requests waiting together shared a write and an fsync
+
+
+def recorded(ingest: Ingestor, groups: list[int]) -> Callable[[list[Prepared]], Committed]:
+    """``ingest.commit_many``, noting how many requests each group commit wrote."""
+
+    def commit_many(batch: list[Prepared]) -> Committed:
+        groups.append(len(batch))
+        return ingest.commit_many(batch)
+
+    return commit_many
+
+
+def test_requests_closer_than_the_wait_share_a_group_commit(tmp_path: Path) -> None:
+    # A wait longer than the longest gap the average starts from: the first group waits for
+    # the second request, handed over while the writer thread already holds the first.
+    ingest, events, rejected = ingestor(tmp_path)
+    groups: list[int] = []
+    committer = Committer(recorded(ingest, groups), wait=1.5)
+
+    async def two() -> list[int]:
+        first = asyncio.ensure_future(committer.commit(request(ingest, 0, T0)))
+        await asyncio.sleep(0)  # handed over: the writer thread starts on it
+        second = committer.commit(request(ingest, 1, T0))
+        return [result.accepted for result in await asyncio.gather(first, second)]
+
+    assert asyncio.run(two()) == [3, 3]
+    committer.close()
+    events.close()
+    rejected.close()
+    assert groups == [2]
+    assert events.fsyncs == 1
+
+
+def test_requests_further_apart_than_the_wait_are_written_at_once(tmp_path: Path) -> None:
+    ingest, events, rejected = ingestor(tmp_path)
+    groups: list[int] = []
+    committer = Committer(recorded(ingest, groups), wait=0.5)  # below the starting average
+
+    async def one_by_one() -> list[int]:
+        return [(await committer.commit(request(ingest, n, T0))).accepted for n in range(3)]
+
+    assert asyncio.run(one_by_one()) == [3, 3, 3]
+    committer.close()
+    events.close()
+    rejected.close()
+    assert groups == [1, 1, 1]
+
+
+def test_closing_writes_a_waiting_group_without_waiting_it_out(tmp_path: Path) -> None:
+    ingest, events, rejected = ingestor(tmp_path)
+    groups: list[int] = []
+    committer = Committer(recorded(ingest, groups), wait=3_600.0)
+
+    async def close_while_waiting() -> int:
+        answer = asyncio.ensure_future(committer.commit(request(ingest, 0, T0)))
+        await asyncio.sleep(0)
+        await asyncio.to_thread(committer.close)  # an hour's wait would time the test out
+        return (await answer).accepted
+
+    assert asyncio.run(close_while_waiting()) == 3
+    events.close()
+    rejected.close()
+    assert groups == [1]
