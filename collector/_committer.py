@@ -12,10 +12,12 @@ of them: the busier the collector, the more requests share each wake-up and each
 Below saturation that leaves groups of one or two requests, each paying an fsync, a wake-up of
 the loop and the GIL hand-overs of the thread's system calls: at 80% of the maximum rate an
 event cost ~25% more CPU than at the maximum. So while requests come in less than ``wait``
-seconds apart (a moving average of the gaps between hand-overs), a group waits for more until
-its first request was handed over ``wait`` seconds ago. Requests further apart are written at
-once (a lone request pays nothing), and so is a group whose first request is already that old
-(under saturation, where groups gather while the last one is written).
+seconds apart (a moving average of the gaps between hand-overs), a group of fewer than four
+waits for more, until its first request was handed over ``wait`` seconds ago. Requests further
+apart are written at once (a lone request pays nothing), and so is a group whose first request
+is already that old (under saturation, where groups gather while the last one is written).
+Four share an fsync well enough: groups that waited for the deadline whatever their size made
+the tail worse in slow stretches (docs/benchmarks.md, "Session 16").
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ _Settled = list[tuple["asyncio.Future[IngestResult]", IngestResult | BaseExcepti
 
 _WEIGHT = 0.2  # of the latest gap between hand-overs in their moving average
 _LONGEST = 1.0  # seconds: a longer gap (a quiet spell) counts as this long
+_ENOUGH = 4  # requests in a group that is written without waiting for more
 
 
 class Committer:
@@ -107,11 +110,11 @@ class Committer:
                     loop.call_soon_threadsafe(_settle, settled)
 
     def _gather(self) -> None:
-        """Wait (holding ``_cond``) for more requests, if they come closer than ``wait``."""
+        """Wait (holding ``_cond``) for more requests, if they come closer than ``wait`` apart."""
         if self._gap >= self._wait:
             return
         deadline = self._first + self._wait
-        while not self._closed:
+        while len(self._waiting) < _ENOUGH and not self._closed:
             left = deadline - time.monotonic()
             if left <= 0:
                 return

@@ -196,3 +196,19 @@ def test_closing_writes_a_waiting_group_without_waiting_it_out(tmp_path: Path) -
     events.close()
     rejected.close()
     assert groups == [1]
+
+
+def test_a_group_of_four_is_written_without_waiting_for_more(tmp_path: Path) -> None:
+    ingest, events, rejected = ingestor(tmp_path)
+    groups: list[int] = []
+    committer = Committer(recorded(ingest, groups), wait=3_600.0)  # the test would time out
+
+    async def four() -> list[int]:
+        tasks = [committer.commit(request(ingest, n, T0)) for n in range(4)]
+        return [result.accepted for result in await asyncio.gather(*tasks)]
+
+    assert asyncio.run(four()) == [3] * 4
+    committer.close()
+    events.close()
+    rejected.close()
+    assert groups == [4]
