@@ -75,6 +75,13 @@ def _json(
     return Response(orjson.dumps(body), status, headers, media_type="application/json")
 
 
+def commit_wait(settings: CollectorSettings) -> float:
+    """How long a group commit may wait for more requests (``_committer``): only when each
+    group costs an fsync. Without one (``fsync`` ``interval`` or ``never``) waiting added ~1 ms
+    to the median latency for no CPU saved (docs/benchmarks.md, "Session 16")."""
+    return settings.commit_wait_seconds if settings.fsync == "always" else 0.0
+
+
 def _deduplicator(settings: CollectorSettings) -> DedupWindow:
     window, entries = settings.dedup_window_seconds, settings.dedup_max_entries
     if settings.profile_store == "redis" and settings.redis_url is not None:
@@ -180,7 +187,7 @@ class CollectorCore:
             via="api",
         )
         # Writes wait on the disk: one thread does them, every waiting request in one go.
-        self._committer = Committer(self.ingestor.commit_many, settings.commit_wait_seconds)
+        self._committer = Committer(self.ingestor.commit_many, commit_wait(settings))
         # The decisions in a batch's answer, the requests waiting together: on the loop with a
         # local store (SQLite), on a thread with Redis.
         self._inline: _InlineDecisions | None = None

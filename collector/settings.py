@@ -153,7 +153,7 @@ class CollectorSettings(BaseModel):
         default=0.001,
         ge=0,
         le=0.1,
-        description="How long a group commit may wait for requests still being checked.",
+        description="How long a group commit may wait for more requests (fsync=always).",
     )
     rotate_bytes: int = Field(
         default=128 * 1024 * 1024, ge=1_024, description="Start a new NDJSON file past this."

@@ -11,6 +11,7 @@ import orjson
 from pydantic import SecretStr
 
 from journeykit.collector._committer import Committer
+from journeykit.collector.app import commit_wait
 from journeykit.collector.dedup import Deduplicator
 from journeykit.collector.ingest import Envelope, Ingestor, IngestResult, Prepared
 from journeykit.collector.settings import CollectorSettings
@@ -212,3 +213,15 @@ def test_a_group_of_four_is_written_without_waiting_for_more(tmp_path: Path) -> 
     events.close()
     rejected.close()
     assert groups == [4]
+
+
+def test_groups_wait_only_when_each_costs_an_fsync(tmp_path: Path) -> None:
+    def wait(**overrides: object) -> float:
+        settings = CollectorSettings(data_dir=tmp_path, write_keys=(SecretStr("k"),))
+        return commit_wait(settings.model_copy(update=overrides))
+
+    assert wait() == 0.001  # the default fsync is "always"
+    assert wait(commit_wait_seconds=0.004) == 0.004
+    assert wait(fsync="interval", commit_wait_seconds=0.004) == 0.0
+    assert wait(fsync="never") == 0.0
+    assert wait(commit_wait_seconds=0) == 0.0
