@@ -80,7 +80,10 @@ def _free_port() -> int:
 def _stat(path: Path) -> list[str]:
     """The fields of a ``/proc`` ``stat`` file after the command's name (``ppid`` first, then
     ``utime`` at 11 and ``stime`` at 12); raises ``FileNotFoundError`` once it has ended."""
-    return (path / "stat").read_text().rsplit(")", 1)[1].split()
+    try:
+        return (path / "stat").read_text().rsplit(")", 1)[1].split()
+    except ProcessLookupError:  # ended between the open and the read
+        raise FileNotFoundError(path) from None
 
 
 def _tree(pid: int) -> list[int]:
@@ -90,7 +93,7 @@ def _tree(pid: int) -> list[int]:
         if entry.name.isdigit():
             try:
                 fields = _stat(entry)
-            except (FileNotFoundError, ProcessLookupError):  # it ended meanwhile
+            except FileNotFoundError:  # it ended meanwhile
                 continue
             parents[int(entry.name)] = int(fields[1])
     tree, todo = [pid], [pid]

@@ -120,15 +120,21 @@ def test_a_resend_during_a_write_that_fails_is_not_a_duplicate(tmp_path: Path) -
     }
 
 
+def handed_over_together(committer: Committer, ingest: Ingestor, count: int) -> list[int]:
+    """Hand ``count`` requests to ``committer`` in one pass of a loop; their accepted counts."""
+
+    async def together() -> list[int]:
+        tasks = [committer.commit(request(ingest, n, T0)) for n in range(count)]
+        return [result.accepted for result in await asyncio.gather(*tasks)]
+
+    return asyncio.run(together())
+
+
 def test_the_writer_thread_answers_each_waiting_request(tmp_path: Path) -> None:
     ingest, events, rejected = ingestor(tmp_path)
     committer = Committer(ingest.commit_many)
 
-    async def many() -> list[int]:
-        tasks = [committer.commit(request(ingest, n, T0)) for n in range(50)]
-        return [result.accepted for result in await asyncio.gather(*tasks)]
-
-    assert asyncio.run(many()) == [3] * 50
+    assert handed_over_together(committer, ingest, 50) == [3] * 50
     committer.close()
     events.close()
     rejected.close()
@@ -204,11 +210,7 @@ def test_a_group_of_four_is_written_without_waiting_for_more(tmp_path: Path) -> 
     groups: list[int] = []
     committer = Committer(recorded(ingest, groups), wait=3_600.0)  # the test would time out
 
-    async def four() -> list[int]:
-        tasks = [committer.commit(request(ingest, n, T0)) for n in range(4)]
-        return [result.accepted for result in await asyncio.gather(*tasks)]
-
-    assert asyncio.run(four()) == [3] * 4
+    assert handed_over_together(committer, ingest, 4) == [3] * 4
     committer.close()
     events.close()
     rejected.close()
